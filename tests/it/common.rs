@@ -1,0 +1,92 @@
+//! Helpers shared by the integration tests.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use lighthouse_share::action::{self, Permission};
+use lighthouse_share::credentials::Credentials;
+use lighthouse_share::sign::{self, Tc3Input};
+use lighthouse_share::simulator::{
+    DEFAULT_SECRET_ID, DEFAULT_SECRET_KEY, Simulator, SimulatorConfig, SimulatorHandle,
+};
+use serde_json::Value;
+
+pub async fn start(config: SimulatorConfig) -> SimulatorHandle {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    Simulator::start(listener, config).unwrap()
+}
+
+pub fn simulator_credentials() -> Credentials {
+    Credentials::new(DEFAULT_SECRET_ID, DEFAULT_SECRET_KEY, None)
+}
+
+pub fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+/// One hand-made request, so that tests can bend any part of it.
+pub struct Call {
+    pub credentials: Credentials,
+    pub region: String,
+    pub body: Vec<u8>,
+    pub timestamp: u64,
+    /// Sign `x-tc-action` too, as newer demos do.
+    pub signed_action: bool,
+}
+
+impl Call {
+    pub fn new(region: &str, image_id: &str, permission: Permission) -> Self {
+        Self {
+            credentials: simulator_credentials(),
+            region: region.to_string(),
+            body: action::request_body(image_id, permission),
+            timestamp: unix_now(),
+            signed_action: false,
+        }
+    }
+
+    /// Sends it; returns the HTTP status and the `Response` object (or the raw body's text).
+    pub async fn send(&self, http: &reqwest::Client, addr: std::net::SocketAddr) -> (u16, Value) {
+        let host = addr.to_string();
+        let signature = sign::tc3(&Tc3Input {
+            secret_key: self.credentials.secret_key.expose(),
+            timestamp: self.timestamp,
+            service: action::SERVICE,
+            host: &host,
+            content_type: action::CONTENT_TYPE,
+            signed_action: self.signed_action.then_some(action::ACTION),
+            body: &self.body,
+        });
+        let response = http
+            .post(format!("http://{host}/"))
+            .header(
+                "Authorization",
+                signature.authorization(&self.credentials.secret_id),
+            )
+            .header("Content-Type", action::CONTENT_TYPE)
+            .header("X-TC-Action", action::ACTION)
+            .header("X-TC-Version", action::VERSION)
+            .header("X-TC-Region", &self.region)
+            .header("X-TC-Timestamp", self.timestamp.to_string())
+            .body(self.body.clone())
+            .send()
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        let text = response.text().await.unwrap();
+        let value = serde_json::from_str::<Value>(&text)
+            .map(|v| v["Response"].clone())
+            .unwrap_or(Value::String(text));
+        (status, value)
+    }
+}
+
+/// The error code of a `Response` object, or `OK`.
+pub fn code(response: &Value) -> String {
+    response["Error"]["Code"]
+        .as_str()
+        .unwrap_or("OK")
+        .to_string()
+}

@@ -1,0 +1,5 @@
+//! All integration tests, built as one binary. They talk to the real simulator over real HTTP
+//! on `127.0.0.1:0`.
+
+mod common;
+mod simulator;
