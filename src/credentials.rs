@@ -52,3 +52,45 @@ impl Credentials {
         }
     }
 }
+
+/// Where the run's credentials come from. The pool asks it before every attempt, so that
+/// credentials that expire can be refreshed in the middle of a run.
+#[derive(Clone, Debug)]
+pub enum Provider {
+    Static {
+        credentials: Credentials,
+        /// Where they were found, for the log line that names the source.
+        source: String,
+    },
+}
+
+impl Provider {
+    /// The credentials to sign the next request with.
+    pub async fn current(&self) -> anyhow::Result<Credentials> {
+        match self {
+            Self::Static { credentials, .. } => Ok(credentials.clone()),
+        }
+    }
+
+    /// Where the credentials come from, for the log: never the secret.
+    pub fn source(&self) -> &str {
+        match self {
+            Self::Static { source, .. } => source,
+        }
+    }
+
+    /// `TENCENTCLOUD_SECRET_ID` / `TENCENTCLOUD_SECRET_KEY`, with `TENCENTCLOUD_SESSION_TOKEN`
+    /// or `TENCENTCLOUD_TOKEN` for temporary credentials.
+    pub fn from_env(env: &dyn Fn(&str) -> Option<String>) -> Option<Self> {
+        let secret_id = env("TENCENTCLOUD_SECRET_ID").filter(|v| !v.is_empty())?;
+        let secret_key = env("TENCENTCLOUD_SECRET_KEY").filter(|v| !v.is_empty())?;
+        let token = env("TENCENTCLOUD_SESSION_TOKEN")
+            .or_else(|| env("TENCENTCLOUD_TOKEN"))
+            .filter(|v| !v.is_empty())
+            .map(Secret::from);
+        Some(Self::Static {
+            credentials: Credentials::new(&secret_id, &secret_key, token),
+            source: "environment (TENCENTCLOUD_SECRET_ID)".to_string(),
+        })
+    }
+}

@@ -14,3 +14,7 @@ pub mod credentials;
 pub mod run;
 pub mod sign;
 pub mod simulator;
+pub mod input;
+pub mod suggest;
+pub mod limiter;
+pub mod api;

@@ -1,0 +1,111 @@
+//! Pacing: one governor limiter per rate bucket, so that no one-second window ever holds more
+//! than the rate.
+//!
+//! governor's usual quota has a burst as large as the rate, which lets about twice the rate
+//! through in the first second. Here the burst is one: requests are spaced evenly, one every
+//! `1 / (rate × UTILISATION)` seconds, so any window of one second holds at most
+//! `ceil(rate)`. The small margin absorbs the jitter between the moment a request is sent and
+//! the moment the server counts it: at 20/s it is 10 ms per 20 requests.
+
+use std::num::NonZeroU32;
+use std::time::Duration;
+
+use governor::clock::{Clock, DefaultClock};
+use governor::middleware::NoOpMiddleware;
+use governor::state::{InMemoryState, NotKeyed};
+use governor::{Quota, RateLimiter};
+
+/// The share of the rate actually used.
+pub const UTILISATION: f64 = 0.99;
+
+/// The quota that paces requests at `rate` per second (with the margin), burst one.
+pub fn quota(rate: f64) -> Quota {
+    let period = Duration::from_secs_f64(1.0 / (rate * UTILISATION));
+    Quota::with_period(period)
+        .unwrap_or_else(|| Quota::per_second(NonZeroU32::MAX))
+        .allow_burst(NonZeroU32::MIN)
+}
+
+/// The pacer of one rate bucket.
+pub struct Limiter<C: Clock = DefaultClock> {
+    inner: RateLimiter<NotKeyed, InMemoryState, C, NoOpMiddleware<C::Instant>>,
+}
+
+impl Limiter {
+    pub fn new(rate: f64) -> Self {
+        Self::with_clock(rate, DefaultClock::default())
+    }
+
+    /// Waits until the next request may be sent.
+    pub async fn pace(&self) {
+        self.inner.until_ready().await;
+    }
+}
+
+impl<C: Clock> Limiter<C> {
+    pub fn with_clock(rate: f64, clock: C) -> Self {
+        Self {
+            inner: RateLimiter::direct_with_clock(quota(rate), clock),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use governor::clock::{FakeRelativeClock, Reference};
+
+    /// Sends `n` requests as fast as the limiter allows, on a fake clock; returns the send
+    /// times. `lateness` is added to every wait, as a busy machine's timers would.
+    fn send_times(rate: f64, n: usize, lateness: Duration) -> Vec<Duration> {
+        let clock = FakeRelativeClock::default();
+        let limiter = Limiter::with_clock(rate, clock.clone());
+        let start = clock.now();
+        let mut times = Vec::new();
+        while times.len() < n {
+            match limiter.inner.check() {
+                Ok(()) => times.push(clock.now().duration_since(start).into()),
+                Err(not_until) => clock.advance(not_until.wait_time_from(clock.now()) + lateness),
+            }
+        }
+        times
+    }
+
+    /// The most sends inside any one-second window `[t, t + 1s)`.
+    fn busiest_second(times: &[Duration]) -> usize {
+        let mut most = 0;
+        let mut first = 0;
+        for (last, t) in times.iter().enumerate() {
+            while *t - times[first] >= Duration::from_secs(1) {
+                first += 1;
+            }
+            most = most.max(last - first + 1);
+        }
+        most
+    }
+
+    #[test]
+    fn no_one_second_window_holds_more_than_the_rate() {
+        for rate in [20.0, 7.0, 0.5] {
+            for lateness in [Duration::ZERO, Duration::from_micros(300)] {
+                let times = send_times(rate, 200, lateness);
+                let allowed = rate.ceil() as usize;
+                assert_eq!(busiest_second(&times), allowed, "rate {rate}, lateness {lateness:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn the_first_second_gets_no_burst() {
+        let times = send_times(20.0, 40, Duration::ZERO);
+        let in_first_second = times.iter().filter(|t| **t < Duration::from_secs(1)).count();
+        assert_eq!(in_first_second, 20, "a burst-20 quota would let 40 through");
+    }
+
+    #[test]
+    fn the_pace_keeps_the_utilisation_it_promises() {
+        let times = send_times(20.0, 201, Duration::ZERO);
+        let achieved = 200.0 / times[200].as_secs_f64();
+        assert!((achieved / 20.0 - UTILISATION).abs() < 1e-6, "{achieved}");
+    }
+}
