@@ -119,7 +119,11 @@ pub struct Client {
 }
 
 impl Client {
-    pub fn new(endpoint: Endpoint, credentials: Provider, timeout: Duration) -> anyhow::Result<Self> {
+    pub fn new(
+        endpoint: Endpoint,
+        credentials: Provider,
+        timeout: Duration,
+    ) -> anyhow::Result<Self> {
         let http = reqwest::Client::builder()
             .pool_max_idle_per_host(256)
             .tcp_nodelay(true)
@@ -148,11 +152,10 @@ impl Client {
             (Some(host), None) => host.to_string(),
             (None, _) => return Err(transport(CONNECTION_ERROR, format!("no host in {url}"))),
         };
-        let credentials = self
-            .credentials
-            .current()
-            .await
-            .map_err(|e| transport(CONNECTION_ERROR, format!("cannot get credentials: {e:#}")))?;
+        let credentials =
+            self.credentials.current().await.map_err(|e| {
+                transport(CONNECTION_ERROR, format!("cannot get credentials: {e:#}"))
+            })?;
         let body = action::request_body(&row.image_id, row.permission);
         let headers = sign::headers(
             &credentials,
@@ -174,21 +177,19 @@ impl Client {
         for (name, value) in headers {
             request = request.header(name, value);
         }
-        let response = request.send().await.map_err(|e| {
+        let network = |e: reqwest::Error| {
             if e.is_timeout() {
-                transport(TIMEOUT, format!("no answer within {:?}", self.timeout))
+                transport(
+                    TIMEOUT,
+                    format!("no complete answer within {:?}", self.timeout),
+                )
             } else {
-                transport(CONNECTION_ERROR, format!("{}", error_chain(&e)))
+                transport(CONNECTION_ERROR, error_chain(&e))
             }
-        })?;
+        };
+        let response = request.send().await.map_err(network)?;
         let status = response.status();
-        let bytes = response.bytes().await.map_err(|e| {
-            if e.is_timeout() {
-                transport(TIMEOUT, format!("answer not complete within {:?}", self.timeout))
-            } else {
-                transport(CONNECTION_ERROR, format!("{}", error_chain(&e)))
-            }
-        })?;
+        let bytes = response.bytes().await.map_err(network)?;
         if status != reqwest::StatusCode::OK {
             return Err(transport(
                 &format!("{HTTP_STATUS}{}", status.as_u16()),
@@ -307,7 +308,10 @@ mod tests {
             assert_eq!(classify(code, share), class, "{code}");
         }
         assert_eq!(
-            classify("UnsupportedOperation.ImageAlreadyShared", Permission::Cancel),
+            classify(
+                "UnsupportedOperation.ImageAlreadyShared",
+                Permission::Cancel
+            ),
             Permanent,
             "only SHARE can be already done"
         );
@@ -317,13 +321,23 @@ mod tests {
     fn answers_parse_into_success_or_classified_errors() {
         let ok = br#"{"Response":{"BlueprintId":"lhbp-su83x02a","RequestId":"r1"}}"#;
         assert_eq!(
-            parse_answer(ok, Permission::Share).unwrap().blueprint_id.as_deref(),
+            parse_answer(ok, Permission::Share)
+                .unwrap()
+                .blueprint_id
+                .as_deref(),
             Some("lhbp-su83x02a")
         );
-        let error = br#"{"Response":{"Error":{"Code":"InternalError","Message":"m"},"RequestId":"r2"}}"#;
+        let error =
+            br#"{"Response":{"Error":{"Code":"InternalError","Message":"m"},"RequestId":"r2"}}"#;
         let error = parse_answer(error, Permission::Share).unwrap_err();
-        assert_eq!((error.class, error.request_id.as_deref()), (Class::Transient, Some("r2")));
+        assert_eq!(
+            (error.class, error.request_id.as_deref()),
+            (Class::Transient, Some("r2"))
+        );
         let html = parse_answer(b"<html>bad gateway</html>", Permission::Share).unwrap_err();
-        assert_eq!((html.code.as_str(), html.class), (INVALID_RESPONSE, Class::Transient));
+        assert_eq!(
+            (html.code.as_str(), html.class),
+            (INVALID_RESPONSE, Class::Transient)
+        );
     }
 }

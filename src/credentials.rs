@@ -94,3 +94,30 @@ impl Provider {
         })
     }
 }
+
+/// The places credentials are looked for, in order, for the message when none is found.
+const PLACES: &str = "1. TENCENTCLOUD_SECRET_ID and TENCENTCLOUD_SECRET_KEY in the environment\n\
+  2. the config file's [credentials] table (secret_id, secret_key)\n\
+  3. TENCENTCLOUD_CREDENTIALS_FILE, else ~/.tencentcloud/credentials (INI, section [PROFILE])\n\
+  4. tccli's ~/.tccli/PROFILE.credential\n\
+  5. the CAM role of this CVM instance, from the metadata service";
+
+/// Finds credentials along the chain of SPEC §6; the first place that has them wins.
+pub fn find(
+    env: &dyn Fn(&str) -> Option<String>,
+    file: &crate::config::CredentialsSection,
+    profile: &str,
+) -> Result<Provider, crate::config::ConfigError> {
+    if let Some(provider) = Provider::from_env(env) {
+        return Ok(provider);
+    }
+    if let (Some(id), Some(key)) = (&file.secret_id, &file.secret_key) {
+        return Ok(Provider::Static {
+            credentials: Credentials::new(id, key, file.token.clone().map(Secret::from)),
+            source: "the config file's [credentials]".to_string(),
+        });
+    }
+    Err(crate::config::ConfigError(format!(
+        "no credentials found (profile `{profile}`); they are looked for in:\n  {PLACES}"
+    )))
+}

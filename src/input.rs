@@ -17,7 +17,9 @@ use crate::suggest;
 pub enum InputError {
     #[error("cannot read {path}: {source}")]
     Open { path: PathBuf, source: io::Error },
-    #[error("{path}: the file is empty; it needs a header row with region, image_id and permission")]
+    #[error(
+        "{path}: the file is empty; it needs a header row with region, image_id and permission"
+    )]
     Empty { path: PathBuf },
     #[error(
         "{path}: no `{column}` column in the header row ({found}); the header needs region, image_id (or ImageId, image) and permission"
@@ -136,7 +138,11 @@ impl Iterator for Reader {
 
 /// Blank lines and lines whose first cell starts with `#` are not rows.
 fn is_skipped(record: &csv::StringRecord) -> bool {
-    let first = record.get(0).unwrap_or("").trim_start_matches('\u{feff}').trim();
+    let first = record
+        .get(0)
+        .unwrap_or("")
+        .trim_start_matches('\u{feff}')
+        .trim();
     first.starts_with('#') || record.iter().all(|cell| cell.trim().is_empty())
 }
 
@@ -218,11 +224,15 @@ fn check_region(value: &str) -> Result<(), String> {
         .filter(|(_, n)| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
         .and_then(|(region, _)| action::supported_region(region));
     let hint = match (zone_of, suggest::nearest(value, &action::REGIONS)) {
-        (Some(region), _) => format!("`{value}` is an availability zone; use its region `{region}`"),
+        (Some(region), _) => {
+            format!("`{value}` is an availability zone; use its region `{region}`")
+        }
         (None, Some(region)) => format!("did you mean `{region}`?"),
         (None, None) => format!("supported regions: {}", action::REGIONS.join(", ")),
     };
-    Err(format!("region `{value}` is not a region this action supports: {hint}"))
+    Err(format!(
+        "region `{value}` is not a region this action supports: {hint}"
+    ))
 }
 
 fn check_image_id(value: &str) -> Result<(), String> {
@@ -254,7 +264,9 @@ fn check_permission(value: &str) -> Result<(), String> {
         Some(near) => format!("did you mean `{near}`?"),
         None => "use SHARE to share the image to Lighthouse, CANCEL to stop sharing it".to_string(),
     };
-    Err(format!("permission `{value}` is not SHARE or CANCEL: {hint}"))
+    Err(format!(
+        "permission `{value}` is not SHARE or CANCEL: {hint}"
+    ))
 }
 
 #[cfg(test)]
@@ -262,7 +274,10 @@ mod tests {
     use super::*;
 
     fn read(text: &str) -> Result<Vec<Record>, InputError> {
-        let reader = Reader::from_reader(Path::new("t.csv"), Box::new(io::Cursor::new(text.to_string())))?;
+        let reader = Reader::from_reader(
+            Path::new("t.csv"),
+            Box::new(io::Cursor::new(text.to_string())),
+        )?;
         reader.collect()
     }
 
@@ -286,12 +301,19 @@ mod tests {
         );
         assert_eq!(records[1].line, 5, "lines count blank and comment lines");
         let row = records[1].validate().unwrap();
-        assert_eq!((row.region, row.permission), ("ap-tokyo", Permission::Cancel));
+        assert_eq!(
+            (row.region, row.permission),
+            ("ap-tokyo", Permission::Cancel)
+        );
     }
 
     #[test]
     fn header_aliases_are_accepted() {
-        for header in ["region,ImageId,permission", "Region,image,Permission", "REGION,image id,permission"] {
+        for header in [
+            "region,ImageId,permission",
+            "Region,image,Permission",
+            "REGION,image id,permission",
+        ] {
             let records = read(&format!("{header}\nap-seoul,img-abcdefgh,SHARE\n")).unwrap();
             assert_eq!(records[0].image_id, "img-abcdefgh", "{header}");
         }
@@ -299,7 +321,9 @@ mod tests {
 
     #[test]
     fn a_missing_column_names_the_column_and_the_header_found() {
-        let error = read("region,image_id,perm\nap-seoul,img-abcdefgh,SHARE\n").unwrap_err().to_string();
+        let error = read("region,image_id,perm\nap-seoul,img-abcdefgh,SHARE\n")
+            .unwrap_err()
+            .to_string();
         assert!(error.contains("`permission`"), "{error}");
         assert!(error.contains("region,image_id,perm"), "{error}");
         assert!(matches!(read(""), Err(InputError::Empty { .. })));
@@ -308,11 +332,36 @@ mod tests {
     #[test]
     fn bad_cells_get_messages_that_say_how_to_fix_them() {
         let cases = [
-            ("ap-guangzhou-3", "img-abcdefgh", "SHARE", "use its region `ap-guangzhou`"),
-            ("ap-guangzou", "img-abcdefgh", "SHARE", "did you mean `ap-guangzhou`?"),
-            ("ap-seoul", "img-abcdefgh", "CANEL", "did you mean `CANCEL`?"),
-            ("ap-seoul", "img-ABCDEFGH", "SHARE", "did you mean `img-abcdefgh`?"),
-            ("ap-seoul", "img-abcdefg", "SHARE", "it has 7 characters after img-"),
+            (
+                "ap-guangzhou-3",
+                "img-abcdefgh",
+                "SHARE",
+                "use its region `ap-guangzhou`",
+            ),
+            (
+                "ap-guangzou",
+                "img-abcdefgh",
+                "SHARE",
+                "did you mean `ap-guangzhou`?",
+            ),
+            (
+                "ap-seoul",
+                "img-abcdefgh",
+                "CANEL",
+                "did you mean `CANCEL`?",
+            ),
+            (
+                "ap-seoul",
+                "img-ABCDEFGH",
+                "SHARE",
+                "did you mean `img-abcdefgh`?",
+            ),
+            (
+                "ap-seoul",
+                "img-abcdefg",
+                "SHARE",
+                "it has 7 characters after img-",
+            ),
             ("ap-seoul", "img-abcdefgh", "DELETE", "use SHARE to share"),
             ("", "img-abcdefgh", "SHARE", "region is empty"),
         ];
@@ -330,11 +379,19 @@ mod tests {
 
     #[test]
     fn non_utf8_is_an_error_naming_the_line() {
-        let mut bytes = b"region,image_id,permission\nap-seoul,img-abcdefgh,SHARE\nap-seoul,img-".to_vec();
+        let mut bytes =
+            b"region,image_id,permission\nap-seoul,img-abcdefgh,SHARE\nap-seoul,img-".to_vec();
         bytes.extend([0xff, 0xfe]);
         bytes.extend(b"abcdef,SHARE\n");
-        let reader = Reader::from_reader(Path::new("t.csv"), Box::new(io::Cursor::new(bytes))).unwrap();
-        let error = reader.collect::<Result<Vec<_>, _>>().unwrap_err().to_string();
-        assert!(error.contains("line 3") && error.contains("CSV UTF-8"), "{error}");
+        let reader =
+            Reader::from_reader(Path::new("t.csv"), Box::new(io::Cursor::new(bytes))).unwrap();
+        let error = reader
+            .collect::<Result<Vec<_>, _>>()
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("line 3") && error.contains("CSV UTF-8"),
+            "{error}"
+        );
     }
 }

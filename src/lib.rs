@@ -9,12 +9,16 @@
 //! API that tests, benchmarks and `run --simulate` talk to.
 
 pub mod action;
+pub mod api;
 pub mod cli;
+pub mod config;
 pub mod credentials;
+pub mod input;
+pub mod limiter;
+pub mod pool;
+pub mod progress;
+pub mod results;
 pub mod run;
 pub mod sign;
 pub mod simulator;
-pub mod input;
 pub mod suggest;
-pub mod limiter;
-pub mod api;

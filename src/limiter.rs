@@ -90,7 +90,11 @@ mod tests {
             for lateness in [Duration::ZERO, Duration::from_micros(300)] {
                 let times = send_times(rate, 200, lateness);
                 let allowed = rate.ceil() as usize;
-                assert_eq!(busiest_second(&times), allowed, "rate {rate}, lateness {lateness:?}");
+                assert_eq!(
+                    busiest_second(&times),
+                    allowed,
+                    "rate {rate}, lateness {lateness:?}"
+                );
             }
         }
     }
@@ -98,7 +102,10 @@ mod tests {
     #[test]
     fn the_first_second_gets_no_burst() {
         let times = send_times(20.0, 40, Duration::ZERO);
-        let in_first_second = times.iter().filter(|t| **t < Duration::from_secs(1)).count();
+        let in_first_second = times
+            .iter()
+            .filter(|t| **t < Duration::from_secs(1))
+            .count();
         assert_eq!(in_first_second, 20, "a burst-20 quota would let 40 through");
     }
 

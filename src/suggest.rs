@@ -6,7 +6,12 @@ pub fn nearest<'a>(value: &str, candidates: &[&'a str]) -> Option<&'a str> {
     let limit = (value.chars().count() / 3).clamp(1, 3);
     candidates
         .iter()
-        .map(|candidate| (distance(&value, &candidate.to_ascii_lowercase()), *candidate))
+        .map(|candidate| {
+            (
+                distance(&value, &candidate.to_ascii_lowercase()),
+                *candidate,
+            )
+        })
         .filter(|(d, _)| *d <= limit)
         .min_by_key(|(d, _)| *d)
         .map(|(_, candidate)| candidate)
@@ -36,7 +41,10 @@ mod tests {
         assert_eq!(nearest("CANEL", &["SHARE", "CANCEL"]), Some("CANCEL"));
         assert_eq!(nearest("shar", &["SHARE", "CANCEL"]), Some("SHARE"));
         assert_eq!(nearest("delete", &["SHARE", "CANCEL"]), None);
-        assert_eq!(nearest("ap-guangzou", &crate::action::REGIONS), Some("ap-guangzhou"));
+        assert_eq!(
+            nearest("ap-guangzou", &crate::action::REGIONS),
+            Some("ap-guangzhou")
+        );
         assert_eq!(distance("kitten", "sitting"), 3);
     }
 }

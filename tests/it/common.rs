@@ -4,6 +4,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use lighthouse_share::action::{self, Permission};
 use lighthouse_share::credentials::Credentials;
+use lighthouse_share::results::Outcome;
 use lighthouse_share::sign::{self, Tc3Input};
 use lighthouse_share::simulator::{
     DEFAULT_SECRET_ID, DEFAULT_SECRET_KEY, Simulator, SimulatorConfig, SimulatorHandle,
@@ -89,4 +90,97 @@ pub fn code(response: &Value) -> String {
         .as_str()
         .unwrap_or("OK")
         .to_string()
+}
+
+/// A simulator fast enough for tests: a high limit, no latency.
+pub fn fast_simulator() -> SimulatorConfig {
+    SimulatorConfig {
+        rate: 10_000,
+        ..SimulatorConfig::default()
+    }
+}
+
+/// A job to run: an input file in a temporary directory and the options to run it with.
+pub struct Job {
+    pub dir: tempfile::TempDir,
+    pub input: std::path::PathBuf,
+    pub secret_key: String,
+    pub rate: f64,
+    pub concurrency: usize,
+    pub max_attempts: u32,
+    pub timeout_secs: f64,
+    pub resume: bool,
+}
+
+impl Job {
+    pub fn new(csv: &str) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let input = dir.path().join("images.csv");
+        std::fs::write(&input, csv).unwrap();
+        Self {
+            dir,
+            input,
+            secret_key: DEFAULT_SECRET_KEY.to_string(),
+            rate: 1000.0,
+            concurrency: 32,
+            max_attempts: 8,
+            timeout_secs: 5.0,
+            resume: false,
+        }
+    }
+
+    /// `n` rows of distinct images in one region.
+    pub fn with_rows(n: usize, region: &str, permission: Permission) -> Self {
+        let mut csv = String::from("region,image_id,permission\n");
+        for i in 0..n {
+            csv.push_str(&format!("{region},img-{i:08},{permission}\n"));
+        }
+        Self::new(&csv)
+    }
+
+    pub fn output(&self) -> std::path::PathBuf {
+        self.dir.path().join("images.results.csv")
+    }
+
+    pub fn config(&self, sim: &SimulatorHandle) -> lighthouse_share::config::RunConfig {
+        let args = lighthouse_share::cli::RunArgs {
+            input: self.input.clone(),
+            endpoint: Some(sim.endpoint()),
+            rate: Some(self.rate),
+            concurrency: Some(self.concurrency),
+            max_attempts: Some(self.max_attempts),
+            timeout: Some(self.timeout_secs),
+            resume: self.resume,
+            ..Default::default()
+        };
+        let key = self.secret_key.clone();
+        let env = move |name: &str| match name {
+            "TENCENTCLOUD_SECRET_ID" => Some(DEFAULT_SECRET_ID.to_string()),
+            "TENCENTCLOUD_SECRET_KEY" => Some(key.clone()),
+            _ => None,
+        };
+        let mut config = lighthouse_share::config::RunConfig::resolve(args, &env).unwrap();
+        config.backoff.base = std::time::Duration::from_millis(5);
+        config.backoff.max = std::time::Duration::from_millis(50);
+        config
+    }
+
+    /// Runs to the end; returns the report and the results file's rows.
+    pub async fn run(
+        &self,
+        sim: &SimulatorHandle,
+    ) -> (lighthouse_share::run::Report, Vec<Outcome>) {
+        let report = lighthouse_share::run::run(self.config(sim), std::future::pending())
+            .await
+            .unwrap();
+        (report, self.results())
+    }
+
+    pub fn results(&self) -> Vec<Outcome> {
+        csv::Reader::from_path(self.output())
+            .unwrap()
+            .deserialize()
+            .map(Result::unwrap)
+            .collect()
+    }
 }

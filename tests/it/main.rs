@@ -2,4 +2,5 @@
 //! on `127.0.0.1:0`.
 
 mod common;
+mod run;
 mod simulator;

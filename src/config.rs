@@ -1,0 +1,309 @@
+//! Configuration: the command line, the environment and the config file become one validated
+//! [`RunConfig`] before the first request. A flag wins over the environment (clap reads the
+//! `LIGHTHOUSE_SHARE_*` variables), which wins over the file, which wins over the default.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::action::RateScope;
+use crate::api::Endpoint;
+use crate::cli::{LogFormat, RunArgs};
+use crate::credentials::{self, Provider};
+use crate::pool::Backoff;
+use crate::suggest;
+
+pub const DEFAULT_ENDPOINT: &str = "https://lighthouse.{region}.tencentcloudapi.com";
+
+/// A configuration mistake: exit 2, with a message that names the fix.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct ConfigError(pub String);
+
+fn error(message: impl Into<String>) -> ConfigError {
+    ConfigError(message.into())
+}
+
+/// Everything a run needs, validated.
+#[derive(Debug, Clone)]
+pub struct RunConfig {
+    /// The input file; `-` is standard input.
+    pub input: PathBuf,
+    pub output: PathBuf,
+    pub endpoint: Endpoint,
+    pub rate: f64,
+    pub rate_scope: RateScope,
+    pub concurrency: usize,
+    pub max_attempts: u32,
+    pub timeout: Duration,
+    pub backoff: Backoff,
+    pub resume: bool,
+    pub dry_run: bool,
+    /// Run against an in-process simulator; `endpoint` is then set when it starts.
+    pub simulate: bool,
+    pub credentials: Option<Provider>,
+    pub log_format: LogFormat,
+    pub quiet: bool,
+    pub verbose: u8,
+}
+
+/// The config file, as TOML. Every key is optional.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    #[serde(default)]
+    pub run: RunSection,
+    #[serde(default)]
+    pub credentials: CredentialsSection,
+    #[serde(default)]
+    pub retry: RetrySection,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunSection {
+    pub output: Option<PathBuf>,
+    pub profile: Option<String>,
+    pub endpoint: Option<String>,
+    pub rate: Option<f64>,
+    pub rate_scope: Option<RateScope>,
+    pub concurrency: Option<usize>,
+    pub max_attempts: Option<u32>,
+    pub timeout: Option<f64>,
+    pub resume: Option<bool>,
+    pub dry_run: Option<bool>,
+    pub simulate: Option<bool>,
+    pub log_format: Option<LogFormat>,
+    pub quiet: Option<bool>,
+    pub verbose: Option<u8>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CredentialsSection {
+    pub secret_id: Option<String>,
+    pub secret_key: Option<String>,
+    pub token: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetrySection {
+    pub base_ms: Option<u64>,
+    pub max_ms: Option<u64>,
+}
+
+/// The keys the file may hold, per table, for "did you mean" on a typo.
+const KNOWN_KEYS: [(&str, &[&str]); 3] = [
+    (
+        "run",
+        &[
+            "output",
+            "profile",
+            "endpoint",
+            "rate",
+            "rate_scope",
+            "concurrency",
+            "max_attempts",
+            "timeout",
+            "resume",
+            "dry_run",
+            "simulate",
+            "log_format",
+            "quiet",
+            "verbose",
+        ],
+    ),
+    ("credentials", &["secret_id", "secret_key", "token"]),
+    ("retry", &["base_ms", "max_ms"]),
+];
+
+impl FileConfig {
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            error(format!(
+                "cannot read the config file {}: {e}",
+                path.display()
+            ))
+        })?;
+        let table: toml::Table = text
+            .parse()
+            .map_err(|e| error(format!("{} is not valid TOML: {e}", path.display())))?;
+        check_keys(path, &table)?;
+        toml::from_str(&text).map_err(|e| error(format!("{}: {e}", path.display())))
+    }
+}
+
+/// Names an unknown table or key, and the known one it is nearest to.
+fn check_keys(path: &Path, table: &toml::Table) -> Result<(), ConfigError> {
+    let tables: Vec<&str> = KNOWN_KEYS.iter().map(|(name, _)| *name).collect();
+    let unknown = |what: &str, name: &str, known: &[&str]| {
+        let hint = match suggest::nearest(name, known) {
+            Some(near) => format!("did you mean `{near}`?"),
+            None => format!("known: {}", known.join(", ")),
+        };
+        error(format!(
+            "{}: unknown {what} `{name}`: {hint}",
+            path.display()
+        ))
+    };
+    for (name, value) in table {
+        let Some((_, keys)) = KNOWN_KEYS.iter().find(|(table, _)| table == name) else {
+            return Err(unknown("table", name, &tables));
+        };
+        let Some(inner) = value.as_table() else {
+            return Err(error(format!(
+                "{}: `{name}` must be a table ([{name}])",
+                path.display()
+            )));
+        };
+        if let Some(key) = inner.keys().find(|key| !keys.contains(&key.as_str())) {
+            return Err(unknown(&format!("key in [{name}]"), key, keys));
+        }
+    }
+    Ok(())
+}
+
+impl RunConfig {
+    /// Resolves the arguments, the environment (through `env`) and the config file.
+    pub fn resolve(
+        args: RunArgs,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Self, ConfigError> {
+        let file = match &args.config {
+            Some(path) => FileConfig::load(path)?,
+            None => FileConfig::default(),
+        };
+        let run = &file.run;
+        let simulate = args.simulate || run.simulate.unwrap_or(false);
+        let endpoint = Endpoint::new(
+            args.endpoint
+                .as_deref()
+                .or(run.endpoint.as_deref())
+                .unwrap_or(DEFAULT_ENDPOINT),
+        );
+        if !simulate {
+            check_endpoint(&endpoint)?;
+        }
+        let rate_scope =
+            args.rate_scope
+                .or(run.rate_scope)
+                .unwrap_or(if endpoint.has_region() || simulate {
+                    RateScope::Region
+                } else {
+                    RateScope::Endpoint
+                });
+        let rate = args.rate.or(run.rate).unwrap_or(20.0);
+        if !(rate.is_finite() && rate > 0.0) {
+            return Err(error(format!(
+                "--rate {rate}: give a positive number of requests per second, such as 20"
+            )));
+        }
+        let concurrency = args.concurrency.or(run.concurrency).unwrap_or(32);
+        if concurrency == 0 {
+            return Err(error("--concurrency 0: give at least 1"));
+        }
+        let max_attempts = args.max_attempts.or(run.max_attempts).unwrap_or(8);
+        if max_attempts == 0 {
+            return Err(error(
+                "--max-attempts 0: give at least 1 (the first attempt counts)",
+            ));
+        }
+        let timeout = args.timeout.or(run.timeout).unwrap_or(10.0);
+        if !(timeout.is_finite() && timeout > 0.0) {
+            return Err(error(format!(
+                "--timeout {timeout}: give a positive number of seconds"
+            )));
+        }
+        let backoff = Backoff {
+            base: Duration::from_millis(file.retry.base_ms.unwrap_or(500)),
+            max: Duration::from_millis(file.retry.max_ms.unwrap_or(20_000)),
+        };
+        if backoff.base > backoff.max {
+            return Err(error(
+                "[retry] base_ms is larger than max_ms: make base_ms the smaller",
+            ));
+        }
+        let output = args
+            .output
+            .or(run.output.clone())
+            .unwrap_or_else(|| default_output(&args.input));
+        let dry_run = args.dry_run || run.dry_run.unwrap_or(false);
+        let profile = args
+            .profile
+            .or(run.profile.clone())
+            .unwrap_or_else(|| "default".into());
+        let credentials = if simulate || dry_run {
+            None
+        } else {
+            Some(credentials::find(env, &file.credentials, &profile)?)
+        };
+        Ok(Self {
+            input: args.input,
+            output,
+            endpoint,
+            rate,
+            rate_scope,
+            concurrency,
+            max_attempts,
+            timeout: Duration::from_secs_f64(timeout),
+            backoff,
+            resume: args.resume || run.resume.unwrap_or(false),
+            dry_run,
+            simulate,
+            credentials,
+            log_format: args
+                .log_format
+                .or(run.log_format)
+                .unwrap_or(LogFormat::Text),
+            quiet: args.quiet || run.quiet.unwrap_or(false),
+            verbose: if args.verbose > 0 {
+                args.verbose
+            } else {
+                run.verbose.unwrap_or(0)
+            },
+        })
+    }
+}
+
+/// `INPUT` with its extension replaced by `.results.csv`; for standard input,
+/// `stdin.results.csv`.
+fn default_output(input: &Path) -> PathBuf {
+    if input == Path::new("-") {
+        return PathBuf::from("stdin.results.csv");
+    }
+    input.with_extension("results.csv")
+}
+
+/// Only `https://`, or `http://` to a loopback host: nothing signed crosses a network in clear.
+fn check_endpoint(endpoint: &Endpoint) -> Result<(), ConfigError> {
+    let example = endpoint.url("ap-guangzhou");
+    let url = reqwest::Url::parse(&example).map_err(|e| {
+        error(format!(
+            "--endpoint {}: not a URL ({e}); give one such as {DEFAULT_ENDPOINT}",
+            endpoint.template()
+        ))
+    })?;
+    match url.scheme() {
+        "https" => Ok(()),
+        "http" if is_loopback(url.host()) => Ok(()),
+        "http" => Err(error(format!(
+            "--endpoint {}: plain http:// is refused for a host that is not loopback, since the request would cross the network unencrypted; use https://",
+            endpoint.template()
+        ))),
+        scheme => Err(error(format!(
+            "--endpoint {}: the scheme `{scheme}` is not supported; use https://",
+            endpoint.template()
+        ))),
+    }
+}
+
+fn is_loopback(host: Option<url::Host<&str>>) -> bool {
+    match host {
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        Some(url::Host::Domain(name)) => name.eq_ignore_ascii_case("localhost"),
+        None => false,
+    }
+}

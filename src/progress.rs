@@ -1,0 +1,177 @@
+//! What a person or a cron mail sees while a run goes on: log lines (text or JSON) on stderr,
+//! a progress bar on a terminal, and off a terminal a progress line every 10 seconds.
+
+use std::io::{IsTerminal, Write};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use tracing_subscriber::EnvFilter;
+use tracing_subscriber::fmt::MakeWriter;
+
+use crate::cli::LogFormat;
+use crate::pool::Context;
+use crate::results::{Outcome, Status};
+
+/// The bar, when there is one: log lines are written around it.
+static BAR: OnceLock<ProgressBar> = OnceLock::new();
+
+/// Sets up logging on stderr: `-q` warnings and errors only, `-v` debug, `-vv` trace.
+pub fn init_logging(format: LogFormat, quiet: bool, verbose: u8) {
+    let level = match (quiet, verbose) {
+        (true, _) => "warn",
+        (false, 0) => "info",
+        (false, 1) => "debug",
+        _ => "trace",
+    };
+    let filter = EnvFilter::new(format!("warn,lighthouse_share={level}"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(BarAwareStderr)
+        .with_ansi(std::io::stderr().is_terminal());
+    let _ = match format {
+        LogFormat::Text => builder.with_target(false).try_init(),
+        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+    };
+}
+
+/// Writes to stderr, suspending the progress bar while it does.
+struct BarAwareStderr;
+
+impl<'a> MakeWriter<'a> for BarAwareStderr {
+    type Writer = BarAwareWriter;
+    fn make_writer(&'a self) -> Self::Writer {
+        BarAwareWriter
+    }
+}
+
+struct BarAwareWriter;
+
+impl Write for BarAwareWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match BAR.get() {
+            Some(bar) if !bar.is_finished() => bar.suspend(|| std::io::stderr().write_all(buf))?,
+            _ => std::io::stderr().write_all(buf)?,
+        }
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        std::io::stderr().flush()
+    }
+}
+
+/// Counts of finished rows, kept by the journal as rows are written.
+pub struct Progress {
+    /// Rows this run has to finish.
+    pub total: u64,
+    counts: [AtomicU64; 6],
+    started: Instant,
+}
+
+impl Progress {
+    pub fn new(total: u64) -> Self {
+        Self {
+            total,
+            counts: Default::default(),
+            started: Instant::now(),
+        }
+    }
+
+    pub fn record(&self, outcome: &Outcome) {
+        let i = Status::ALL
+            .iter()
+            .position(|s| *s == outcome.status)
+            .unwrap_or(0);
+        self.counts[i].fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn done(&self) -> u64 {
+        self.counts.iter().map(|c| c.load(Ordering::Relaxed)).sum()
+    }
+
+    /// `12 shared, 1 failed` — the statuses seen so far.
+    fn by_status(&self) -> String {
+        let parts: Vec<String> = Status::ALL
+            .iter()
+            .zip(&self.counts)
+            .map(|(status, n)| (status, n.load(Ordering::Relaxed)))
+            .filter(|(_, n)| *n > 0)
+            .map(|(status, n)| format!("{n} {}", status.as_str()))
+            .collect();
+        if parts.is_empty() {
+            "nothing finished yet".into()
+        } else {
+            parts.join(", ")
+        }
+    }
+}
+
+/// Shows progress until dropped: a bar on a terminal, else an info line every 10 seconds.
+pub struct Reporter {
+    task: tokio::task::JoinHandle<()>,
+    bar: Option<ProgressBar>,
+}
+
+impl Drop for Reporter {
+    fn drop(&mut self) {
+        self.task.abort();
+        if let Some(bar) = &self.bar {
+            bar.finish_and_clear();
+        }
+    }
+}
+
+pub fn report(progress: Arc<Progress>, ctx: Arc<Context>, quiet: bool) -> Reporter {
+    let bar = (!quiet && std::io::stderr().is_terminal()).then(|| {
+        let bar = ProgressBar::with_draw_target(Some(progress.total), ProgressDrawTarget::stderr());
+        bar.set_style(
+            ProgressStyle::with_template("{bar:30} {pos}/{len} rows  {per_sec}  eta {eta}  {msg}")
+                .expect("the template is valid"),
+        );
+        let _ = BAR.set(bar.clone());
+        bar
+    });
+    let shown = bar.clone();
+    let task = tokio::spawn(async move {
+        let period = if shown.is_some() {
+            Duration::from_millis(200)
+        } else {
+            Duration::from_secs(10)
+        };
+        let mut ticks = tokio::time::interval(period);
+        ticks.tick().await;
+        loop {
+            ticks.tick().await;
+            let retrying = ctx.n_retrying.load(Ordering::Relaxed);
+            let done = progress.done();
+            match &shown {
+                Some(bar) => {
+                    bar.set_position(done);
+                    bar.set_message(format!(
+                        "{}; {retrying} waiting to retry",
+                        progress.by_status()
+                    ));
+                }
+                None if !quiet => {
+                    let elapsed = progress.started.elapsed().as_secs_f64();
+                    let rate = done as f64 / elapsed.max(1e-9);
+                    let eta = (progress.total.saturating_sub(done)) as f64 / rate.max(1e-9);
+                    tracing::info!(
+                        done,
+                        total = progress.total,
+                        rows_per_second = format!("{rate:.1}"),
+                        eta_seconds = eta.round() as u64,
+                        retrying,
+                        "progress: {done}/{} rows, {rate:.1}/s, eta {}s; {}; {retrying} waiting to retry",
+                        progress.total,
+                        eta.round() as u64,
+                        progress.by_status()
+                    );
+                }
+                None => {}
+            }
+        }
+    });
+    Reporter { task, bar }
+}

@@ -1,0 +1,183 @@
+//! The batch runner end to end: real files, real HTTP to the simulator on loopback.
+
+use lighthouse_share::action::Permission;
+use lighthouse_share::results::Status;
+use lighthouse_share::simulator::{Faults, SimulatorConfig};
+
+use crate::common::{Job, fast_simulator, start};
+
+#[tokio::test]
+async fn a_mixed_file_gets_the_right_status_for_every_row_and_exit_3() {
+    let sim = start(fast_simulator()).await;
+    let job = Job::new(
+        "region,image_id,permission\n\
+         ap-guangzhou,img-aaaaaaa1,SHARE\n\
+         ap-guangzhou-3,img-aaaaaaa2,SHARE\n\
+         ap-tokyo,img-aaaaaaa3,CANCEL\n\
+         ap-tokyo,img-BAD,SHARE\n\
+         eu-frankfurt,img-aaaaaaa4,CANEL\n",
+    );
+    let (report, rows) = job.run(&sim).await;
+    assert_eq!(report.exit_code(), 3);
+    let statuses: Vec<_> = rows.iter().map(|r| (r.line, r.status)).collect();
+    assert_eq!(
+        statuses,
+        [
+            (2, Status::Shared),
+            (3, Status::Invalid),
+            (4, Status::Unshared),
+            (5, Status::Invalid),
+            (6, Status::Invalid)
+        ]
+    );
+    assert!(
+        rows[0]
+            .blueprint_id
+            .as_deref()
+            .unwrap()
+            .starts_with("lhbp-")
+    );
+    assert!(
+        rows[1]
+            .error_message
+            .as_deref()
+            .unwrap()
+            .contains("`ap-guangzhou`")
+    );
+    assert!(
+        rows[4]
+            .error_message
+            .as_deref()
+            .unwrap()
+            .contains("`CANCEL`")
+    );
+    assert_eq!(sim.stats().requests, 2, "invalid rows are not sent");
+}
+
+#[tokio::test]
+async fn transient_faults_are_retried_to_success_with_the_attempts_counted() {
+    let faults = [
+        Faults {
+            occupied: 0.5,
+            ..Faults::default()
+        },
+        Faults {
+            internal_error: 0.5,
+            ..Faults::default()
+        },
+        Faults {
+            http_error: 0.5,
+            ..Faults::default()
+        },
+        Faults {
+            reset: 0.5,
+            ..Faults::default()
+        },
+        Faults {
+            stall: 0.3,
+            ..Faults::default()
+        },
+    ];
+    for faults in faults {
+        let sim = start(SimulatorConfig {
+            faults: faults.clone(),
+            seed: 3,
+            ..fast_simulator()
+        })
+        .await;
+        let mut job = Job::with_rows(30, "ap-guangzhou", Permission::Share);
+        job.max_attempts = 30;
+        job.timeout_secs = 0.5;
+        let (report, rows) = job.run(&sim).await;
+        assert_eq!(report.exit_code(), 0, "{faults:?}: {rows:?}");
+        assert!(
+            rows.iter().all(|r| r.status == Status::Shared),
+            "{faults:?}"
+        );
+        let attempts: u64 = rows.iter().map(|r| u64::from(r.attempts)).sum();
+        assert_eq!(
+            attempts,
+            sim.stats().requests,
+            "{faults:?}: every request counted"
+        );
+        assert!(
+            rows.iter().any(|r| r.attempts > 1),
+            "{faults:?}: some rows were retried"
+        );
+        assert_eq!(report.counts.retries, attempts - 30);
+    }
+}
+
+#[tokio::test]
+async fn a_missing_image_fails_with_its_code_after_one_attempt() {
+    let sim = start(SimulatorConfig {
+        faults: Faults {
+            missing: 1.0,
+            ..Faults::default()
+        },
+        ..fast_simulator()
+    })
+    .await;
+    let (report, rows) = Job::with_rows(3, "ap-seoul", Permission::Share)
+        .run(&sim)
+        .await;
+    assert_eq!(report.exit_code(), 3);
+    for row in rows {
+        assert_eq!(row.status, Status::Failed);
+        assert_eq!(
+            row.error_code.as_deref(),
+            Some("ResourceNotFound.ImageIdNotFound")
+        );
+        assert_eq!(row.attempts, 1);
+    }
+}
+
+#[tokio::test]
+async fn rows_for_one_image_run_in_file_order() {
+    let sim = start(fast_simulator()).await;
+    let job = Job::new(
+        "region,image_id,permission\n\
+         ap-guangzhou,img-sameimg1,SHARE\n\
+         ap-guangzhou,img-sameimg1,CANCEL\n\
+         ap-guangzhou,img-sameimg1,SHARE\n\
+         ap-guangzhou,img-sameimg1,SHARE\n",
+    );
+    let (report, rows) = job.run(&sim).await;
+    let statuses: Vec<_> = rows.iter().map(|r| r.status).collect();
+    assert_eq!(
+        statuses,
+        [
+            Status::Shared,
+            Status::Unshared,
+            Status::Shared,
+            Status::AlreadyShared
+        ],
+        "SHARE, CANCEL, SHARE, SHARE in that order"
+    );
+    assert_eq!(rows[0].blueprint_id, rows[2].blueprint_id);
+    assert_eq!(report.exit_code(), 0, "already_shared is a success");
+}
+
+#[tokio::test]
+async fn a_wrong_key_stops_the_job_with_exit_4_and_the_rest_skipped() {
+    let sim = start(fast_simulator()).await;
+    let mut job = Job::with_rows(200, "ap-guangzhou", Permission::Share);
+    job.secret_key = "not-the-simulator-key".into();
+    job.concurrency = 4;
+    job.rate = 50.0;
+    let (report, rows) = job.run(&sim).await;
+    assert_eq!(report.exit_code(), 4);
+    let failed = rows.iter().filter(|r| r.status == Status::Failed).count();
+    let skipped = rows.iter().filter(|r| r.status == Status::Skipped).count();
+    assert!(
+        (1..=4).contains(&failed),
+        "only the rows in flight were answered: {failed}"
+    );
+    assert_eq!(failed + skipped, 200);
+    assert!(rows.iter().all(|r| r.status != Status::Failed
+        || r.error_code.as_deref() == Some("AuthFailure.SignatureFailure")));
+    assert!(
+        sim.stats().requests <= 4,
+        "nothing new is sent after the first rejection"
+    );
+}
