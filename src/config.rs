@@ -307,3 +307,54 @@ fn is_loopback(host: Option<url::Host<&str>>) -> bool {
         None => false,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_example_config_loads_and_names_every_key() {
+        let path = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/config.example.toml"));
+        FileConfig::load(path).expect("config.example.toml is valid");
+        let text = std::fs::read_to_string(path).unwrap();
+        for (table, keys) in KNOWN_KEYS {
+            assert!(text.contains(&format!("[{table}]")), "[{table}]");
+            for key in keys {
+                assert!(
+                    text.contains(&format!("{key} = ")),
+                    "{key} is in the example"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn an_unknown_key_is_named_with_the_nearest_known_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(&path, "[run]\nconcurency = 4\n").unwrap();
+        let error = FileConfig::load(&path).unwrap_err().to_string();
+        assert!(
+            error.contains("`concurency`") && error.contains("did you mean `concurrency`?"),
+            "{error}"
+        );
+        std::fs::write(&path, "[retries]\nbase_ms = 4\n").unwrap();
+        let error = FileConfig::load(&path).unwrap_err().to_string();
+        assert!(error.contains("did you mean `retry`?"), "{error}");
+    }
+
+    #[test]
+    fn plain_http_is_refused_unless_the_host_is_loopback() {
+        for ok in [
+            "https://lighthouse.{region}.tencentcloudapi.com",
+            "http://127.0.0.1:8020",
+            "http://localhost:1",
+            "http://[::1]:2",
+        ] {
+            assert!(check_endpoint(&Endpoint::new(ok)).is_ok(), "{ok}");
+        }
+        let error =
+            check_endpoint(&Endpoint::new("http://lighthouse.tencentcloudapi.com")).unwrap_err();
+        assert!(error.to_string().contains("use https://"), "{error}");
+    }
+}

@@ -3,7 +3,7 @@
 /// The candidate closest to `value` (ignoring case), if it is close enough to be a typo.
 pub fn nearest<'a>(value: &str, candidates: &[&'a str]) -> Option<&'a str> {
     let value = value.to_ascii_lowercase();
-    let limit = (value.chars().count() / 3).clamp(1, 3);
+    let limit = value.chars().count().div_ceil(3).clamp(1, 3);
     candidates
         .iter()
         .map(|candidate| {
