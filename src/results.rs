@@ -330,7 +330,11 @@ const SORT_CHUNK: usize = 20_000;
 /// row written for a line wins; a line with none is `invalid` (if its row fails the checks)
 /// or `skipped`. Goes through a temporary file, fsync and an atomic rename.
 pub fn compact(input: &Path, results: &Path) -> anyhow::Result<Counts> {
-    let mut sorted = sort_by_line(results)?.peekable();
+    compact_in_chunks(input, results, SORT_CHUNK)
+}
+
+fn compact_in_chunks(input: &Path, results: &Path, chunk_rows: usize) -> anyhow::Result<Counts> {
+    let mut sorted = sort_by_line(results, chunk_rows)?.peekable();
     let temporary = temporary_path(results);
     let file = File::create(&temporary)
         .with_context(|| format!("cannot create {}", temporary.display()))?;
@@ -376,8 +380,11 @@ fn temporary_path(path: &Path) -> PathBuf {
 }
 
 /// The results file's rows in (line, order written) order: an external merge sort in chunks
-/// of [`SORT_CHUNK`] rows, so memory stays flat however long the file is.
-fn sort_by_line(path: &Path) -> anyhow::Result<Box<dyn Iterator<Item = anyhow::Result<Outcome>>>> {
+/// of `chunk_rows` rows, so memory stays flat however long the file is.
+fn sort_by_line(
+    path: &Path,
+    chunk_rows: usize,
+) -> anyhow::Result<Box<dyn Iterator<Item = anyhow::Result<Outcome>>>> {
     let dir = path
         .parent()
         .filter(|d| !d.as_os_str().is_empty())
@@ -387,7 +394,7 @@ fn sort_by_line(path: &Path) -> anyhow::Result<Box<dyn Iterator<Item = anyhow::R
     if path.exists() {
         for row in read_rows(path)? {
             chunk.push(row?);
-            if chunk.len() == SORT_CHUNK {
+            if chunk.len() == chunk_rows {
                 runs.push(spill(&mut chunk, dir)?);
             }
         }
@@ -471,5 +478,156 @@ impl Iterator for Merge {
         let row = self.pending[i].take()?;
         self.advance(i);
         Some(Ok(row))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(line: u64, image: &str) -> Record {
+        Record {
+            line,
+            region: "ap-seoul".into(),
+            image_id: image.into(),
+            permission: "SHARE".into(),
+        }
+    }
+
+    fn read_back(path: &Path) -> Vec<Outcome> {
+        read_rows(path).unwrap().map(Result::unwrap).collect()
+    }
+
+    #[test]
+    fn compaction_keeps_the_last_row_per_line_sorted_and_fills_the_gaps() {
+        let dir = tempfile::tempdir().unwrap();
+        let input = dir.path().join("in.csv");
+        let mut csv = String::from("region,image_id,permission\n");
+        for line in 2..=60 {
+            csv.push_str(&format!("ap-seoul,img-{line:08},SHARE\n"));
+        }
+        csv.push_str("ap-seoul,img-BAD,SHARE\n");
+        std::fs::write(&input, csv).unwrap();
+        let results = dir.path().join("out.csv");
+        let mut journal = Journal::open(&results, false).unwrap();
+        // Finished out of order, line 10 twice (skipped first, then shared on a resume), and
+        // lines 2..=5 never: they must come out skipped.
+        for line in (6..=60).rev() {
+            let status = if line == 10 {
+                Status::Skipped
+            } else {
+                Status::Shared
+            };
+            journal
+                .append(&Outcome::new(
+                    &record(line, &format!("img-{line:08}")),
+                    status,
+                ))
+                .unwrap();
+        }
+        journal
+            .append(&Outcome::new(&record(10, "img-00000010"), Status::Shared))
+            .unwrap();
+        journal.sync().unwrap();
+        let counts = compact_in_chunks(&input, &results, 7).unwrap();
+        let rows = read_back(&results);
+        let lines: Vec<u64> = rows.iter().map(|r| r.line).collect();
+        assert_eq!(
+            lines,
+            (2..=61).collect::<Vec<_>>(),
+            "one row per input row, sorted"
+        );
+        assert_eq!(
+            rows[8].status,
+            Status::Shared,
+            "the last row written for line 10 wins"
+        );
+        assert_eq!(counts.get(Status::Skipped), 4);
+        assert_eq!(counts.get(Status::Invalid), 1);
+        assert_eq!(counts.get(Status::Shared), 55);
+        assert!(
+            rows[59]
+                .error_message
+                .as_deref()
+                .unwrap()
+                .contains("img-BAD")
+        );
+    }
+
+    #[test]
+    fn a_torn_last_line_is_dropped_on_reading_and_cut_on_resuming() {
+        let dir = tempfile::tempdir().unwrap();
+        let results = dir.path().join("out.csv");
+        let mut journal = Journal::open(&results, false).unwrap();
+        journal
+            .append(&Outcome::new(&record(2, "img-00000002"), Status::Shared))
+            .unwrap();
+        journal.sync().unwrap();
+        drop(journal);
+        let mut file = OpenOptions::new().append(true).open(&results).unwrap();
+        file.write_all(b"3,ap-seoul,img-00000003,SHARE,sha")
+            .unwrap();
+        let resume = Resume::load(&results).unwrap();
+        assert!(resume.is_kept(2) && !resume.is_kept(3));
+        let mut journal = Journal::open(&results, true).unwrap();
+        journal
+            .append(&Outcome::new(&record(3, "img-00000003"), Status::Unshared))
+            .unwrap();
+        journal.sync().unwrap();
+        let rows = read_back(&results);
+        assert_eq!(
+            rows.iter().map(|r| r.status).collect::<Vec<_>>(),
+            [Status::Shared, Status::Unshared]
+        );
+    }
+
+    #[test]
+    fn resume_keeps_final_rows_and_refuses_another_input() {
+        let dir = tempfile::tempdir().unwrap();
+        let results = dir.path().join("out.csv");
+        let mut journal = Journal::open(&results, false).unwrap();
+        let failed = |line, code: &str| {
+            Outcome::new(&record(line, "img-00000009"), Status::Failed).with_error(code, "m")
+        };
+        journal
+            .append(&Outcome::new(&record(2, "img-00000002"), Status::Shared))
+            .unwrap();
+        journal
+            .append(&Outcome::new(&record(3, "img-00000003"), Status::Skipped))
+            .unwrap();
+        journal
+            .append(&failed(4, "ResourceNotFound.ImageIdNotFound"))
+            .unwrap();
+        journal.append(&failed(5, "Timeout")).unwrap();
+        journal
+            .append(&failed(6, "AuthFailure.SignatureFailure"))
+            .unwrap();
+        journal.sync().unwrap();
+        let resume = Resume::load(&results).unwrap();
+        let kept: Vec<u64> = (2..=6).filter(|line| resume.is_kept(*line)).collect();
+        assert_eq!(kept, [2, 4], "successes and permanent failures are kept");
+        assert!(resume.check(&record(2, "img-00000002"), &results).is_ok());
+        let mut upper = record(2, "img-00000002");
+        upper.region = "AP-SEOUL".into();
+        assert!(
+            resume.check(&upper, &results).is_ok(),
+            "case does not matter"
+        );
+        let error = resume
+            .check(&record(2, "img-00000099"), &results)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("does not belong to this input") && error.contains("line 2"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn free_text_that_a_spreadsheet_would_run_is_quoted() {
+        for text in ["=HYPERLINK(1)", "+1", "-1", "@SUM", "\tx", "\rx"] {
+            assert_eq!(guard(text), format!("'{text}"));
+        }
+        assert_eq!(guard("image busy"), "image busy");
     }
 }

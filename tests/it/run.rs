@@ -161,23 +161,35 @@ async fn rows_for_one_image_run_in_file_order() {
 #[tokio::test]
 async fn a_wrong_key_stops_the_job_with_exit_4_and_the_rest_skipped() {
     let sim = start(fast_simulator()).await;
-    let mut job = Job::with_rows(200, "ap-guangzhou", Permission::Share);
+    let regions = ["ap-guangzhou", "ap-tokyo", "eu-frankfurt"];
+    let mut csv = String::from("region,image_id,permission\n");
+    for i in 0..300 {
+        csv.push_str(&format!("{},img-{i:08},SHARE\n", regions[i % 3]));
+    }
+    let mut job = Job::new(&csv);
     job.secret_key = "not-the-simulator-key".into();
     job.concurrency = 4;
     job.rate = 50.0;
     let (report, rows) = job.run(&sim).await;
     assert_eq!(report.exit_code(), 4);
-    let failed = rows.iter().filter(|r| r.status == Status::Failed).count();
     let skipped = rows.iter().filter(|r| r.status == Status::Skipped).count();
+    let failed: Vec<_> = rows.iter().filter(|r| r.status == Status::Failed).collect();
+    assert_eq!(failed.len() + skipped, 300);
     assert!(
-        (1..=4).contains(&failed),
-        "only the rows in flight were answered: {failed}"
+        failed
+            .iter()
+            .all(|r| r.error_code.as_deref() == Some("AuthFailure.SignatureFailure"))
     );
-    assert_eq!(failed + skipped, 200);
-    assert!(rows.iter().all(|r| r.status != Status::Failed
-        || r.error_code.as_deref() == Some("AuthFailure.SignatureFailure")));
-    assert!(
-        sim.stats().requests <= 4,
-        "nothing new is sent after the first rejection"
+    for region in regions {
+        let sent = failed.iter().filter(|r| r.region == region).count();
+        assert!(
+            sent <= 4,
+            "{region}: {sent} requests, more than --concurrency"
+        );
+    }
+    assert_eq!(
+        sim.stats().requests,
+        failed.len() as u64,
+        "each request was one row's only attempt"
     );
 }
