@@ -220,42 +220,40 @@ pub async fn drive(name: String, rows_rx: mpsc::Receiver<Row>, ctx: Arc<Context>
         exhausted: false,
     };
     let mut in_flight: JoinSet<(Job, Result<Success, ApiError>)> = JoinSet::new();
-    'run: loop {
-        while in_flight.len() < concurrency && !stop.is_stopped() {
-            let Some(job) = bucket.next_job().await else {
-                break;
-            };
-            tokio::select! {
-                biased;
-                _ = stop.stopped() => break 'run,
-                _ = limiter.pace() => {}
-            }
-            bucket.sent();
-            let ctx = bucket.ctx.clone();
-            in_flight.spawn(async move {
-                let mut job = job;
-                job.attempts += 1;
-                let result = ctx.client.send(&job.row).await;
-                (job, result)
-            });
-        }
+    // The job waiting for the limiter: taken out of the bucket's queues only when a slot is
+    // free, and sent the moment the limiter lets it go.
+    let mut next: Option<Job> = None;
+    loop {
         if stop.is_stopped() {
             break;
         }
-        if in_flight.is_empty() && bucket.is_idle() {
+        while let Some(joined) = in_flight.try_join_next() {
+            bucket.joined(joined).await;
+        }
+        if next.is_none() && in_flight.len() < concurrency {
+            next = bucket.next_job().await;
+        }
+        if next.is_none() && in_flight.is_empty() && bucket.is_idle() {
             break;
         }
         let next_due = bucket.retries.peek().map(|due| due.at);
-        let may_read = !bucket.exhausted && bucket.n_parked < MAX_PARKED;
+        let may_read = next.is_none() && !bucket.exhausted && bucket.n_parked < MAX_PARKED;
         tokio::select! {
             biased;
             _ = stop.stopped() => break,
-            Some(joined) = in_flight.join_next() => match joined {
-                Ok((job, result)) => bucket.finish(job, result).await,
-                Err(error) => tracing::error!("an attempt task failed: {error}"),
-            },
+            Some(joined) = in_flight.join_next() => bucket.joined(joined).await,
+            _ = limiter.pace(), if next.is_some() => {
+                let mut job = next.take().expect("guarded by the branch condition");
+                bucket.sent();
+                let ctx = bucket.ctx.clone();
+                in_flight.spawn(async move {
+                    job.attempts += 1;
+                    let result = ctx.client.send(&job.row).await;
+                    (job, result)
+                });
+            }
             _ = sleep_until(next_due), if next_due.is_some() => bucket.promote_due(),
-            row = bucket.rows_rx.recv(), if may_read && bucket.ready.is_empty() => match row {
+            row = bucket.rows_rx.recv(), if may_read => match row {
                 Some(row) => bucket.admit(row).await,
                 None => bucket.exhausted = true,
             },
@@ -263,9 +261,7 @@ pub async fn drive(name: String, rows_rx: mpsc::Receiver<Row>, ctx: Arc<Context>
     }
     // Stopped: start nothing more, let what is in flight finish (each within the timeout).
     while let Some(joined) = in_flight.join_next().await {
-        if let Ok((job, result)) = joined {
-            bucket.finish(job, result).await;
-        }
+        bucket.joined(joined).await;
     }
     let n_retrying = bucket.retries.len() as u64;
     bucket
@@ -367,6 +363,16 @@ impl Bucket {
             let due = self.retries.pop().expect("peeked");
             self.ctx.n_retrying.fetch_sub(1, AtomicOrdering::Relaxed);
             self.ready.push_back(due.job);
+        }
+    }
+
+    async fn joined(
+        &mut self,
+        joined: Result<(Job, Result<Success, ApiError>), tokio::task::JoinError>,
+    ) {
+        match joined {
+            Ok((job, result)) => self.finish(job, result).await,
+            Err(error) => tracing::error!("an attempt task failed: {error}"),
         }
     }
 

@@ -90,6 +90,22 @@ impl Progress {
         self.counts.iter().map(|c| c.load(Ordering::Relaxed)).sum()
     }
 
+    /// `138/600 rows, 58.7/s, eta 8s; 138 shared; 9 waiting to retry`.
+    fn line(&self, n_retrying: u64) -> String {
+        let done = self.done();
+        let rate = done as f64 / self.started.elapsed().as_secs_f64().max(1e-9);
+        let eta = match self.total.saturating_sub(done) {
+            0 => "0s".to_string(),
+            _ if rate <= 0.0 => "unknown".to_string(),
+            left => format!("{}s", (left as f64 / rate).round() as u64),
+        };
+        format!(
+            "{done}/{} rows, {rate:.1}/s, eta {eta}; {}; {n_retrying} waiting to retry",
+            self.total,
+            self.by_status()
+        )
+    }
+
     /// `12 shared, 1 failed` — the statuses seen so far.
     fn by_status(&self) -> String {
         let parts: Vec<String> = Status::ALL
@@ -126,8 +142,7 @@ pub fn report(progress: Arc<Progress>, ctx: Arc<Context>, quiet: bool) -> Report
     let bar = (!quiet && std::io::stderr().is_terminal()).then(|| {
         let bar = ProgressBar::with_draw_target(Some(progress.total), ProgressDrawTarget::stderr());
         bar.set_style(
-            ProgressStyle::with_template("{bar:30} {pos}/{len} rows  {per_sec}  eta {eta}  {msg}")
-                .expect("the template is valid"),
+            ProgressStyle::with_template("{bar:30} {msg}").expect("the template is valid"),
         );
         let _ = BAR.set(bar.clone());
         bar
@@ -143,32 +158,13 @@ pub fn report(progress: Arc<Progress>, ctx: Arc<Context>, quiet: bool) -> Report
         ticks.tick().await;
         loop {
             ticks.tick().await;
-            let retrying = ctx.n_retrying.load(Ordering::Relaxed);
-            let done = progress.done();
+            let line = progress.line(ctx.n_retrying.load(Ordering::Relaxed));
             match &shown {
                 Some(bar) => {
-                    bar.set_position(done);
-                    bar.set_message(format!(
-                        "{}; {retrying} waiting to retry",
-                        progress.by_status()
-                    ));
+                    bar.set_position(progress.done());
+                    bar.set_message(line);
                 }
-                None if !quiet => {
-                    let elapsed = progress.started.elapsed().as_secs_f64();
-                    let rate = done as f64 / elapsed.max(1e-9);
-                    let eta = (progress.total.saturating_sub(done)) as f64 / rate.max(1e-9);
-                    tracing::info!(
-                        done,
-                        total = progress.total,
-                        rows_per_second = format!("{rate:.1}"),
-                        eta_seconds = eta.round() as u64,
-                        retrying,
-                        "progress: {done}/{} rows, {rate:.1}/s, eta {}s; {}; {retrying} waiting to retry",
-                        progress.total,
-                        eta.round() as u64,
-                        progress.by_status()
-                    );
-                }
+                None if !quiet => tracing::info!("progress: {line}"),
                 None => {}
             }
         }
