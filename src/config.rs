@@ -10,7 +10,7 @@ use serde::Deserialize;
 use crate::action::RateScope;
 use crate::api::Endpoint;
 use crate::cli::{LogFormat, RunArgs};
-use crate::credentials::{self, Provider};
+use crate::credentials::{self, Env, Provider, Secret};
 use crate::pool::Backoff;
 use crate::suggest;
 
@@ -46,6 +46,8 @@ pub struct RunConfig {
     pub log_format: LogFormat,
     pub quiet: bool,
     pub verbose: u8,
+    /// Said once logging is set up (the config decides its format).
+    pub warnings: Vec<String>,
 }
 
 /// The config file, as TOML. Every key is optional.
@@ -83,8 +85,8 @@ pub struct RunSection {
 #[serde(deny_unknown_fields)]
 pub struct CredentialsSection {
     pub secret_id: Option<String>,
-    pub secret_key: Option<String>,
-    pub token: Option<String>,
+    pub secret_key: Option<Secret>,
+    pub token: Option<Secret>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -167,12 +169,16 @@ fn check_keys(path: &Path, table: &toml::Table) -> Result<(), ConfigError> {
 
 impl RunConfig {
     /// Resolves the arguments, the environment (through `env`) and the config file.
-    pub fn resolve(
-        args: RunArgs,
-        env: &dyn Fn(&str) -> Option<String>,
-    ) -> Result<Self, ConfigError> {
+    pub async fn resolve(args: RunArgs, env: Env<'_>) -> Result<Self, ConfigError> {
+        let mut warnings = Vec::new();
         let file = match &args.config {
-            Some(path) => FileConfig::load(path)?,
+            Some(path) => {
+                let file = FileConfig::load(path)?;
+                if file.credentials.secret_key.is_some() {
+                    warnings.extend(readable_by_others(path));
+                }
+                file
+            }
             None => FileConfig::default(),
         };
         let run = &file.run;
@@ -237,7 +243,7 @@ impl RunConfig {
         let credentials = if simulate || dry_run {
             None
         } else {
-            Some(credentials::find(env, &file.credentials, &profile)?)
+            Some(credentials::find(env, &file.credentials, &profile).await?)
         };
         Ok(Self {
             input: args.input,
@@ -263,8 +269,23 @@ impl RunConfig {
             } else {
                 run.verbose.unwrap_or(0)
             },
+            warnings,
         })
     }
+}
+
+/// A warning if a file holding a secret key can be read by group or others.
+fn readable_by_others(path: &Path) -> Option<String> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(path).ok()?.permissions().mode();
+    (mode & 0o077 != 0).then(|| {
+        format!(
+            "{} holds a secret key and can be read by others (mode {:o}): run `chmod 600 {}`",
+            path.display(),
+            mode & 0o777,
+            path.display()
+        )
+    })
 }
 
 /// `INPUT` with its extension replaced by `.results.csv`; for standard input,

@@ -1,10 +1,21 @@
-//! Credentials: where they come from, and a type that never shows its secret.
+//! Credentials: where they come from (the chain of SPEC §6, as Tencent Cloud's own tools
+//! keep them), and types that never show a secret.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context, bail};
+use serde::Deserialize;
+
+use crate::config::{ConfigError, CredentialsSection};
 
 use std::fmt;
 
-/// A secret string: `Debug` and `Display` print it redacted, so it cannot reach a log line
+/// A secret string: `Debug` prints it redacted, so it cannot reach a log line
 /// or an error message by accident. Only [`Secret::expose`] gives the value, for signing.
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq, serde::Deserialize)]
+#[serde(transparent)]
 pub struct Secret(String);
 
 impl Secret {
@@ -53,8 +64,8 @@ impl Credentials {
     }
 }
 
-/// Where the run's credentials come from. The pool asks it before every attempt, so that
-/// credentials that expire can be refreshed in the middle of a run.
+/// Where the run's credentials come from. The client asks it before every attempt, so that
+/// credentials that expire (a CVM role's) are refreshed in the middle of a run.
 #[derive(Clone, Debug)]
 pub enum Provider {
     Static {
@@ -62,6 +73,7 @@ pub enum Provider {
         /// Where they were found, for the log line that names the source.
         source: String,
     },
+    CvmRole(Arc<CvmRole>),
 }
 
 impl Provider {
@@ -69,55 +81,284 @@ impl Provider {
     pub async fn current(&self) -> anyhow::Result<Credentials> {
         match self {
             Self::Static { credentials, .. } => Ok(credentials.clone()),
+            Self::CvmRole(role) => role.current().await,
         }
     }
 
     /// Where the credentials come from, for the log: never the secret.
-    pub fn source(&self) -> &str {
+    pub fn source(&self) -> String {
         match self {
-            Self::Static { source, .. } => source,
+            Self::Static { source, .. } => source.clone(),
+            Self::CvmRole(role) => format!("the CAM role `{}` of this CVM instance", role.name),
         }
-    }
-
-    /// `TENCENTCLOUD_SECRET_ID` / `TENCENTCLOUD_SECRET_KEY`, with `TENCENTCLOUD_SESSION_TOKEN`
-    /// or `TENCENTCLOUD_TOKEN` for temporary credentials.
-    pub fn from_env(env: &dyn Fn(&str) -> Option<String>) -> Option<Self> {
-        let secret_id = env("TENCENTCLOUD_SECRET_ID").filter(|v| !v.is_empty())?;
-        let secret_key = env("TENCENTCLOUD_SECRET_KEY").filter(|v| !v.is_empty())?;
-        let token = env("TENCENTCLOUD_SESSION_TOKEN")
-            .or_else(|| env("TENCENTCLOUD_TOKEN"))
-            .filter(|v| !v.is_empty())
-            .map(Secret::from);
-        Some(Self::Static {
-            credentials: Credentials::new(&secret_id, &secret_key, token),
-            source: "environment (TENCENTCLOUD_SECRET_ID)".to_string(),
-        })
     }
 }
 
+/// The environment, as a function, so that tests hand in their own.
+pub type Env<'a> = &'a dyn Fn(&str) -> Option<String>;
+
+/// The metadata service of a Tencent Cloud instance.
+pub const METADATA_URL: &str = "http://metadata.tencentyun.com/latest/meta-data/";
+/// Refresh role credentials when fewer than this many seconds remain, as the SDKs do.
+const REFRESH_BEFORE_SECS: u64 = 300;
+/// A machine that is not a CVM must not be slowed down by asking.
+const METADATA_TIMEOUT: Duration = Duration::from_secs(1);
+
 /// The places credentials are looked for, in order, for the message when none is found.
-const PLACES: &str = "1. TENCENTCLOUD_SECRET_ID and TENCENTCLOUD_SECRET_KEY in the environment\n\
-  2. the config file's [credentials] table (secret_id, secret_key)\n\
-  3. TENCENTCLOUD_CREDENTIALS_FILE, else ~/.tencentcloud/credentials (INI, section [PROFILE])\n\
-  4. tccli's ~/.tccli/PROFILE.credential\n\
+const PLACES: &str = "1. TENCENTCLOUD_SECRET_ID and TENCENTCLOUD_SECRET_KEY in the environment (with TENCENTCLOUD_SESSION_TOKEN or TENCENTCLOUD_TOKEN for temporary ones)\n  \
+  2. the config file's [credentials] table (secret_id, secret_key, token)\n  \
+  3. TENCENTCLOUD_CREDENTIALS_FILE, else ~/.tencentcloud/credentials (INI, section [PROFILE], keys secret_id, secret_key, token)\n  \
+  4. tccli's ~/.tccli/PROFILE.credential (JSON secretId, secretKey, token)\n  \
   5. the CAM role of this CVM instance, from the metadata service";
 
 /// Finds credentials along the chain of SPEC §6; the first place that has them wins.
-pub fn find(
-    env: &dyn Fn(&str) -> Option<String>,
-    file: &crate::config::CredentialsSection,
+pub async fn find(
+    env: Env<'_>,
+    file: &CredentialsSection,
     profile: &str,
-) -> Result<Provider, crate::config::ConfigError> {
-    if let Some(provider) = Provider::from_env(env) {
-        return Ok(provider);
+) -> Result<Provider, ConfigError> {
+    let found = |credentials, source: String| {
+        Ok(Provider::Static {
+            credentials,
+            source,
+        })
+    };
+    let var = |key: &str| env(key).filter(|value| !value.is_empty());
+    if let (Some(id), Some(key)) = (
+        var("TENCENTCLOUD_SECRET_ID"),
+        var("TENCENTCLOUD_SECRET_KEY"),
+    ) {
+        let token = var("TENCENTCLOUD_SESSION_TOKEN").or_else(|| var("TENCENTCLOUD_TOKEN"));
+        return found(
+            Credentials::new(&id, &key, token.map(Secret::from)),
+            "the environment (TENCENTCLOUD_SECRET_ID)".into(),
+        );
     }
     if let (Some(id), Some(key)) = (&file.secret_id, &file.secret_key) {
-        return Ok(Provider::Static {
-            credentials: Credentials::new(id, key, file.token.clone().map(Secret::from)),
-            source: "the config file's [credentials]".to_string(),
-        });
+        return found(
+            Credentials::new(id, key.expose(), file.token.clone()),
+            "the config file's [credentials]".into(),
+        );
     }
-    Err(crate::config::ConfigError(format!(
-        "no credentials found (profile `{profile}`); they are looked for in:\n  {PLACES}"
+    let home = var("HOME").map(PathBuf::from);
+    let ini = var("TENCENTCLOUD_CREDENTIALS_FILE")
+        .map(PathBuf::from)
+        .or_else(|| home.as_ref().map(|h| h.join(".tencentcloud/credentials")));
+    let unreadable = |e: anyhow::Error| ConfigError(format!("{e:#}"));
+    if let Some(path) = ini.filter(|p| p.exists())
+        && let Some(credentials) = from_ini(&path, profile).map_err(unreadable)?
+    {
+        return found(credentials, path.display().to_string());
+    }
+    let tccli = home.map(|h| h.join(format!(".tccli/{profile}.credential")));
+    if let Some(path) = tccli.filter(|p| p.exists())
+        && let Some(credentials) = from_tccli(&path).map_err(unreadable)?
+    {
+        return found(credentials, path.display().to_string());
+    }
+    let metadata = var("LIGHTHOUSE_SHARE_METADATA_URL").unwrap_or_else(|| METADATA_URL.to_string());
+    if let Some(role) = CvmRole::discover(&metadata).await {
+        return Ok(Provider::CvmRole(Arc::new(role)));
+    }
+    Err(ConfigError(format!(
+        "no credentials found (profile `{profile}`); they are looked for in this order:\n  {PLACES}"
     )))
+}
+
+/// `[PROFILE]` of an INI credentials file; `None` if the file has no such section.
+fn from_ini(path: &Path, profile: &str) -> anyhow::Result<Option<Credentials>> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let mut section = String::new();
+    let mut keys = std::collections::HashMap::new();
+    for line in text.lines().map(str::trim) {
+        if line.is_empty() || line.starts_with(['#', ';']) {
+            continue;
+        }
+        if let Some(name) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
+            section = name.trim().to_string();
+        } else if section == profile
+            && let Some((key, value)) = line.split_once('=')
+        {
+            keys.insert(key.trim().to_string(), value.trim().to_string());
+        }
+    }
+    if keys.is_empty() {
+        return Ok(None);
+    }
+    match (keys.get("secret_id"), keys.get("secret_key")) {
+        (Some(id), Some(key)) => Ok(Some(Credentials::new(
+            id,
+            key,
+            keys.get("token").cloned().map(Secret::from),
+        ))),
+        _ => bail!(
+            "{}: section [{profile}] needs both secret_id and secret_key",
+            path.display()
+        ),
+    }
+}
+
+/// tccli's profile file: JSON with `secretId`, `secretKey` and `token`.
+fn from_tccli(path: &Path) -> anyhow::Result<Option<Credentials>> {
+    #[derive(Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Tccli {
+        secret_id: Option<String>,
+        secret_key: Option<Secret>,
+        token: Option<Secret>,
+    }
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let parsed: Tccli = serde_json::from_str(&text)
+        .with_context(|| format!("{} is not tccli's JSON", path.display()))?;
+    Ok(
+        match (
+            parsed.secret_id.filter(|s| !s.is_empty()),
+            parsed.secret_key,
+        ) {
+            (Some(id), Some(key)) if !key.expose().is_empty() => Some(Credentials::new(
+                &id,
+                key.expose(),
+                parsed.token.filter(|t| !t.expose().is_empty()),
+            )),
+            _ => None,
+        },
+    )
+}
+
+/// Temporary credentials of the instance's CAM role, refreshed before they expire.
+#[derive(Debug)]
+pub struct CvmRole {
+    name: String,
+    base_url: String,
+    http: reqwest::Client,
+    cached: tokio::sync::Mutex<Option<(Credentials, u64)>>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct RoleAnswer {
+    tmp_secret_id: String,
+    tmp_secret_key: Secret,
+    token: Secret,
+    expired_time: u64,
+    code: String,
+}
+
+impl CvmRole {
+    /// Asks the metadata service for the instance's role; `None` off a CVM or without a role.
+    async fn discover(base_url: &str) -> Option<Self> {
+        let http = reqwest::Client::builder()
+            .timeout(METADATA_TIMEOUT)
+            .no_proxy()
+            .build()
+            .ok()?;
+        let base_url = format!("{}/", base_url.trim_end_matches('/'));
+        let url = format!("{base_url}cam/security-credentials/");
+        let response = http.get(&url).send().await.ok()?;
+        if !response.status().is_success() {
+            return None;
+        }
+        let text = response.text().await.ok()?;
+        let name = text.lines().next()?.trim().to_string();
+        if name.is_empty() {
+            return None;
+        }
+        let role = Self {
+            name,
+            base_url,
+            http,
+            cached: tokio::sync::Mutex::new(None),
+        };
+        role.current().await.ok()?;
+        Some(role)
+    }
+
+    async fn current(&self) -> anyhow::Result<Credentials> {
+        let mut cached = self.cached.lock().await;
+        let now = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs();
+        if let Some((credentials, expires)) = cached.as_ref()
+            && expires.saturating_sub(now) > REFRESH_BEFORE_SECS
+        {
+            return Ok(credentials.clone());
+        }
+        let url = format!("{}cam/security-credentials/{}", self.base_url, self.name);
+        let answer: RoleAnswer = self
+            .http
+            .get(&url)
+            .send()
+            .await
+            .and_then(reqwest::Response::error_for_status)
+            .with_context(|| format!("cannot get the credentials of CAM role `{}`", self.name))?
+            .json()
+            .await
+            .with_context(|| {
+                format!(
+                    "the metadata service's answer for role `{}` is not its JSON",
+                    self.name
+                )
+            })?;
+        if answer.code != "Success" {
+            bail!(
+                "the metadata service answered {} for role `{}`",
+                answer.code,
+                self.name
+            );
+        }
+        let credentials = Credentials::new(
+            &answer.tmp_secret_id,
+            answer.tmp_secret_key.expose(),
+            Some(answer.token),
+        );
+        tracing::debug!(secret_id = %credentials.secret_id, expires = answer.expired_time, "CAM role credentials refreshed");
+        *cached = Some((credentials.clone(), answer.expired_time));
+        Ok(credentials)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_never_shows_a_secret() {
+        let credentials = Credentials::new(
+            "AKIDfake",
+            "fake-secret-key",
+            Some(Secret::from("fake-token")),
+        );
+        let shown = format!(
+            "{credentials:?} {:?}",
+            Provider::Static {
+                credentials: credentials.clone(),
+                source: "x".into()
+            }
+        );
+        assert!(
+            !shown.contains("fake-secret-key") && !shown.contains("fake-token"),
+            "{shown}"
+        );
+        assert!(shown.contains("AKIDfake"), "the id is not a secret");
+        let section: CredentialsSection =
+            toml::from_str("secret_id = 'a'\nsecret_key = 'fake-secret-key'").unwrap();
+        assert!(!format!("{section:?}").contains("fake-secret-key"));
+    }
+
+    #[test]
+    fn ini_sections_are_profiles() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("credentials");
+        std::fs::write(&path, "; comment\n[default]\nsecret_id = AKIDa\nsecret_key = ka\n\n[prod]\nsecret_id=AKIDb\nsecret_key=kb\ntoken=tb\n").unwrap();
+        assert_eq!(
+            from_ini(&path, "default").unwrap().unwrap().secret_id,
+            "AKIDa"
+        );
+        let prod = from_ini(&path, "prod").unwrap().unwrap();
+        assert_eq!(
+            (prod.secret_id.as_str(), prod.token.unwrap().expose()),
+            ("AKIDb", "tb")
+        );
+        assert!(from_ini(&path, "staging").unwrap().is_none());
+    }
 }

@@ -85,7 +85,7 @@ impl Report {
 /// `lighthouse-share run`: resolves the configuration, runs, prints the summary; returns the
 /// exit code.
 pub async fn main(args: RunArgs) -> i32 {
-    let config = match RunConfig::resolve(args, &|key| std::env::var(key).ok()) {
+    let config = match RunConfig::resolve(args, &|key| std::env::var(key).ok()).await {
         Ok(config) => config,
         Err(error) => {
             progress::init_logging(LogFormat::Text, false, 0);
@@ -94,6 +94,9 @@ pub async fn main(args: RunArgs) -> i32 {
         }
     };
     progress::init_logging(config.log_format, config.quiet, config.verbose);
+    for warning in &config.warnings {
+        tracing::warn!("{warning}");
+    }
     let format = config.log_format;
     match run(config, interrupted()).await {
         Ok(report) => {

@@ -142,7 +142,7 @@ impl Job {
         self.dir.path().join("images.results.csv")
     }
 
-    pub fn config(&self, sim: &SimulatorHandle) -> lighthouse_share::config::RunConfig {
+    pub async fn config(&self, sim: &SimulatorHandle) -> lighthouse_share::config::RunConfig {
         let args = lighthouse_share::cli::RunArgs {
             input: self.input.clone(),
             endpoint: Some(sim.endpoint()),
@@ -159,7 +159,9 @@ impl Job {
             "TENCENTCLOUD_SECRET_KEY" => Some(key.clone()),
             _ => None,
         };
-        let mut config = lighthouse_share::config::RunConfig::resolve(args, &env).unwrap();
+        let mut config = lighthouse_share::config::RunConfig::resolve(args, &env)
+            .await
+            .unwrap();
         config.backoff.base = std::time::Duration::from_millis(5);
         config.backoff.max = std::time::Duration::from_millis(50);
         config
@@ -170,7 +172,7 @@ impl Job {
         &self,
         sim: &SimulatorHandle,
     ) -> (lighthouse_share::run::Report, Vec<Outcome>) {
-        let report = lighthouse_share::run::run(self.config(sim), std::future::pending())
+        let report = lighthouse_share::run::run(self.config(sim).await, std::future::pending())
             .await
             .unwrap();
         (report, self.results())

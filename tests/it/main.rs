@@ -2,6 +2,7 @@
 //! on `127.0.0.1:0`.
 
 mod common;
+mod credentials;
 mod run;
 mod simulator;
 mod unattended;
