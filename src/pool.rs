@@ -237,7 +237,10 @@ pub async fn drive(name: String, rows_rx: mpsc::Receiver<Row>, ctx: Arc<Context>
             break;
         }
         let next_due = bucket.retries.peek().map(|due| due.at);
-        let may_read = next.is_none() && !bucket.exhausted && bucket.n_parked < MAX_PARKED;
+        let may_read = next.is_none()
+            && bucket.ready.is_empty()
+            && !bucket.exhausted
+            && bucket.n_parked < MAX_PARKED;
         tokio::select! {
             biased;
             _ = stop.stopped() => break,
