@@ -156,6 +156,8 @@ impl Bench {
             command.args(["--endpoint", endpoint]);
         }
         let started = Instant::now();
+        // Reaped by `wait4`, which also gives its resource usage.
+        #[allow(clippy::zombie_processes)]
         let child = command.spawn().expect("the release binary starts");
         let (status, usage) = wait4(child.id());
         let wall = started.elapsed();
@@ -249,7 +251,7 @@ impl Bench {
     fn cost(&mut self) {
         let sim = Self::unthrottled();
         let input = self.input("cost", &["ap-guangzhou"], 50_000);
-        let measured = self.run(&input, Some(&sim.endpoint), &["--rate", "1000000"]);
+        let measured = self.run(&input, Some(&sim.endpoint), &["--rate", "1000000000"]);
         assert_eq!(measured.exit_code, 0);
         let requests = sim.stats().requests as f64;
         self.row(
@@ -282,7 +284,7 @@ impl Bench {
         for n in [100_000, 200_000] {
             let sim = Self::unthrottled();
             let input = self.input(&format!("memory-run-{n}"), &["ap-guangzhou"], n);
-            let measured = self.run(&input, Some(&sim.endpoint), &["--rate", "1000000"]);
+            let measured = self.run(&input, Some(&sim.endpoint), &["--rate", "1000000000"]);
             assert_eq!(measured.exit_code, 0);
             self.row(
                 "memory",

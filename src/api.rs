@@ -2,7 +2,10 @@
 //! classify the answer. Every failure, the service's or the network's, becomes an
 //! [`ApiError`] that carries its [`Class`], which decides what the pool does next.
 
+use std::collections::HashMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use anyhow::Context;
 
 use serde::Deserialize;
 
@@ -113,9 +116,31 @@ impl Endpoint {
 /// Sends signed requests.
 pub struct Client {
     http: reqwest::Client,
-    endpoint: Endpoint,
+    /// Each region's URL and Host header, worked out once rather than per request.
+    targets: HashMap<&'static str, Target>,
     credentials: Provider,
     timeout: Duration,
+}
+
+/// Where a region's requests go.
+struct Target {
+    url: reqwest::Url,
+    /// The Host header sent and signed: with `:port` when the URL has one.
+    host: String,
+}
+
+impl Target {
+    fn new(endpoint: &Endpoint, region: &str) -> anyhow::Result<Self> {
+        let url = endpoint.url(region);
+        let parsed =
+            reqwest::Url::parse(&url).with_context(|| format!("bad endpoint URL {url}"))?;
+        let host = match (parsed.host_str(), parsed.port()) {
+            (Some(host), Some(port)) => format!("{host}:{port}"),
+            (Some(host), None) => host.to_string(),
+            (None, _) => anyhow::bail!("no host in the endpoint URL {url}"),
+        };
+        Ok(Self { url: parsed, host })
+    }
 }
 
 impl Client {
@@ -128,9 +153,13 @@ impl Client {
             .pool_max_idle_per_host(256)
             .tcp_nodelay(true)
             .build()?;
+        let targets = action::REGIONS
+            .iter()
+            .map(|region| Ok((*region, Target::new(&endpoint, region)?)))
+            .collect::<anyhow::Result<_>>()?;
         Ok(Self {
             http,
-            endpoint,
+            targets,
             credentials,
             timeout,
         })
@@ -144,13 +173,9 @@ impl Client {
             request_id: None,
             class: classify(code, row.permission),
         };
-        let url = self.endpoint.url(row.region);
-        let parsed = reqwest::Url::parse(&url)
-            .map_err(|e| transport(CONNECTION_ERROR, format!("bad endpoint URL {url}: {e}")))?;
-        let host = match (parsed.host_str(), parsed.port()) {
-            (Some(host), Some(port)) => format!("{host}:{port}"),
-            (Some(host), None) => host.to_string(),
-            (None, _) => return Err(transport(CONNECTION_ERROR, format!("no host in {url}"))),
+        let Some(Target { url, host }) = self.targets.get(row.region) else {
+            let message = format!("no endpoint for region {}", row.region);
+            return Err(transport(CONNECTION_ERROR, message));
         };
         let credentials =
             self.credentials.current().await.map_err(|e| {
@@ -160,7 +185,7 @@ impl Client {
         let headers = sign::headers(
             &credentials,
             &sign::Request {
-                host: &host,
+                host,
                 action: action::ACTION,
                 version: action::VERSION,
                 region: row.region,
@@ -170,9 +195,9 @@ impl Client {
         );
         let mut request = self
             .http
-            .post(parsed)
+            .post(url.clone())
             .timeout(self.timeout)
-            .header("Host", &host)
+            .header("Host", host)
             .body(body);
         for (name, value) in headers {
             request = request.header(name, value);

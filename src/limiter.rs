@@ -55,10 +55,13 @@ impl Limiter {
         Self::with_clock(rate, DefaultClock::default())
     }
 
-    /// Waits until the next request may be sent.
+    /// Waits until the next request may be sent. The wait is tokio's own timer (1 ms ticks,
+    /// inside the tolerance), not governor's, which would wake a timer thread per request.
     pub async fn pace(&self) {
         // The burst is always larger than `cells`, so capacity is never insufficient.
-        let _ = self.inner.until_n_ready(self.cells).await;
+        while let Ok(Err(not_until)) = self.inner.check_n(self.cells) {
+            tokio::time::sleep(not_until.wait_time_from(DefaultClock::default().now())).await;
+        }
     }
 }
 

@@ -4,7 +4,7 @@
 use clap::Parser;
 use lighthouse_share::cli::{Cli, Command};
 
-#[tokio::main]
+#[tokio::main(flavor = "current_thread")]
 async fn main() {
     let cli = Cli::parse();
     let code = match cli.command {

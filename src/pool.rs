@@ -192,13 +192,65 @@ struct Bucket {
     n_parked: usize,
     /// Regions that answered `UnsupportedRegion`: their rows fail without being sent.
     dead_regions: HashMap<&'static str, ApiError>,
-    rows_rx: mpsc::Receiver<Row>,
+    rows: Incoming,
+}
+
+/// Rows as the reader sends them, in batches (one wake-up per batch, not per row), handed
+/// out one at a time.
+pub struct Incoming {
+    rows_rx: mpsc::Receiver<Vec<Row>>,
+    batch: std::vec::IntoIter<Row>,
     exhausted: bool,
 }
 
-/// Runs every row that arrives on `rows_rx` (in file order), until they are all finished or
-/// the run is stopped.
-pub async fn drive(name: String, rows_rx: mpsc::Receiver<Row>, ctx: Arc<Context>) -> BucketReport {
+impl Incoming {
+    pub fn new(rows_rx: mpsc::Receiver<Vec<Row>>) -> Self {
+        Self {
+            rows_rx,
+            batch: Vec::new().into_iter(),
+            exhausted: false,
+        }
+    }
+
+    /// The next row if one is at hand now.
+    fn try_next(&mut self) -> Option<Row> {
+        if let Some(row) = self.batch.next() {
+            return Some(row);
+        }
+        match self.rows_rx.try_recv() {
+            Ok(batch) => {
+                self.batch = batch.into_iter();
+                self.batch.next()
+            }
+            Err(mpsc::error::TryRecvError::Empty) => None,
+            Err(mpsc::error::TryRecvError::Disconnected) => {
+                self.exhausted = true;
+                None
+            }
+        }
+    }
+
+    /// The next row, waiting for the reader if need be; `None` at the end of the input.
+    async fn next(&mut self) -> Option<Row> {
+        if let Some(row) = self.batch.next() {
+            return Some(row);
+        }
+        match self.rows_rx.recv().await {
+            Some(batch) => {
+                self.batch = batch.into_iter();
+                self.batch.next()
+            }
+            None => {
+                self.exhausted = true;
+                None
+            }
+        }
+    }
+}
+
+/// Runs every row that arrives on `rows` (in file order), until they are all finished or the
+/// run is stopped.
+pub async fn drive(name: String, rows: Incoming, ctx: Arc<Context>) -> BucketReport {
     let limiter = Limiter::new(ctx.settings.rate);
     let concurrency = ctx.settings.concurrency.max(1);
     let stop = ctx.stop.clone();
@@ -216,8 +268,7 @@ pub async fn drive(name: String, rows_rx: mpsc::Receiver<Row>, ctx: Arc<Context>
         busy: HashMap::new(),
         n_parked: 0,
         dead_regions: HashMap::new(),
-        rows_rx,
-        exhausted: false,
+        rows,
     };
     let mut in_flight: JoinSet<(Job, Result<Success, ApiError>)> = JoinSet::new();
     // The job waiting for the limiter: taken out of the bucket's queues only when a slot is
@@ -239,7 +290,7 @@ pub async fn drive(name: String, rows_rx: mpsc::Receiver<Row>, ctx: Arc<Context>
         let next_due = bucket.retries.peek().map(|due| due.at);
         let may_read = next.is_none()
             && bucket.ready.is_empty()
-            && !bucket.exhausted
+            && !bucket.rows.exhausted
             && bucket.n_parked < MAX_PARKED;
         tokio::select! {
             biased;
@@ -256,10 +307,11 @@ pub async fn drive(name: String, rows_rx: mpsc::Receiver<Row>, ctx: Arc<Context>
                 });
             }
             _ = sleep_until(next_due), if next_due.is_some() => bucket.promote_due(),
-            row = bucket.rows_rx.recv(), if may_read => match row {
-                Some(row) => bucket.admit(row).await,
-                None => bucket.exhausted = true,
-            },
+            row = bucket.rows.next(), if may_read => {
+                if let Some(row) = row {
+                    bucket.admit(row).await;
+                }
+            }
         }
     }
     // Stopped: start nothing more, let what is in flight finish (each within the timeout).
@@ -282,7 +334,7 @@ async fn sleep_until(at: Option<Instant>) {
 
 impl Bucket {
     fn is_idle(&self) -> bool {
-        self.exhausted && self.ready.is_empty() && self.retries.is_empty()
+        self.rows.exhausted && self.ready.is_empty() && self.retries.is_empty()
     }
 
     fn sent(&mut self) {
@@ -302,16 +354,12 @@ impl Bucket {
                 }
                 return Some(job);
             }
-            if self.exhausted || self.n_parked >= MAX_PARKED {
+            if self.rows.exhausted || self.n_parked >= MAX_PARKED {
                 return None;
             }
-            match self.rows_rx.try_recv() {
-                Ok(row) => self.admit(row).await,
-                Err(mpsc::error::TryRecvError::Empty) => return None,
-                Err(mpsc::error::TryRecvError::Disconnected) => {
-                    self.exhausted = true;
-                    return None;
-                }
+            match self.rows.try_next() {
+                Some(row) => self.admit(row).await,
+                None => return None,
             }
         }
     }

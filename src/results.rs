@@ -151,7 +151,8 @@ fn write_outcome<W: Write>(csv: &mut csv::Writer<W>, outcome: &Outcome) -> io::R
 /// The results file while the run goes on: rows are appended as they finish.
 pub struct Journal {
     csv: csv::Writer<BufWriter<File>>,
-    n_unsynced: usize,
+    /// Rows written since the last fsync.
+    unsynced: bool,
     last_sync: Instant,
 }
 
@@ -181,17 +182,21 @@ impl Journal {
         file.flush()?;
         Ok(Self {
             csv: writer(BufWriter::new(file)),
-            n_unsynced: 0,
+            unsynced: false,
             last_sync: Instant::now(),
         })
     }
 
-    /// Appends and flushes one row; fsyncs every 64 rows or every second.
-    pub fn append(&mut self, outcome: &Outcome) -> io::Result<()> {
-        write_outcome(&mut self.csv, outcome)?;
+    /// Appends rows that finished together and flushes them to the file at once, so a crash
+    /// of the process loses none; fsyncs at most once a second, so a crash of the machine
+    /// loses at most the last second.
+    pub fn append(&mut self, outcomes: &[Outcome]) -> io::Result<()> {
+        for outcome in outcomes {
+            write_outcome(&mut self.csv, outcome)?;
+        }
         self.csv.flush()?;
-        self.n_unsynced += 1;
-        if self.n_unsynced >= 64 || self.last_sync.elapsed().as_secs() >= 1 {
+        self.unsynced = true;
+        if self.last_sync.elapsed().as_secs() >= 1 {
             self.sync()?;
         }
         Ok(())
@@ -199,8 +204,10 @@ impl Journal {
 
     pub fn sync(&mut self) -> io::Result<()> {
         self.csv.flush()?;
-        self.csv.get_ref().get_ref().sync_data()?;
-        self.n_unsynced = 0;
+        if self.unsynced {
+            self.csv.get_ref().get_ref().sync_data()?;
+        }
+        self.unsynced = false;
         self.last_sync = Instant::now();
         Ok(())
     }
@@ -519,14 +526,14 @@ mod tests {
                 Status::Shared
             };
             journal
-                .append(&Outcome::new(
+                .append(&[Outcome::new(
                     &record(line, &format!("img-{line:08}")),
                     status,
-                ))
+                )])
                 .unwrap();
         }
         journal
-            .append(&Outcome::new(&record(10, "img-00000010"), Status::Shared))
+            .append(&[Outcome::new(&record(10, "img-00000010"), Status::Shared)])
             .unwrap();
         journal.sync().unwrap();
         let counts = compact_in_chunks(&input, &results, 7).unwrap();
@@ -560,7 +567,7 @@ mod tests {
         let results = dir.path().join("out.csv");
         let mut journal = Journal::open(&results, false).unwrap();
         journal
-            .append(&Outcome::new(&record(2, "img-00000002"), Status::Shared))
+            .append(&[Outcome::new(&record(2, "img-00000002"), Status::Shared)])
             .unwrap();
         journal.sync().unwrap();
         drop(journal);
@@ -571,7 +578,7 @@ mod tests {
         assert!(resume.is_kept(2) && !resume.is_kept(3));
         let mut journal = Journal::open(&results, true).unwrap();
         journal
-            .append(&Outcome::new(&record(3, "img-00000003"), Status::Unshared))
+            .append(&[Outcome::new(&record(3, "img-00000003"), Status::Unshared)])
             .unwrap();
         journal.sync().unwrap();
         let rows = read_back(&results);
@@ -590,17 +597,17 @@ mod tests {
             Outcome::new(&record(line, "img-00000009"), Status::Failed).with_error(code, "m")
         };
         journal
-            .append(&Outcome::new(&record(2, "img-00000002"), Status::Shared))
+            .append(&[Outcome::new(&record(2, "img-00000002"), Status::Shared)])
             .unwrap();
         journal
-            .append(&Outcome::new(&record(3, "img-00000003"), Status::Skipped))
+            .append(&[Outcome::new(&record(3, "img-00000003"), Status::Skipped)])
             .unwrap();
         journal
-            .append(&failed(4, "ResourceNotFound.ImageIdNotFound"))
+            .append(&[failed(4, "ResourceNotFound.ImageIdNotFound")])
             .unwrap();
-        journal.append(&failed(5, "Timeout")).unwrap();
+        journal.append(&[failed(5, "Timeout")]).unwrap();
         journal
-            .append(&failed(6, "AuthFailure.SignatureFailure"))
+            .append(&[failed(6, "AuthFailure.SignatureFailure")])
             .unwrap();
         journal.sync().unwrap();
         let resume = Resume::load(&results).unwrap();

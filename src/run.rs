@@ -25,7 +25,7 @@ use crate::config::RunConfig;
 use crate::credentials::{Credentials, Provider};
 use crate::input::{InputError, Reader};
 use crate::limiter::UTILISATION;
-use crate::pool::{self, BucketReport, Buckets, Context, Reason, Settings, Stop};
+use crate::pool::{self, BucketReport, Buckets, Context, Incoming, Reason, Settings, Stop};
 use crate::progress::{self, Progress};
 use crate::results::{self, Counts, Journal, Outcome, Resume, Status};
 use crate::simulator::{self, Faults, Simulator, SimulatorConfig};
@@ -197,8 +197,8 @@ pub async fn run(
     let resume = Arc::new(resume);
     let mut tasks = tokio::task::JoinSet::new();
     for name in plan.rows_per_bucket.keys() {
-        let rows_rx = spawn_reader(&input, &buckets, name, resume.clone());
-        tasks.spawn(pool::drive(name.clone(), rows_rx, ctx.clone()));
+        let rows = spawn_reader(&input, &buckets, name, resume.clone());
+        tasks.spawn(pool::drive(name.clone(), rows, ctx.clone()));
     }
     drop(ctx);
     let mut reports = Vec::new();
@@ -423,19 +423,18 @@ impl Plan {
     }
 }
 
+/// Rows the reader sends to its bucket at once.
+const READ_BATCH: usize = 64;
+
 /// A thread that streams one bucket's rows (valid, not kept) from the input, in file order.
-fn spawn_reader(
-    input: &Path,
-    buckets: &Buckets,
-    name: &str,
-    resume: Arc<Resume>,
-) -> mpsc::Receiver<crate::input::Row> {
-    let (rows_tx, rows_rx) = mpsc::channel(256);
+fn spawn_reader(input: &Path, buckets: &Buckets, name: &str, resume: Arc<Resume>) -> Incoming {
+    let (rows_tx, rows_rx) = mpsc::channel(4);
     let (input, buckets, name) = (input.to_path_buf(), buckets.clone(), name.to_string());
     tokio::task::spawn_blocking(move || {
         let Ok(reader) = Reader::open(&input) else {
             return;
         };
+        let mut batch = Vec::with_capacity(READ_BATCH);
         for record in reader {
             // The validation pass has read this file whole: an error here cannot be new.
             let Ok(record) = record else { return };
@@ -443,15 +442,28 @@ fn spawn_reader(
             if resume.is_kept(row.line) || buckets.of(row.region) != name {
                 continue;
             }
-            if rows_tx.blocking_send(row).is_err() {
+            batch.push(row);
+            if batch.len() == READ_BATCH
+                && rows_tx.blocking_send(std::mem::take(&mut batch)).is_err()
+            {
                 return;
             }
         }
+        if !batch.is_empty() {
+            let _ = rows_tx.blocking_send(batch);
+        }
     });
-    rows_rx
+    Incoming::new(rows_rx)
 }
 
-/// The journal's thread: appends each finished row at once. A write failure stops the run.
+/// Rows the journal writes with one flush, when that many finished together.
+const JOURNAL_BATCH: usize = 256;
+/// How long the journal waits after a write before it looks for more rows: a row waits at
+/// most this long to reach the file.
+const JOURNAL_PAUSE: Duration = Duration::from_millis(1);
+
+/// The journal's thread: appends each finished row at once (rows that finished together in
+/// one write). A write failure stops the run.
 fn spawn_journal(
     mut journal: Journal,
     mut outcomes_rx: mpsc::Receiver<Outcome>,
@@ -459,12 +471,25 @@ fn spawn_journal(
     stop: Stop,
 ) -> tokio::task::JoinHandle<anyhow::Result<()>> {
     tokio::task::spawn_blocking(move || {
+        let mut batch = Vec::with_capacity(JOURNAL_BATCH);
         while let Some(outcome) = outcomes_rx.blocking_recv() {
-            if let Err(error) = journal.append(&outcome) {
+            batch.push(outcome);
+            while batch.len() < JOURNAL_BATCH {
+                match outcomes_rx.try_recv() {
+                    Ok(outcome) => batch.push(outcome),
+                    Err(_) => break,
+                }
+            }
+            if let Err(error) = journal.append(&batch) {
                 stop.trigger(Reason::Journal(error.to_string()));
                 return Err(anyhow::Error::new(error).context("cannot append to the results file"));
             }
-            progress.record(&outcome);
+            batch
+                .drain(..)
+                .for_each(|outcome| progress.record(&outcome));
+            // Rows that finish while this thread sleeps are written together, with one
+            // wake-up instead of one each.
+            std::thread::sleep(JOURNAL_PAUSE);
         }
         journal.sync().context("cannot sync the results file")
     })
