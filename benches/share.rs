@@ -8,7 +8,7 @@
 //! simulator is a process of its own), and prints its own peak as the floor of the measure.
 //!
 //! `cargo bench --bench share` runs every scenario; `cargo bench --bench share -- NAME ...`
-//! runs the named ones: utilisation, fifteen, cost, memory, validation, baseline.
+//! runs the named ones: memory, validation, utilisation, fifteen, cost, baseline.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -70,15 +70,6 @@ impl Drop for Sim {
         let _ = self.child.wait();
     }
 }
-
-const SCENARIOS: [&str; 6] = [
-    "utilisation",
-    "fifteen",
-    "cost",
-    "memory",
-    "validation",
-    "baseline",
-];
 
 /// What one run of the binary cost and said.
 struct Measured {
@@ -203,7 +194,14 @@ impl Bench {
                     .unwrap_or(0);
                 self.row(
                     "utilisation",
-                    &format!("{scope} scope, {bucket}: rate/cap, busiest 1 s"),
+                    &format!(
+                        "{scope} scope, {}: rate/cap, busiest 1 s",
+                        if scope == "region" {
+                            &bucket
+                        } else {
+                            "one bucket"
+                        }
+                    ),
                     format!("{:.3}, {window} req", rate / 20.0),
                     "≥ 0.99, ≤ 20",
                 );
@@ -360,43 +358,51 @@ fn wait4(pid: u32) -> (i32, libc::rusage) {
     (libc::WEXITSTATUS(status), usage)
 }
 
+/// A scenario's name, for picking it on the command line, and its body.
+type Scenario = (&'static str, fn(&mut Bench));
+
 fn main() {
+    // Memory first: a child's peak RSS is measured from this process's own peak, which the
+    // later scenarios raise a little (they ask the simulator for its stats over HTTP).
+    let scenarios: [Scenario; 6] = [
+        ("memory", Bench::memory),
+        ("validation", Bench::validation),
+        ("utilisation", Bench::utilisation),
+        ("fifteen", Bench::fifteen),
+        ("cost", Bench::cost),
+        ("baseline", Bench::baseline),
+    ];
+    let known: Vec<&str> = scenarios.iter().map(|(name, _)| *name).collect();
     let names: Vec<String> = std::env::args()
         .skip(1)
         .filter(|a| !a.starts_with("--"))
         .collect();
     for name in &names {
         assert!(
-            SCENARIOS.contains(&name.as_str()),
+            known.contains(&name.as_str()),
             "unknown scenario `{name}`; known: {}",
-            SCENARIOS.join(", ")
+            known.join(", ")
         );
     }
-    let wanted = |name: &str| names.is_empty() || names.iter().any(|n| n == name);
     let mut bench = Bench::new();
     let started = Instant::now();
-    if wanted("utilisation") {
-        bench.utilisation();
-    }
-    if wanted("fifteen") {
-        bench.fifteen();
-    }
-    if wanted("cost") {
-        bench.cost();
-    }
-    if wanted("memory") {
-        bench.memory();
-    }
-    if wanted("validation") {
-        bench.validation();
-    }
-    if wanted("baseline") {
-        bench.baseline();
+    for (name, scenario) in scenarios {
+        if names.is_empty() || names.iter().any(|n| n == name) {
+            scenario(&mut bench);
+        }
     }
     println!("\n{}", bench.table);
+    // This process's own peak (VmHWM; its rusage would also count what cargo, which started
+    // it, had peaked at) is what a child's peak RSS can never be measured below.
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let floor = status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmHWM:"))
+        .and_then(|kib| kib.trim().trim_end_matches("kB").trim().parse::<i64>().ok())
+        .map_or("unknown".to_string(), mib);
     println!(
-        "{} cores; took {:.0} s",
+        "{} cores; took {:.0} s; this process peaked at {floor}, the floor of every peak RSS above",
         std::thread::available_parallelism().map_or(0, |n| n.get()),
-        started.elapsed().as_secs_f64()
+        started.elapsed().as_secs_f64(),
     );
 }

@@ -12,7 +12,7 @@
 //! request therefore weighs `cells` fine-grained cells with one spare cell of burst: that lets
 //! a request go up to [`TOLERANCE`] ahead of its slot, so a wake-up that late keeps the
 //! schedule. Any one-second window still holds at most `ceil(rate)`, since the tolerance
-//! (2 ms) is far smaller than the margin (10 ms at 20/s).
+//! (3 ms) is far smaller than the margin (10 ms at 20/s).
 
 use std::num::NonZeroU32;
 use std::time::Duration;
@@ -26,7 +26,7 @@ use governor::{Quota, RateLimiter};
 pub const UTILISATION: f64 = 0.99;
 
 /// How far ahead of its slot a request may go, so that a late timer does not cost a slot.
-pub const TOLERANCE: Duration = Duration::from_millis(2);
+pub const TOLERANCE: Duration = Duration::from_millis(3);
 
 /// The quota that paces requests at `rate` per second (with the margin), and the cells each
 /// request weighs.
