@@ -5,14 +5,14 @@
 //! through in the first second. Here the burst is one: requests are spaced evenly, one every
 //! `1 / (rate × UTILISATION)` seconds, so any window of one second holds at most
 //! `ceil(rate)`. The small margin absorbs the jitter between the moment a request is sent and
-//! the moment the server counts it: at 20/s it is 10 ms per 20 requests.
+//! the moment the server counts it: at 20/s, 20 requests span 1.008 s, 8 ms more than a second.
 //!
 //! A timer never wakes exactly on time, and a GCRA limiter with burst one re-bases its
 //! schedule on every late wake-up, so the lateness would add up and cost utilisation. Each
 //! request therefore weighs `cells` fine-grained cells with one spare cell of burst: that lets
 //! a request go up to [`TOLERANCE`] ahead of its slot, so a wake-up that late keeps the
 //! schedule. Any one-second window still holds at most `ceil(rate)`, since the tolerance
-//! (3 ms) is far smaller than the margin (10 ms at 20/s).
+//! (3 ms) is smaller than the margin (8 ms at 20/s), leaving 5 ms for network jitter.
 
 use std::num::NonZeroU32;
 use std::time::Duration;
@@ -23,7 +23,7 @@ use governor::state::{InMemoryState, NotKeyed};
 use governor::{Quota, RateLimiter};
 
 /// The share of the rate actually used.
-pub const UTILISATION: f64 = 0.99;
+pub const UTILISATION: f64 = 0.992;
 
 /// How far ahead of its slot a request may go, so that a late timer does not cost a slot.
 pub const TOLERANCE: Duration = Duration::from_millis(3);

@@ -411,14 +411,14 @@ fn a_flag_beats_the_environment_which_beats_the_file_which_beats_the_default() {
     ];
     assert_eq!(
         planned_rate(home.path(), &[], &[]),
-        "19.80",
-        "default 20, paced at 99%"
+        "19.84",
+        "default 20, paced at 99.2%"
     );
-    assert_eq!(planned_rate(home.path(), &[], &file), "4.95");
-    assert_eq!(planned_rate(home.path(), &[], &file_and_env), "6.93");
+    assert_eq!(planned_rate(home.path(), &[], &file), "4.96");
+    assert_eq!(planned_rate(home.path(), &[], &file_and_env), "6.94");
     assert_eq!(
         planned_rate(home.path(), &["--rate", "3"], &file_and_env),
-        "2.97"
+        "2.98"
     );
 }
 
