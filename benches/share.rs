@@ -401,7 +401,7 @@ fn main() {
         .and_then(|kib| kib.trim().trim_end_matches("kB").trim().parse::<i64>().ok())
         .map_or("unknown".to_string(), mib);
     println!(
-        "{} cores; took {:.0} s; this process peaked at {floor}, the floor of every peak RSS above",
+        "{} cores; took {:.0} s; this process peaked at {floor} by the end (its peak when a child starts is the floor of that child's peak RSS: memory runs first, while it is smallest)",
         std::thread::available_parallelism().map_or(0, |n| n.get()),
         started.elapsed().as_secs_f64(),
     );
