@@ -96,6 +96,16 @@ async fn burst(addr: std::net::SocketAddr, calls: Vec<Call>) -> Vec<String> {
     codes
 }
 
+/// 40 SHAREs of distinct images, alternating between two regions.
+fn two_regions(prefix: &str) -> Vec<Call> {
+    (0..40)
+        .map(|i| {
+            let region = ["ap-guangzhou", "ap-tokyo"][i % 2];
+            Call::new(region, &format!("img-{prefix}{i:07}"), Permission::Share)
+        })
+        .collect()
+}
+
 #[tokio::test]
 async fn the_window_admits_the_rate_per_region_and_refuses_the_excess() {
     let sim = start(SimulatorConfig::default()).await;
@@ -109,16 +119,7 @@ async fn the_window_admits_the_rate_per_region_and_refuses_the_excess() {
     assert_eq!(sim.stats().max_window["ap-guangzhou"], 21);
 
     let sim = start(SimulatorConfig::default()).await;
-    let calls = (0..40)
-        .map(|i| {
-            let region = if i % 2 == 0 {
-                "ap-guangzhou"
-            } else {
-                "ap-tokyo"
-            };
-            Call::new(region, &format!("img-b{i:07}"), Permission::Share)
-        })
-        .collect();
+    let calls = two_regions("b");
     let codes = burst(sim.addr(), calls).await;
     assert!(codes.iter().all(|c| c == "OK"), "{codes:?}");
     let stats = sim.stats();
@@ -130,16 +131,7 @@ async fn the_window_admits_the_rate_per_region_and_refuses_the_excess() {
         ..SimulatorConfig::default()
     };
     let sim = start(endpoint_scope).await;
-    let calls = (0..40)
-        .map(|i| {
-            let region = if i % 2 == 0 {
-                "ap-guangzhou"
-            } else {
-                "ap-tokyo"
-            };
-            Call::new(region, &format!("img-c{i:07}"), Permission::Share)
-        })
-        .collect();
+    let calls = two_regions("c");
     let codes = burst(sim.addr(), calls).await;
     let limited = codes
         .iter()

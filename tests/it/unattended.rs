@@ -53,6 +53,22 @@ fn exit_code(output: &Output) -> i32 {
     output.status.code().unwrap_or(-1)
 }
 
+/// Runs `--resume` to the end; it must exit 0.
+async fn resume(job: &Job, sim: &SimulatorHandle) {
+    let resumed = finish(
+        command(job, sim, &["--rate", "1000", "--resume"])
+            .spawn()
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(
+        exit_code(&resumed),
+        0,
+        "{}",
+        String::from_utf8_lossy(&resumed.stderr)
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_then_resume_finishes_every_row_once_and_resends_nothing_final() {
     let sim = start(fast_simulator()).await;
@@ -76,18 +92,7 @@ async fn sigkill_then_resume_finishes_every_row_once_and_resends_nothing_final()
     );
     let before = sim.stats().by_image;
 
-    let resumed = finish(
-        command(&job, &sim, &["--rate", "1000", "--resume"])
-            .spawn()
-            .unwrap(),
-    )
-    .await;
-    assert_eq!(
-        exit_code(&resumed),
-        0,
-        "{}",
-        String::from_utf8_lossy(&resumed.stderr)
-    );
+    resume(&job, &sim).await;
     let rows = job.results();
     assert_eq!(
         rows.iter().map(|r| r.line).collect::<Vec<_>>(),
@@ -136,18 +141,7 @@ async fn sigterm_exits_130_with_the_rest_skipped_and_resume_finishes() {
                 .all(|r| matches!(r.status, Status::Shared | Status::Skipped))
     );
 
-    let resumed = finish(
-        command(&job, &sim, &["--rate", "1000", "--resume"])
-            .spawn()
-            .unwrap(),
-    )
-    .await;
-    assert_eq!(
-        exit_code(&resumed),
-        0,
-        "{}",
-        String::from_utf8_lossy(&resumed.stderr)
-    );
+    resume(&job, &sim).await;
     assert!(job.results().iter().all(|r| r.status == Status::Shared));
     assert_eq!(sim.stats().answers("OK"), 200, "no row was shared twice");
 }
