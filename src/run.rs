@@ -130,6 +130,8 @@ pub async fn run(
         endpoint: config.endpoint.clone(),
     };
 
+    // A missing or unreadable input fails here, before a lock file is made for its output.
+    Reader::open(&input)?;
     let _lock = if config.dry_run {
         None
     } else {
