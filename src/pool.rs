@@ -139,11 +139,12 @@ pub struct BucketReport {
 }
 
 impl BucketReport {
-    /// Requests per second between the first and the last request sent.
+    /// Requests per second between the first and the last request sent; `None` over less
+    /// than a second, where a rate says nothing (two requests 49 ms apart are not "20.4/s").
     pub fn rate(&self) -> Option<f64> {
         let (first, last) = (self.first_sent?, self.last_sent?);
         let span = last.duration_since(first).as_secs_f64();
-        (self.n_requests > 1 && span > 0.0).then(|| (self.n_requests - 1) as f64 / span)
+        (span >= 1.0).then(|| (self.n_requests - 1) as f64 / span)
     }
 }
 
