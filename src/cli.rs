@@ -125,6 +125,10 @@ pub struct SimulateArgs {
     /// Share of images that do not exist (ResourceNotFound.ImageIdNotFound, always).
     #[arg(long, default_value_t = 0.0, value_parser = probability)]
     pub missing: f64,
+    /// Run the server's clock this many seconds ahead (negative: behind), to rehearse a
+    /// machine whose clock is off (AuthFailure.SignatureExpire beyond 300).
+    #[arg(long, default_value_t = 0, allow_negative_numbers = true)]
+    pub clock_skew: i64,
     /// Delay each answer by MIN-MAX milliseconds (uniform), e.g. 50-150.
     #[arg(long, default_value = "0-0", value_parser = latency_range)]
     pub latency_ms: (u64, u64),

@@ -303,6 +303,7 @@ pub async fn drive(name: String, rows: Incoming, ctx: Arc<Context>) -> BucketRep
                 let ctx = bucket.ctx.clone();
                 in_flight.spawn(async move {
                     job.attempts += 1;
+                    tracing::trace!(line = job.row.line, region = job.row.region, image_id = %job.row.image_id, attempt = job.attempts, "sending");
                     let result = ctx.client.send(&job.row).await;
                     (job, result)
                 });

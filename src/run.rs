@@ -420,7 +420,7 @@ impl Plan {
             humantime::format_duration(Duration::from_secs(eta.ceil() as u64)),
         );
         for (bucket, rows) in &self.rows_per_bucket {
-            tracing::info!("  {bucket}: {rows} rows");
+            tracing::info!("  {bucket}: {}", plural(*rows, "row"));
         }
     }
 }
@@ -558,10 +558,23 @@ pub fn print_summary(report: &Report, format: LogFormat) {
                 "  {}: {} requests at {rate:.2}/s",
                 bucket.name, bucket.n_requests
             ),
-            None => eprintln!("  {}: {} requests", bucket.name, bucket.n_requests),
+            None => eprintln!(
+                "  {}: {}",
+                bucket.name,
+                plural(bucket.n_requests, "request")
+            ),
         }
     }
     eprintln!("  results: {}", report.output.display());
+}
+
+/// `1 row`, `2 rows`.
+fn plural(n: u64, noun: &str) -> String {
+    if n == 1 {
+        format!("1 {noun}")
+    } else {
+        format!("{n} {noun}s")
+    }
 }
 
 /// Resolves on the first SIGINT or SIGTERM; a second one exits the process at once with 130

@@ -66,6 +66,9 @@ pub struct SimulatorConfig {
     pub seed: u64,
     /// Each answer is delayed by a uniform draw from this range, in milliseconds.
     pub latency_ms: (u64, u64),
+    /// How far the server's clock is ahead of this machine's (negative: behind), to rehearse
+    /// `AuthFailure.SignatureExpire`.
+    pub clock_skew_secs: i64,
 }
 
 impl Default for SimulatorConfig {
@@ -81,6 +84,7 @@ impl Default for SimulatorConfig {
             faults: Faults::default(),
             seed: 0,
             latency_ms: (0, 0),
+            clock_skew_secs: 0,
         }
     }
 }
@@ -405,8 +409,16 @@ async fn answer(State(world): State<Shared>, request: Request<Body>) -> Response
             format!("The request body exceeds {MAX_BODY} bytes."),
         ))),
         Ok(body) => {
-            let accounts = lock(&world).config.accounts.clone();
-            match check::check(&parts.headers, &body, &accounts, unix_now()) {
+            let (accounts, skew) = {
+                let world = lock(&world);
+                (world.config.accounts.clone(), world.config.clock_skew_secs)
+            };
+            match check::check(
+                &parts.headers,
+                &body,
+                &accounts,
+                unix_now().saturating_add_signed(skew),
+            ) {
                 Err(refusal) => Fate::Answer(Err(refusal)),
                 Ok(checked) => lock(&world).decide(&checked, now),
             }
@@ -481,6 +493,7 @@ pub async fn main(args: crate::cli::SimulateArgs) -> i32 {
         },
         seed: args.seed,
         latency_ms: args.latency_ms,
+        clock_skew_secs: args.clock_skew,
     };
     let listener = match TcpListener::bind(&args.listen).await {
         Ok(listener) => listener,

@@ -193,3 +193,31 @@ async fn a_wrong_key_stops_the_job_with_exit_4_and_the_rest_skipped() {
         "each request was one row's only attempt"
     );
 }
+
+#[tokio::test]
+async fn a_clock_off_by_more_than_five_minutes_is_retried_once_then_stops_the_job() {
+    let sim = start(SimulatorConfig {
+        clock_skew_secs: 600,
+        ..fast_simulator()
+    })
+    .await;
+    let mut job = Job::with_rows(50, "ap-guangzhou", Permission::Share);
+    job.concurrency = 1;
+    let (report, rows) = job.run(&sim).await;
+    assert_eq!(report.exit_code(), 4);
+    let failed: Vec<_> = rows.iter().filter(|r| r.status == Status::Failed).collect();
+    assert_eq!(failed.len(), 1, "one row in flight at a time");
+    assert_eq!(
+        failed[0].error_code.as_deref(),
+        Some("AuthFailure.SignatureExpire")
+    );
+    assert_eq!(
+        failed[0].attempts, 2,
+        "retried once, with a fresh timestamp"
+    );
+    assert_eq!(
+        rows.iter().filter(|r| r.status == Status::Skipped).count(),
+        49
+    );
+    assert_eq!(sim.stats().requests, 2);
+}
