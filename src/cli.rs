@@ -125,6 +125,9 @@ pub struct SimulateArgs {
     /// Share of images that do not exist (ResourceNotFound.ImageIdNotFound, always).
     #[arg(long, default_value_t = 0.0, value_parser = probability)]
     pub missing: f64,
+    /// A region where the action is withdrawn (UnsupportedRegion); may be repeated.
+    #[arg(long)]
+    pub withdrawn_region: Vec<String>,
     /// Run the server's clock this many seconds ahead (negative: behind), to rehearse a
     /// machine whose clock is off (AuthFailure.SignatureExpire beyond 300).
     #[arg(long, default_value_t = 0, allow_negative_numbers = true)]

@@ -66,6 +66,8 @@ pub struct SimulatorConfig {
     pub seed: u64,
     /// Each answer is delayed by a uniform draw from this range, in milliseconds.
     pub latency_ms: (u64, u64),
+    /// Regions where the action is withdrawn: they answer `UnsupportedRegion`.
+    pub withdrawn_regions: Vec<String>,
     /// How far the server's clock is ahead of this machine's (negative: behind), to rehearse
     /// `AuthFailure.SignatureExpire`.
     pub clock_skew_secs: i64,
@@ -85,6 +87,7 @@ impl Default for SimulatorConfig {
             seed: 0,
             latency_ms: (0, 0),
             clock_skew_secs: 0,
+            withdrawn_regions: Vec::new(),
         }
     }
 }
@@ -179,6 +182,20 @@ impl World {
             .by_image
             .entry(format!("{}/{}", checked.region, checked.image_id))
             .or_default() += 1;
+        if self
+            .config
+            .withdrawn_regions
+            .iter()
+            .any(|r| r == checked.region)
+        {
+            return Fate::Answer(Err(Refusal::new(
+                "UnsupportedRegion",
+                format!(
+                    "The action is not supported in region `{}`.",
+                    checked.region
+                ),
+            )));
+        }
         let bucket = self.bucket(checked.region);
         let rate = self.config.rate;
         if !self.admitted.entry(bucket).or_default().admit(now, rate) {
@@ -494,6 +511,7 @@ pub async fn main(args: crate::cli::SimulateArgs) -> i32 {
         seed: args.seed,
         latency_ms: args.latency_ms,
         clock_skew_secs: args.clock_skew,
+        withdrawn_regions: args.withdrawn_region,
     };
     let listener = match TcpListener::bind(&args.listen).await {
         Ok(listener) => listener,

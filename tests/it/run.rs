@@ -221,3 +221,31 @@ async fn a_clock_off_by_more_than_five_minutes_is_retried_once_then_stops_the_jo
     );
     assert_eq!(sim.stats().requests, 2);
 }
+
+#[tokio::test]
+async fn a_region_that_refuses_the_action_fails_its_rows_and_the_others_go_on() {
+    let sim = start(SimulatorConfig {
+        withdrawn_regions: vec!["ap-tokyo".into()],
+        ..fast_simulator()
+    })
+    .await;
+    let mut csv = String::from("region,image_id,permission\n");
+    for i in 0..40 {
+        let region = ["ap-tokyo", "ap-seoul"][i % 2];
+        csv.push_str(&format!("{region},img-{i:08},SHARE\n"));
+    }
+    let mut job = Job::new(&csv);
+    job.concurrency = 1;
+    let (report, rows) = job.run(&sim).await;
+    assert_eq!(report.exit_code(), 3);
+    let (tokyo, seoul): (Vec<_>, Vec<_>) = rows.iter().partition(|r| r.region == "ap-tokyo");
+    assert!(seoul.iter().all(|r| r.status == Status::Shared));
+    assert!(tokyo.iter().all(
+        |r| r.status == Status::Failed && r.error_code.as_deref() == Some("UnsupportedRegion")
+    ));
+    let sent: u32 = tokyo.iter().map(|r| r.attempts).sum();
+    assert_eq!(
+        sent, 1,
+        "after the first refusal the region's rows are not sent"
+    );
+}
