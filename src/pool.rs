@@ -156,6 +156,16 @@ struct Job {
     clock_retried: bool,
 }
 
+impl Job {
+    fn new(row: Row) -> Self {
+        Self {
+            row,
+            attempts: 0,
+            clock_retried: false,
+        }
+    }
+}
+
 /// A job waiting for its backoff to end; ordered by due time, earliest first.
 struct Due {
     at: Instant,
@@ -189,7 +199,7 @@ struct Bucket {
     retries: BinaryHeap<Due>,
     n_scheduled: u64,
     /// Images with a row in flight or in backoff, and the rows queued behind it.
-    busy: HashMap<String, VecDeque<Row>>,
+    busy: HashMap<(&'static str, String), VecDeque<Row>>,
     n_parked: usize,
     /// Regions that answered `UnsupportedRegion`: their rows fail without being sent.
     dead_regions: HashMap<&'static str, ApiError>,
@@ -369,43 +379,33 @@ impl Bucket {
     /// Takes a new row: it is ready unless its image is busy, in which case it waits its turn.
     async fn admit(&mut self, row: Row) {
         if let Some(error) = self.dead_regions.get(row.region).cloned() {
-            let job = Job {
-                row,
-                attempts: 0,
-                clock_retried: false,
-            };
+            let job = Job::new(row);
             return self.fail(&job, &error).await;
         }
-        match self.busy.get_mut(&row.image_id) {
+        let key = (row.region, row.image_id.clone());
+        match self.busy.get_mut(&key) {
             Some(queue) => {
                 queue.push_back(row);
                 self.n_parked += 1;
             }
             None => {
-                self.busy.insert(row.image_id.clone(), VecDeque::new());
-                self.ready.push_back(Job {
-                    row,
-                    attempts: 0,
-                    clock_retried: false,
-                });
+                self.busy.insert(key, VecDeque::new());
+                self.ready.push_back(Job::new(row));
             }
         }
     }
 
     /// The image of a finished row is free: its next queued row, if any, becomes ready.
-    fn release(&mut self, image_id: &str) {
-        let next = self.busy.get_mut(image_id).and_then(VecDeque::pop_front);
+    fn release(&mut self, row: &Row) {
+        let key = (row.region, row.image_id.clone());
+        let next = self.busy.get_mut(&key).and_then(VecDeque::pop_front);
         match next {
             Some(row) => {
                 self.n_parked -= 1;
-                self.ready.push_back(Job {
-                    row,
-                    attempts: 0,
-                    clock_retried: false,
-                });
+                self.ready.push_back(Job::new(row));
             }
             None => {
-                self.busy.remove(image_id);
+                self.busy.remove(&key);
             }
         }
     }
@@ -452,7 +452,7 @@ impl Bucket {
                 outcome.request_id = error.request_id;
                 self.emit(&job, outcome).await;
             }
-            Class::Transient if stopped => self.release(&job.row.image_id),
+            Class::Transient if stopped => self.release(&job.row),
             Class::Transient if job.attempts < self.ctx.settings.max_attempts => {
                 let at = Instant::now() + self.ctx.settings.backoff.delay(job.attempts);
                 self.n_scheduled += 1;
@@ -494,7 +494,7 @@ impl Bucket {
                 "the results file stopped taking rows".into(),
             ));
         }
-        self.release(&job.row.image_id);
+        self.release(&job.row);
     }
 }
 
