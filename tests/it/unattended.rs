@@ -5,7 +5,9 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use lighthouse_share::results::{Resume, Status};
-use lighthouse_share::simulator::{DEFAULT_SECRET_ID, DEFAULT_SECRET_KEY, SimulatorHandle};
+use lighthouse_share::simulator::{
+    DEFAULT_SECRET_ID, DEFAULT_SECRET_KEY, Faults, SimulatorConfig, SimulatorHandle,
+};
 
 use crate::common::{Job, fast_simulator, start};
 
@@ -194,4 +196,36 @@ async fn json_logs_are_one_object_per_line_and_quiet_keeps_only_problems_and_the
         "{stderr}"
     );
     assert!(stderr.contains("summary: 2 rows"), "{stderr}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_signal_stops_at_once_keeping_what_was_written() {
+    let sim = start(SimulatorConfig {
+        faults: Faults {
+            stall: 1.0,
+            ..Faults::default()
+        },
+        ..fast_simulator()
+    })
+    .await;
+    let job = Job::with_rows(10, "ap-seoul", lighthouse_share::action::Permission::Share);
+    let child = command(&job, &sim, &["--timeout", "60", "--concurrency", "2"])
+        .spawn()
+        .unwrap();
+    wait_until("two requests are stalled at the simulator", || {
+        sim.stats().requests >= 2
+    });
+    signal(&child, libc::SIGTERM);
+    wait_until("the first signal is taken", || {
+        std::fs::read_to_string(job.output()).is_ok_and(|text| text.starts_with("line,"))
+    });
+    signal(&child, libc::SIGTERM);
+    let output = finish(child).await;
+    assert_eq!(exit_code(&output), 130);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("second signal"), "{stderr}");
+    assert!(
+        job.results().is_empty(),
+        "it did not wait the minute for the stalled requests to rewrite the file"
+    );
 }
