@@ -120,57 +120,78 @@ pub async fn run(
     let input = spooled
         .as_ref()
         .map_or(config.input.clone(), |(_, path)| path.clone());
-    let _simulator = if config.simulate {
-        Some(start_simulator(&mut config).await?)
-    } else {
-        None
+    let _simulator = match config.simulate {
+        true => Some(start_simulator(&mut config).await?),
+        false => None,
     };
     let buckets = Buckets {
         scope: config.rate_scope,
         endpoint: config.endpoint.clone(),
     };
-
-    // A missing or unreadable input fails here, before a lock file is made for its output.
-    Reader::open(&input)?;
-    let _lock = if config.dry_run {
-        None
-    } else {
-        Some(lock(&config.output)?)
+    let _lock = claim_output(&config, &input)?;
+    let resume = match config.resume {
+        true => Resume::load(&config.output).map_err(Error::Setup)?,
+        false => Resume::default(),
     };
-    if !config.dry_run && !config.resume && config.output.exists() {
+    let (plan, resume) = {
+        let (input, output, buckets) = (input.clone(), config.output.clone(), buckets.clone());
+        blocking(move || Plan::make(&input, &buckets, &resume, &output).map(|p| (p, resume)))
+            .await??
+    };
+    plan.log(&config);
+    let mut report = Report {
+        output: config.output.clone(),
+        counts: Counts::default(),
+        elapsed: Duration::ZERO,
+        buckets: Vec::new(),
+        stop: None,
+        dry_run: config.dry_run,
+    };
+    if config.dry_run {
+        report
+            .counts
+            .by_status
+            .insert(Status::Invalid, plan.n_invalid);
+    } else {
+        (report.buckets, report.stop) =
+            send(&config, &input, &buckets, &plan, resume, shutdown).await?;
+        let output = config.output.clone();
+        report.counts = blocking(move || results::compact(&input, &output))
+            .await?
+            .map_err(Error::Failed)?;
+    }
+    drop(spooled);
+    report.elapsed = started.elapsed();
+    Ok(report)
+}
+
+/// Checks that the input opens (so a mistyped path leaves no lock file behind), then takes
+/// the lock on the results file and refuses to overwrite one without `--resume`.
+fn claim_output(config: &RunConfig, input: &Path) -> Result<Option<File>, Error> {
+    Reader::open(input)?;
+    if config.dry_run {
+        return Ok(None);
+    }
+    let lock = lock(&config.output)?;
+    if !config.resume && config.output.exists() {
         return Err(Error::Setup(anyhow::anyhow!(
             "the results file {} already exists: add --resume to continue it (finished rows are kept, not sent again), or give another --output, or remove it",
             config.output.display()
         )));
     }
-    let resume = if config.resume {
-        Resume::load(&config.output).map_err(Error::Setup)?
-    } else {
-        Resume::default()
-    };
-    let plan = {
-        let (input, output, buckets) = (input.clone(), config.output.clone(), buckets.clone());
-        tokio::task::spawn_blocking(move || {
-            Plan::make(&input, &buckets, &resume, &output).map(|plan| (plan, resume))
-        })
-        .await
-        .map_err(|e| Error::Failed(e.into()))??
-    };
-    let (plan, resume) = plan;
-    plan.log(&config);
-    if config.dry_run {
-        let mut counts = Counts::default();
-        counts.by_status.insert(Status::Invalid, plan.n_invalid);
-        return Ok(Report {
-            output: config.output,
-            counts,
-            elapsed: started.elapsed(),
-            buckets: Vec::new(),
-            stop: None,
-            dry_run: true,
-        });
-    }
+    Ok(Some(lock))
+}
 
+/// Sends every planned row: a reader and a pool task per bucket, the journal thread, the
+/// progress display. Returns each bucket's report and why the run stopped early, if it did.
+async fn send(
+    config: &RunConfig,
+    input: &Path,
+    buckets: &Buckets,
+    plan: &Plan,
+    resume: Resume,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(Vec<BucketReport>, Option<Reason>), Error> {
     let credentials = config
         .credentials
         .clone()
@@ -199,10 +220,30 @@ pub async fn run(
     let resume = Arc::new(resume);
     let mut tasks = tokio::task::JoinSet::new();
     for name in plan.rows_per_bucket.keys() {
-        let rows = spawn_reader(&input, &buckets, name, resume.clone());
+        let rows = spawn_reader(input, buckets, name, resume.clone());
         tasks.spawn(pool::drive(name.clone(), rows, ctx.clone()));
     }
+    // The journal ends when the last sender, held by the bucket tasks, is gone.
     drop(ctx);
+    let mut reports = wait_for(tasks, &stop, shutdown).await?;
+    drop(reporter);
+    journal
+        .await
+        .map_err(|e| Error::Failed(e.into()))?
+        .map_err(Error::Failed)?;
+    if let Some(Reason::Fatal(error)) = stop.reason() {
+        tracing::error!("stopped: {}", fatal_advice(&error));
+    }
+    reports.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok((reports, stop.reason()))
+}
+
+/// Waits for every bucket task; when `shutdown` resolves first, stops them gently.
+async fn wait_for(
+    mut tasks: tokio::task::JoinSet<BucketReport>,
+    stop: &Stop,
+    shutdown: impl Future<Output = ()>,
+) -> Result<Vec<BucketReport>, Error> {
     let mut reports = Vec::new();
     tokio::pin!(shutdown);
     loop {
@@ -210,7 +251,7 @@ pub async fn run(
             joined = tasks.join_next() => match joined {
                 Some(Ok(report)) => reports.push(report),
                 Some(Err(error)) => return Err(Error::Failed(error.into())),
-                None => break,
+                None => return Ok(reports),
             },
             _ = &mut shutdown, if !stop.is_stopped() => {
                 tracing::warn!("interrupted: starting no new rows; letting the requests in flight finish (a second signal stops at once)");
@@ -218,29 +259,15 @@ pub async fn run(
             }
         }
     }
-    drop(reporter);
-    journal
+}
+
+/// Runs blocking file work off the runtime's thread.
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, Error> {
+    tokio::task::spawn_blocking(work)
         .await
-        .map_err(|e| Error::Failed(e.into()))?
-        .map_err(Error::Failed)?;
-    let output = config.output.clone();
-    let counts = tokio::task::spawn_blocking(move || results::compact(&input, &output))
-        .await
-        .map_err(|e| Error::Failed(e.into()))?
-        .map_err(Error::Failed)?;
-    drop(spooled);
-    if let Some(Reason::Fatal(error)) = stop.reason() {
-        tracing::error!("stopped: {}", fatal_advice(&error));
-    }
-    reports.sort_by(|a, b| a.name.cmp(&b.name));
-    Ok(Report {
-        output: config.output,
-        counts,
-        elapsed: started.elapsed(),
-        buckets: reports,
-        stop: stop.reason(),
-        dry_run: false,
-    })
+        .map_err(|e| Error::Failed(e.into()))
 }
 
 /// What a job-fatal answer most likely means, and what to do about it.
