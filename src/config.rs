@@ -170,16 +170,17 @@ fn check_keys(path: &Path, table: &toml::Table) -> Result<(), ConfigError> {
 impl RunConfig {
     /// Resolves the arguments, the environment (through `env`) and the config file.
     pub async fn resolve(args: RunArgs, env: Env<'_>) -> Result<Self, ConfigError> {
-        let mut warnings = Vec::new();
-        let file = match &args.config {
+        let (file, warnings) = match &args.config {
             Some(path) => {
                 let file = FileConfig::load(path)?;
-                if file.credentials.secret_key.is_some() {
-                    warnings.extend(readable_by_others(path));
-                }
-                file
+                let exposed = file
+                    .credentials
+                    .secret_key
+                    .as_ref()
+                    .and_then(|_| readable_by_others(path));
+                (file, exposed.into_iter().collect())
             }
-            None => FileConfig::default(),
+            None => (FileConfig::default(), Vec::new()),
         };
         let run = &file.run;
         let simulate = args.simulate || run.simulate.unwrap_or(false);
@@ -201,36 +202,14 @@ impl RunConfig {
                     RateScope::Endpoint
                 });
         let rate = args.rate.or(run.rate).unwrap_or(20.0);
-        if !(rate.is_finite() && rate > 0.0) {
-            return Err(error(format!(
-                "--rate {rate}: give a positive number of requests per second, such as 20"
-            )));
-        }
         let concurrency = args.concurrency.or(run.concurrency).unwrap_or(32);
-        if concurrency == 0 {
-            return Err(error("--concurrency 0: give at least 1"));
-        }
         let max_attempts = args.max_attempts.or(run.max_attempts).unwrap_or(8);
-        if max_attempts == 0 {
-            return Err(error(
-                "--max-attempts 0: give at least 1 (the first attempt counts)",
-            ));
-        }
         let timeout = args.timeout.or(run.timeout).unwrap_or(10.0);
-        if !(timeout.is_finite() && timeout > 0.0) {
-            return Err(error(format!(
-                "--timeout {timeout}: give a positive number of seconds"
-            )));
-        }
         let backoff = Backoff {
             base: Duration::from_millis(file.retry.base_ms.unwrap_or(500)),
             max: Duration::from_millis(file.retry.max_ms.unwrap_or(20_000)),
         };
-        if backoff.base > backoff.max {
-            return Err(error(
-                "[retry] base_ms is larger than max_ms: make base_ms the smaller",
-            ));
-        }
+        check_numbers(rate, concurrency, max_attempts, timeout, backoff)?;
         let output = args
             .output
             .or(run.output.clone())
@@ -272,6 +251,41 @@ impl RunConfig {
             warnings,
         })
     }
+}
+
+/// Numbers a run can work with: no zero, no negative, nothing so large a `Duration` cannot
+/// hold it.
+fn check_numbers(
+    rate: f64,
+    concurrency: usize,
+    max_attempts: u32,
+    timeout: f64,
+    backoff: Backoff,
+) -> Result<(), ConfigError> {
+    if !(rate.is_finite() && rate >= 0.001) {
+        return Err(error(format!(
+            "--rate {rate}: give the most requests per second, at least 0.001, such as 20"
+        )));
+    }
+    if concurrency == 0 {
+        return Err(error("--concurrency 0: give at least 1"));
+    }
+    if max_attempts == 0 {
+        return Err(error(
+            "--max-attempts 0: give at least 1 (the first attempt counts)",
+        ));
+    }
+    if !(timeout.is_finite() && timeout > 0.0 && timeout <= 86_400.0) {
+        return Err(error(format!(
+            "--timeout {timeout}: give a number of seconds above 0 and at most 86400, such as 10"
+        )));
+    }
+    if backoff.base > backoff.max {
+        return Err(error(
+            "[retry] base_ms is larger than max_ms: make base_ms the smaller",
+        ));
+    }
+    Ok(())
 }
 
 /// A warning if a file holding a secret key can be read by group or others.
@@ -362,6 +376,33 @@ mod tests {
         std::fs::write(&path, "[retries]\nbase_ms = 4\n").unwrap();
         let error = FileConfig::load(&path).unwrap_err().to_string();
         assert!(error.contains("did you mean `retry`?"), "{error}");
+    }
+
+    #[test]
+    fn numbers_that_cannot_work_are_refused_with_the_fix() {
+        let backoff = Backoff {
+            base: Duration::from_millis(500),
+            max: Duration::from_secs(20),
+        };
+        assert!(check_numbers(20.0, 32, 8, 10.0, backoff).is_ok());
+        assert!(check_numbers(0.5, 1, 1, 0.1, backoff).is_ok());
+        for (rate, concurrency, attempts, timeout, flag) in [
+            (0.0, 32, 8, 10.0, "--rate"),
+            (f64::NAN, 32, 8, 10.0, "--rate"),
+            (1e-300, 32, 8, 10.0, "--rate"),
+            (20.0, 0, 8, 10.0, "--concurrency"),
+            (20.0, 32, 0, 10.0, "--max-attempts"),
+            (20.0, 32, 8, -1.0, "--timeout"),
+            (20.0, 32, 8, 1e300, "--timeout"),
+        ] {
+            let error = check_numbers(rate, concurrency, attempts, timeout, backoff).unwrap_err();
+            assert!(error.to_string().starts_with(flag), "{error}");
+        }
+        let upside_down = Backoff {
+            base: Duration::from_secs(30),
+            max: Duration::from_secs(20),
+        };
+        assert!(check_numbers(20.0, 32, 8, 10.0, upside_down).is_err());
     }
 
     #[test]
