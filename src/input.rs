@@ -22,12 +22,14 @@ pub enum InputError {
     )]
     Empty { path: PathBuf },
     #[error(
-        "{path}: no `{column}` column in the header row ({found}); the header needs region, image_id (or ImageId, image) and permission"
+        "{path}: no `{column}` column in the header row ({found}); the header needs region, image_id (or ImageId, image) and permission{hint}"
     )]
     MissingColumn {
         path: PathBuf,
         column: &'static str,
         found: String,
+        /// Why the header may look wrong, when it can be told.
+        hint: &'static str,
     },
     #[error("{path}, line {line}: {problem}")]
     Malformed {
@@ -172,6 +174,16 @@ fn normalise(name: &str) -> String {
 
 fn find_columns(path: &Path, header: &csv::StringRecord) -> Result<Columns, InputError> {
     let names: Vec<String> = header.iter().map(normalise).collect();
+    // A spreadsheet set to another locale exports `;` or tab separated "CSV".
+    let hint = match header.len() {
+        1 if header[0].contains(';') => {
+            ". The file is separated by `;`: export it as CSV with commas"
+        }
+        1 if header[0].contains('\t') => {
+            ". The file is separated by tabs: export it as CSV with commas"
+        }
+        _ => "",
+    };
     let find = |column: &'static str, aliases: &[&str]| {
         names
             .iter()
@@ -180,6 +192,7 @@ fn find_columns(path: &Path, header: &csv::StringRecord) -> Result<Columns, Inpu
                 path: path.to_path_buf(),
                 column,
                 found: format!("found: {}", header.iter().collect::<Vec<_>>().join(",")),
+                hint,
             })
     };
     Ok(Columns {
@@ -327,6 +340,10 @@ mod tests {
         assert!(error.contains("`permission`"), "{error}");
         assert!(error.contains("region,image_id,perm"), "{error}");
         assert!(matches!(read(""), Err(InputError::Empty { .. })));
+        let error = read("region;image_id;permission\nap-seoul;img-abcdefgh;SHARE\n")
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("separated by `;`"), "{error}");
     }
 
     #[test]
