@@ -276,6 +276,15 @@ impl Resume {
         Ok(resume)
     }
 
+    /// The lines of the kept rows, in order.
+    pub fn kept_lines(&self) -> impl Iterator<Item = u64> + '_ {
+        self.kept
+            .iter()
+            .enumerate()
+            .filter(|(_, fingerprint)| **fingerprint != 0)
+            .map(|(line, _)| line as u64)
+    }
+
     /// Whether the row at `line` is done and kept.
     pub fn is_kept(&self, line: u64) -> bool {
         self.kept_fingerprint(line) != 0

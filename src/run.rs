@@ -404,8 +404,23 @@ impl Plan {
             n_invalid: 0,
             n_kept: 0,
         };
+        // Kept rows are matched with the input's rows as both go by in line order, so that a
+        // kept row whose line the input no longer has is caught too.
+        let mut kept_lines = resume.kept_lines().peekable();
+        let missing = |line: u64| {
+            Error::Setup(anyhow::anyhow!(
+                "{} has a finished row for line {line}, which {} no longer has: it belongs to another version of the input. Restore the input, or give it its own --output",
+                output.display(),
+                input.display()
+            ))
+        };
         for record in Reader::open(input)? {
             let record = record?;
+            while let Some(line) = kept_lines.next_if(|line| *line <= record.line) {
+                if line < record.line {
+                    return Err(missing(line));
+                }
+            }
             resume.check(&record, output).map_err(Error::Setup)?;
             match record.validate() {
                 Err(message) => {
@@ -422,6 +437,9 @@ impl Plan {
                         .or_default() += 1
                 }
             }
+        }
+        if let Some(line) = kept_lines.next() {
+            return Err(missing(line));
         }
         if plan.n_invalid > SHOWN_INVALID {
             tracing::warn!(

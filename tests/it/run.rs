@@ -249,3 +249,22 @@ async fn a_region_that_refuses_the_action_fails_its_rows_and_the_others_go_on() 
         "after the first refusal the region's rows are not sent"
     );
 }
+
+#[tokio::test]
+async fn resume_refuses_a_results_file_whose_finished_rows_the_input_no_longer_has() {
+    let sim = start(fast_simulator()).await;
+    let mut job = Job::with_rows(5, "ap-seoul", Permission::Share);
+    let (report, _) = job.run(&sim).await;
+    assert_eq!(report.exit_code(), 0);
+    let text = std::fs::read_to_string(&job.input).unwrap();
+    let shorter: Vec<&str> = text.lines().take(5).collect();
+    std::fs::write(&job.input, shorter.join("\n") + "\n").unwrap();
+    job.resume = true;
+    let error = lighthouse_share::run::run(job.config(&sim).await, std::future::pending())
+        .await
+        .unwrap_err();
+    assert_eq!(error.exit_code(), 2);
+    assert!(error.to_string().contains("line 6"), "{error}");
+    assert_eq!(job.results().len(), 5, "the results file is left as it was");
+    assert_eq!(sim.stats().requests, 5, "nothing was sent");
+}
