@@ -149,14 +149,22 @@ impl Client {
         credentials: Provider,
         timeout: Duration,
     ) -> anyhow::Result<Self> {
-        let http = reqwest::Client::builder()
-            .pool_max_idle_per_host(256)
-            .tcp_nodelay(true)
-            .build()?;
-        let targets = action::REGIONS
+        let targets: HashMap<&'static str, Target> = action::REGIONS
             .iter()
             .map(|region| Ok((*region, Target::new(&endpoint, region)?)))
             .collect::<anyhow::Result<_>>()?;
+        let mut http = reqwest::Client::builder()
+            .pool_max_idle_per_host(256)
+            .tcp_nodelay(true);
+        // A proxy from the environment is for the network, not for this machine: without
+        // this, `--simulate` behind a corporate HTTP_PROXY would send loopback requests to it.
+        if targets
+            .values()
+            .all(|target| crate::config::is_loopback(target.url.host()))
+        {
+            http = http.no_proxy();
+        }
+        let http = http.build()?;
         Ok(Self {
             http,
             targets,

@@ -334,7 +334,8 @@ fn check_endpoint(endpoint: &Endpoint) -> Result<(), ConfigError> {
     }
 }
 
-fn is_loopback(host: Option<url::Host<&str>>) -> bool {
+/// Whether a URL's host is this machine.
+pub fn is_loopback(host: Option<url::Host<&str>>) -> bool {
     match host {
         Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
         Some(url::Host::Ipv6(ip)) => ip.is_loopback(),

@@ -449,3 +449,24 @@ fn a_config_file_with_a_secret_readable_by_others_draws_a_chmod_warning() {
     assert!(warned(0o644));
     assert!(!warned(0o600));
 }
+
+#[test]
+fn a_proxy_from_the_environment_is_not_used_for_a_loopback_endpoint() {
+    let home = tempfile::tempdir().unwrap();
+    std::fs::write(
+        home.path().join("in.csv"),
+        "region,image_id,permission\nap-seoul,img-aaaaaaaa,SHARE\n",
+    )
+    .unwrap();
+    let output = binary(home.path())
+        .args(["run", "in.csv", "--simulate", "--max-attempts", "1", "-q"])
+        .env("HTTP_PROXY", "http://127.0.0.1:9")
+        .env("http_proxy", "http://127.0.0.1:9")
+        .env("ALL_PROXY", "http://127.0.0.1:9")
+        .current_dir(home.path())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(0), "{stderr}");
+    assert!(stderr.contains("1 shared"), "{stderr}");
+}
