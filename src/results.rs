@@ -143,8 +143,15 @@ fn writer<W: Write>(sink: W) -> csv::Writer<W> {
 const HEADER: &str = "line,region,image_id,permission,status,blueprint_id,request_id,error_code,error_message,attempts,finished_at\n";
 
 fn write_outcome<W: Write>(csv: &mut csv::Writer<W>, outcome: &Outcome) -> io::Result<()> {
-    let mut guarded = outcome.clone();
-    guarded.error_message = outcome.error_message.as_deref().map(guard);
+    let guarded = outcome.error_message.as_deref().map(guard);
+    if guarded == outcome.error_message {
+        // Nearly every row: nothing to guard, nothing to copy.
+        return csv.serialize(outcome).map_err(io::Error::other);
+    }
+    let guarded = Outcome {
+        error_message: guarded,
+        ..outcome.clone()
+    };
     csv.serialize(&guarded).map_err(io::Error::other)
 }
 

@@ -239,6 +239,17 @@ async fn cvm_role_credentials_are_refreshed_before_they_expire() {
     );
 }
 
+/// An empty home directory holding `in.csv` with one valid row.
+fn home_with_one_row() -> tempfile::TempDir {
+    let home = tempfile::tempdir().unwrap();
+    std::fs::write(
+        home.path().join("in.csv"),
+        "region,image_id,permission\nap-seoul,img-aaaaaaaa,SHARE\n",
+    )
+    .unwrap();
+    home
+}
+
 fn binary(home: &Path) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_lighthouse-share"));
     command
@@ -328,12 +339,7 @@ async fn no_secret_appears_in_any_output_or_file_even_at_the_most_verbose_level(
 
 #[test]
 fn plain_http_to_a_remote_host_is_refused_and_no_credentials_lists_the_five_places() {
-    let home = tempfile::tempdir().unwrap();
-    std::fs::write(
-        home.path().join("in.csv"),
-        "region,image_id,permission\nap-seoul,img-aaaaaaaa,SHARE\n",
-    )
-    .unwrap();
+    let home = home_with_one_row();
     let input = home.path().join("in.csv");
     let refused = binary(home.path())
         .args([
@@ -397,12 +403,7 @@ fn planned_rate(home: &Path, extra: &[&str], env: &[(&str, &str)]) -> String {
 
 #[test]
 fn a_flag_beats_the_environment_which_beats_the_file_which_beats_the_default() {
-    let home = tempfile::tempdir().unwrap();
-    std::fs::write(
-        home.path().join("in.csv"),
-        "region,image_id,permission\nap-seoul,img-aaaaaaaa,SHARE\n",
-    )
-    .unwrap();
+    let home = home_with_one_row();
     std::fs::write(home.path().join("c.toml"), "[run]\nrate = 5\n").unwrap();
     let file = [("LIGHTHOUSE_SHARE_CONFIG", "c.toml")];
     let file_and_env = [
@@ -425,12 +426,7 @@ fn a_flag_beats_the_environment_which_beats_the_file_which_beats_the_default() {
 #[test]
 fn a_config_file_with_a_secret_readable_by_others_draws_a_chmod_warning() {
     use std::os::unix::fs::PermissionsExt;
-    let home = tempfile::tempdir().unwrap();
-    std::fs::write(
-        home.path().join("in.csv"),
-        "region,image_id,permission\nap-seoul,img-aaaaaaaa,SHARE\n",
-    )
-    .unwrap();
+    let home = home_with_one_row();
     let config = home.path().join("c.toml");
     std::fs::write(
         &config,
@@ -452,12 +448,7 @@ fn a_config_file_with_a_secret_readable_by_others_draws_a_chmod_warning() {
 
 #[test]
 fn a_proxy_from_the_environment_is_not_used_for_a_loopback_endpoint() {
-    let home = tempfile::tempdir().unwrap();
-    std::fs::write(
-        home.path().join("in.csv"),
-        "region,image_id,permission\nap-seoul,img-aaaaaaaa,SHARE\n",
-    )
-    .unwrap();
+    let home = home_with_one_row();
     let output = binary(home.path())
         .args(["run", "in.csv", "--simulate", "--max-attempts", "1", "-q"])
         .env("HTTP_PROXY", "http://127.0.0.1:9")
