@@ -6,6 +6,8 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::action::RateScope;
+use crate::credentials::Credentials;
+use crate::simulator::{Faults, SimulatorConfig};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -68,20 +70,32 @@ pub struct RunArgs {
     #[arg(long, env = "LIGHTHOUSE_SHARE_TIMEOUT")]
     pub timeout: Option<f64>,
     /// Continue from the results file: keep its finished rows, run the rest.
-    #[arg(long)]
+    #[arg(long, overrides_with = "no_resume")]
     pub resume: bool,
+    /// Start afresh even if the config file or the environment says --resume.
+    #[arg(long, overrides_with = "resume")]
+    pub no_resume: bool,
     /// Validate every row, print the plan and an ETA; send nothing, write nothing.
-    #[arg(long)]
+    #[arg(long, overrides_with = "no_dry_run")]
     pub dry_run: bool,
+    /// Really run, even if the config file or the environment says --dry-run.
+    #[arg(long, overrides_with = "dry_run")]
+    pub no_dry_run: bool,
     /// Run against an in-process simulator with its built-in credentials (no account needed).
-    #[arg(long)]
+    #[arg(long, overrides_with = "no_simulate")]
     pub simulate: bool,
+    /// Use the real endpoint, even if the config file or the environment says --simulate.
+    #[arg(long, overrides_with = "simulate")]
+    pub no_simulate: bool,
     /// Log lines on stderr [default: text].
     #[arg(long, env = "LIGHTHOUSE_SHARE_LOG_FORMAT")]
     pub log_format: Option<LogFormat>,
     /// Only warnings, errors and the final summary.
-    #[arg(short, long, conflicts_with = "verbose")]
+    #[arg(short, long, conflicts_with = "verbose", overrides_with = "no_quiet")]
     pub quiet: bool,
+    /// Every log line, even if the config file or the environment says --quiet.
+    #[arg(long, overrides_with = "quiet")]
+    pub no_quiet: bool,
     /// More log lines (-vv for every request).
     #[arg(short, long, action = clap::ArgAction::Count)]
     pub verbose: u8,
@@ -135,6 +149,29 @@ pub struct SimulateArgs {
     /// Delay each answer by MIN-MAX milliseconds (uniform), e.g. 50-150.
     #[arg(long, default_value = "0-0", value_parser = latency_range)]
     pub latency_ms: (u64, u64),
+}
+
+impl SimulateArgs {
+    /// The simulator these options describe.
+    pub fn simulator_config(&self) -> SimulatorConfig {
+        SimulatorConfig {
+            accounts: vec![Credentials::new(&self.secret_id, &self.secret_key, None)],
+            rate: self.rate,
+            rate_scope: self.rate_scope,
+            faults: Faults {
+                occupied: self.occupied,
+                internal_error: self.internal_error,
+                http_error: self.http_error,
+                reset: self.reset,
+                stall: self.stall,
+                missing: self.missing,
+            },
+            seed: self.seed,
+            latency_ms: self.latency_ms,
+            clock_skew_secs: self.clock_skew,
+            withdrawn_regions: self.withdrawn_region.clone(),
+        }
+    }
 }
 
 fn probability(value: &str) -> Result<f64, String> {

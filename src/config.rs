@@ -8,10 +8,10 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::action::RateScope;
-use crate::api::Endpoint;
+use crate::api::{Endpoint, is_loopback};
 use crate::cli::{LogFormat, RunArgs};
-use crate::credentials::{self, Env, Provider, Secret};
-use crate::pool::Backoff;
+use crate::credentials::{self, CredentialsError, Env, FileCredentials, Provider};
+use crate::retry::{Backoff, Policy};
 use crate::suggest;
 
 pub const DEFAULT_ENDPOINT: &str = "https://lighthouse.{region}.tencentcloudapi.com";
@@ -21,33 +21,50 @@ pub const DEFAULT_ENDPOINT: &str = "https://lighthouse.{region}.tencentcloudapi.
 #[error("{0}")]
 pub struct ConfigError(pub String);
 
+impl From<CredentialsError> for ConfigError {
+    fn from(error: CredentialsError) -> Self {
+        Self(error.0)
+    }
+}
+
 fn error(message: impl Into<String>) -> ConfigError {
     ConfigError(message.into())
 }
 
-/// Everything a run needs, validated.
+/// Everything a run needs, validated: final once resolved.
 #[derive(Debug, Clone)]
 pub struct RunConfig {
     /// The input file; `-` is standard input.
     pub input: PathBuf,
     pub output: PathBuf,
-    pub endpoint: Endpoint,
+    /// What the run does and where its requests go.
+    pub mode: Mode,
     pub rate: f64,
     pub rate_scope: RateScope,
     pub concurrency: usize,
-    pub max_attempts: u32,
+    pub retry: Policy,
     pub timeout: Duration,
-    pub backoff: Backoff,
     pub resume: bool,
-    pub dry_run: bool,
-    /// Run against an in-process simulator; `endpoint` is then set when it starts.
-    pub simulate: bool,
-    pub credentials: Option<Provider>,
     pub log_format: LogFormat,
     pub quiet: bool,
     pub verbose: u8,
     /// Said once logging is set up (the config decides its format).
     pub warnings: Vec<String>,
+}
+
+/// What a run does, decided before it starts: each mode carries exactly what it needs.
+#[derive(Debug, Clone)]
+pub enum Mode {
+    /// `--dry-run`: check the input and print the plan; send nothing, write nothing. The
+    /// endpoint names the rate buckets of the plan.
+    DryRun { endpoint: Endpoint },
+    /// Send to an endpoint with the credentials found for it.
+    Remote {
+        endpoint: Endpoint,
+        credentials: Provider,
+    },
+    /// `--simulate`: send to an in-process simulator, with its built-in account.
+    Simulator,
 }
 
 /// The config file, as TOML. Every key is optional.
@@ -57,7 +74,7 @@ pub struct FileConfig {
     #[serde(default)]
     pub run: RunSection,
     #[serde(default)]
-    pub credentials: CredentialsSection,
+    pub credentials: FileCredentials,
     #[serde(default)]
     pub retry: RetrySection,
 }
@@ -79,14 +96,6 @@ pub struct RunSection {
     pub log_format: Option<LogFormat>,
     pub quiet: Option<bool>,
     pub verbose: Option<u8>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct CredentialsSection {
-    pub secret_id: Option<String>,
-    pub secret_key: Option<Secret>,
-    pub token: Option<Secret>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -183,7 +192,13 @@ impl RunConfig {
             None => (FileConfig::default(), Vec::new()),
         };
         let run = &file.run;
-        let simulate = args.simulate || run.simulate.unwrap_or(false);
+        let switch = |on: bool, off: bool, name: &str, from_file: Option<bool>| {
+            switch(on, off, env, name, from_file)
+        };
+        let simulate = switch(args.simulate, args.no_simulate, "SIMULATE", run.simulate)?;
+        let dry_run = switch(args.dry_run, args.no_dry_run, "DRY_RUN", run.dry_run)?;
+        let resume = switch(args.resume, args.no_resume, "RESUME", run.resume)?;
+        let quiet = switch(args.quiet, args.no_quiet, "QUIET", run.quiet)?;
         let endpoint = Endpoint::new(
             args.endpoint
                 .as_deref()
@@ -214,35 +229,36 @@ impl RunConfig {
             .output
             .or(run.output.clone())
             .unwrap_or_else(|| default_output(&args.input));
-        let dry_run = args.dry_run || run.dry_run.unwrap_or(false);
         let profile = args
             .profile
             .or(run.profile.clone())
             .unwrap_or_else(|| "default".into());
-        let credentials = if simulate || dry_run {
-            None
-        } else {
-            Some(credentials::find(env, &file.credentials, &profile).await?)
+        let mode = match (dry_run, simulate) {
+            (true, _) => Mode::DryRun { endpoint },
+            (false, true) => Mode::Simulator,
+            (false, false) => Mode::Remote {
+                credentials: credentials::find(env, &file.credentials, &profile).await?,
+                endpoint,
+            },
         };
         Ok(Self {
             input: args.input,
             output,
-            endpoint,
+            mode,
             rate,
             rate_scope,
             concurrency,
-            max_attempts,
+            retry: Policy {
+                max_attempts,
+                backoff,
+            },
             timeout: Duration::from_secs_f64(timeout),
-            backoff,
-            resume: args.resume || run.resume.unwrap_or(false),
-            dry_run,
-            simulate,
-            credentials,
+            resume,
             log_format: args
                 .log_format
                 .or(run.log_format)
                 .unwrap_or(LogFormat::Text),
-            quiet: args.quiet || run.quiet.unwrap_or(false),
+            quiet,
             verbose: if args.verbose > 0 {
                 args.verbose
             } else {
@@ -250,6 +266,32 @@ impl RunConfig {
             },
             warnings,
         })
+    }
+}
+
+/// An on/off option: `--NAME` or `--no-NAME` on the command line wins, then
+/// `LIGHTHOUSE_SHARE_NAME` in the environment, then the config file, then off.
+fn switch(
+    on: bool,
+    off: bool,
+    env: Env<'_>,
+    name: &str,
+    from_file: Option<bool>,
+) -> Result<bool, ConfigError> {
+    if on || off {
+        // clap lets the later of the two win, so only one can be set here.
+        return Ok(on);
+    }
+    let key = format!("LIGHTHOUSE_SHARE_{name}");
+    match env(&key).as_deref().map(str::trim) {
+        None | Some("") => Ok(from_file.unwrap_or(false)),
+        Some(value) => match value.to_ascii_lowercase().as_str() {
+            "1" | "true" | "yes" | "on" => Ok(true),
+            "0" | "false" | "no" | "off" => Ok(false),
+            _ => Err(error(format!(
+                "{key}={value}: give true or false (or 1 / 0, yes / no, on / off)"
+            ))),
+        },
     }
 }
 
@@ -331,16 +373,6 @@ fn check_endpoint(endpoint: &Endpoint) -> Result<(), ConfigError> {
             "--endpoint {}: the scheme `{scheme}` is not supported; use https://",
             endpoint.template()
         ))),
-    }
-}
-
-/// Whether a URL's host is this machine.
-pub fn is_loopback(host: Option<url::Host<&str>>) -> bool {
-    match host {
-        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
-        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
-        Some(url::Host::Domain(name)) => name.eq_ignore_ascii_case("localhost"),
-        None => false,
     }
 }
 

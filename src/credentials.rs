@@ -8,8 +8,6 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use anyhow::{Context, bail};
 use serde::Deserialize;
 
-use crate::config::{ConfigError, CredentialsSection};
-
 use std::fmt;
 
 /// A secret string: `Debug` prints it redacted, so it cannot reach a log line
@@ -94,6 +92,21 @@ impl Provider {
     }
 }
 
+/// The config file's `[credentials]` table (SPEC §7).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileCredentials {
+    pub secret_id: Option<String>,
+    pub secret_key: Option<Secret>,
+    pub token: Option<Secret>,
+}
+
+/// No credentials, or a place that holds broken ones: exit 2, with a message naming the
+/// places and the fix.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct CredentialsError(pub String);
+
 /// The environment, as a function, so that tests hand in their own.
 pub type Env<'a> = &'a dyn Fn(&str) -> Option<String>;
 
@@ -114,9 +127,9 @@ const PLACES: &str = "1. TENCENTCLOUD_SECRET_ID and TENCENTCLOUD_SECRET_KEY in t
 /// Finds credentials along the chain of SPEC §6; the first place that has them wins.
 pub async fn find(
     env: Env<'_>,
-    file: &CredentialsSection,
+    file: &FileCredentials,
     profile: &str,
-) -> Result<Provider, ConfigError> {
+) -> Result<Provider, CredentialsError> {
     let found = |credentials, source: String| {
         Ok(Provider::Static {
             credentials,
@@ -144,7 +157,7 @@ pub async fn find(
     let ini = var("TENCENTCLOUD_CREDENTIALS_FILE")
         .map(PathBuf::from)
         .or_else(|| home.as_ref().map(|h| h.join(".tencentcloud/credentials")));
-    let unreadable = |e: anyhow::Error| ConfigError(format!("{e:#}"));
+    let unreadable = |e: anyhow::Error| CredentialsError(format!("{e:#}"));
     if let Some(path) = ini.filter(|p| p.exists())
         && let Some(credentials) = from_ini(&path, profile).map_err(unreadable)?
     {
@@ -160,7 +173,7 @@ pub async fn find(
     if let Some(role) = CvmRole::discover(&metadata).await {
         return Ok(Provider::CvmRole(Arc::new(role)));
     }
-    Err(ConfigError(format!(
+    Err(CredentialsError(format!(
         "no credentials found (profile `{profile}`); they are looked for in this order:\n  {PLACES}"
     )))
 }
@@ -340,7 +353,7 @@ mod tests {
             "{shown}"
         );
         assert!(shown.contains("AKIDfake"), "the id is not a secret");
-        let section: CredentialsSection =
+        let section: FileCredentials =
             toml::from_str("secret_id = 'a'\nsecret_key = 'fake-secret-key'").unwrap();
         assert!(!format!("{section:?}").contains("fake-secret-key"));
     }

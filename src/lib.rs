@@ -1,12 +1,21 @@
 //! `lighthouse-share` shares Tencent Cloud CVM custom images to Lighthouse, or cancels the
 //! sharing, in bulk.
 //!
-//! The data's path, one module per stage:
-//! `input` (CSV → validated rows) → `limiter` / `pool` (pacing, concurrency, per-image
-//! order) → `api` (sign, call, classify) → `results` (append, compact, resume).
-//! Beside them: `config` (CLI + environment + file → one `RunConfig`), `credentials`,
-//! `sign` (TC3-HMAC-SHA256), `progress`, and `simulator`, a faithful local stand-in for the
-//! API that tests, benchmarks and `run --simulate` talk to.
+//! The data's path, one module per stage, each depending only on the ones before it:
+//! - `action` (regions, permission, image id: the API's vocabulary), `suggest`, `credentials`
+//!   and `sign` (TC3-HMAC-SHA256) at the bottom;
+//! - `input`: a spreadsheet export → validated rows;
+//! - `limiter`: pacing; `api`: sign, call, classify (with the advice for job-fatal answers);
+//!   `retry`: what a failed attempt leads to;
+//! - `results`: the row outcome, the journal, compaction, resume;
+//! - `pool`: per bucket, pacing, concurrency, per-image order, retries;
+//! - `config`: CLI + environment + file → one final `RunConfig`; `plan`: the validation
+//!   pass, the buckets and their readers; `output`: logs, progress, summary, how a run ended;
+//! - `run`: the whole job, from a `RunConfig` to a `Report`.
+//!
+//! Beside them, `simulator`: a faithful local stand-in for the API that tests, benchmarks and
+//! `run --simulate` talk to. `main.rs` only parses, wires signals and maps the ending to an
+//! exit code.
 
 pub mod action;
 pub mod api;
@@ -15,9 +24,11 @@ pub mod config;
 pub mod credentials;
 pub mod input;
 pub mod limiter;
+pub mod output;
+pub mod plan;
 pub mod pool;
-pub mod progress;
 pub mod results;
+pub mod retry;
 pub mod run;
 pub mod sign;
 pub mod simulator;

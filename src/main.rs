@@ -1,15 +1,94 @@
-//! Parses the command line, sets up logging, calls the library, maps the outcome to an exit
-//! code. Everything else lives in the library.
+//! Parses the command line, sets up logging, turns signals into the shutdown future, calls
+//! the library, and maps how the job ended to the exit code: the one place that does.
 
 use clap::Parser;
-use lighthouse_share::cli::{Cli, Command};
+use lighthouse_share::cli::{Cli, Command, LogFormat, RunArgs};
+use lighthouse_share::config::RunConfig;
+use lighthouse_share::output::{self, Ending};
+use lighthouse_share::simulator;
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() {
     let cli = Cli::parse();
-    let code = match cli.command {
-        Command::Run(args) => lighthouse_share::run::main(args).await,
-        Command::Simulate(args) => lighthouse_share::simulator::main(args).await,
+    let ending = match cli.command {
+        Command::Run(args) => run(args).await,
+        Command::Simulate(args) => {
+            match simulator::serve(&args.listen, args.simulator_config(), interrupted()).await {
+                Ok(()) => Ending::Done,
+                Err(error) => {
+                    eprintln!("error: {error}");
+                    Ending::Unusable
+                }
+            }
+        }
     };
-    std::process::exit(code);
+    std::process::exit(exit_code(&ending));
+}
+
+/// `lighthouse-share run`: resolves the configuration, runs, prints the summary.
+async fn run(args: RunArgs) -> Ending {
+    let config = match RunConfig::resolve(args, &|key| std::env::var(key).ok()).await {
+        Ok(config) => config,
+        Err(error) => {
+            output::init_logging(LogFormat::Text, false, 0);
+            tracing::error!("{error}");
+            return Ending::Unusable;
+        }
+    };
+    output::init_logging(config.log_format, config.quiet, config.verbose);
+    for warning in &config.warnings {
+        tracing::warn!("{warning}");
+    }
+    let format = config.log_format;
+    match lighthouse_share::run::run(config, interrupted()).await {
+        Ok(report) => {
+            output::print_summary(&report, format);
+            let ending = report.ending();
+            if let Ending::Internal(why) = &ending {
+                tracing::error!("{why}");
+            }
+            ending
+        }
+        Err(error) => {
+            tracing::error!("{error}");
+            error.ending()
+        }
+    }
+}
+
+/// SPEC §5's exit codes.
+fn exit_code(ending: &Ending) -> i32 {
+    match ending {
+        Ending::Done => 0,
+        Ending::Internal(_) => 1,
+        Ending::Unusable => 2,
+        Ending::SomeRowsFailed => 3,
+        Ending::Stopped => 4,
+        Ending::Locked => 5,
+        Ending::Interrupted => 130,
+    }
+}
+
+/// Resolves on the first SIGINT or SIGTERM; a second one exits the process at once with 130
+/// (what was already flushed to the results file is kept).
+async fn interrupted() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut int), Ok(mut term)) = (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) else {
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = int.recv() => {}
+        _ = term.recv() => {}
+    }
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = int.recv() => {}
+            _ = term.recv() => {}
+        }
+        eprintln!("second signal: stopping at once; rows already written are kept");
+        std::process::exit(exit_code(&Ending::Interrupted));
+    });
 }

@@ -1,43 +1,39 @@
-//! The run: from a `RunConfig` to a finished results file and an exit code.
+//! The run: from a `RunConfig` to a finished results file and a [`Report`].
 //!
-//! 1. Take the lock on `OUTPUT.lock`.
-//! 2. One pass over the input validates every row (and checks it against the results file
-//!    when resuming) before anything is sent, and counts the rows per bucket.
-//! 3. Each bucket gets a reader thread that streams its rows from the input and a pool task
-//!    that runs them; finished rows go to the journal thread, which appends them at once.
-//! 4. The results file is compacted: one row per input row, sorted.
+//! 1. Claim the output: the input opens, the lock on `OUTPUT.lock` is ours, no results file
+//!    is overwritten without `--resume`.
+//! 2. The plan: one validation pass over the input before anything is sent.
+//! 3. Send: per bucket a reader thread and a pool task; finished rows go to the journal.
+//! 4. Compact the results file: one row per input row, sorted.
 
-use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
 use std::future::Future;
-use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::AtomicU64;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use tokio::sync::mpsc;
+use tokio::task::JoinSet;
 
-use crate::api::{self, Client, Endpoint};
-use crate::cli::{LogFormat, RunArgs};
-use crate::config::RunConfig;
+use crate::api::{Client, Endpoint, fatal_advice};
+use crate::config::{Mode, RunConfig};
 use crate::credentials::{Credentials, Provider};
 use crate::input::{InputError, Reader};
-use crate::limiter::UTILISATION;
-use crate::pool::{self, BucketReport, Buckets, Context, Incoming, Reason, Settings, Stop};
-use crate::progress::{self, Progress};
-use crate::results::{self, Counts, Journal, Outcome, Resume, Status};
-use crate::simulator::{self, Faults, Simulator, SimulatorConfig};
+use crate::output::{self, Ending, Progress, Report};
+use crate::plan::{self, Buckets, Plan, PlanError};
+use crate::pool::{self, BucketReport, Counters, Pool, Reason, Settings, Stop};
+use crate::results::{self, Counts, Journal, Resume, Status};
+use crate::simulator::{self, Faults, Simulator, SimulatorConfig, SimulatorHandle};
 
-/// Why a run could not be carried out; each kind has its exit code.
+/// Why a run could not be carried out.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// Usage, configuration or input: nothing was sent.
-    #[error("{0}")]
-    Config(#[from] crate::config::ConfigError),
     #[error(transparent)]
     Input(#[from] InputError),
+    #[error(transparent)]
+    Plan(#[from] PlanError),
     #[error("{0:#}")]
     Setup(anyhow::Error),
     #[error(
@@ -50,83 +46,37 @@ pub enum Error {
 }
 
 impl Error {
-    pub fn exit_code(&self) -> i32 {
+    pub fn ending(&self) -> Ending {
         match self {
-            Error::Config(_) | Error::Input(_) | Error::Setup(_) => 2,
-            Error::Locked { .. } => 5,
-            Error::Failed(_) => 1,
-        }
-    }
-}
-
-/// How a run ended.
-#[derive(Debug)]
-pub struct Report {
-    pub output: PathBuf,
-    pub counts: Counts,
-    pub elapsed: Duration,
-    pub buckets: Vec<BucketReport>,
-    pub stop: Option<Reason>,
-    pub dry_run: bool,
-}
-
-impl Report {
-    pub fn exit_code(&self) -> i32 {
-        match &self.stop {
-            Some(Reason::Fatal(_)) => 4,
-            Some(Reason::Interrupted) => 130,
-            Some(Reason::Journal(_)) => 1,
-            None if self.counts.get(Status::Failed) + self.counts.get(Status::Invalid) > 0 => 3,
-            None => 0,
-        }
-    }
-}
-
-/// `lighthouse-share run`: resolves the configuration, runs, prints the summary; returns the
-/// exit code.
-pub async fn main(args: RunArgs) -> i32 {
-    let config = match RunConfig::resolve(args, &|key| std::env::var(key).ok()).await {
-        Ok(config) => config,
-        Err(error) => {
-            progress::init_logging(LogFormat::Text, false, 0);
-            tracing::error!("{error}");
-            return 2;
-        }
-    };
-    progress::init_logging(config.log_format, config.quiet, config.verbose);
-    for warning in &config.warnings {
-        tracing::warn!("{warning}");
-    }
-    let format = config.log_format;
-    match run(config, interrupted()).await {
-        Ok(report) => {
-            print_summary(&report, format);
-            report.exit_code()
-        }
-        Err(error) => {
-            tracing::error!("{error}");
-            error.exit_code()
+            Error::Input(_) | Error::Plan(_) | Error::Setup(_) => Ending::Unusable,
+            Error::Locked { .. } => Ending::Locked,
+            Error::Failed(error) => Ending::Internal(format!("{error:#}")),
         }
     }
 }
 
 /// Runs the job until it is done, stopped by a job-fatal answer, or `shutdown` resolves.
-pub async fn run(
-    mut config: RunConfig,
-    shutdown: impl Future<Output = ()>,
-) -> Result<Report, Error> {
+pub async fn run(config: RunConfig, shutdown: impl Future<Output = ()>) -> Result<Report, Error> {
     let started = Instant::now();
     let spooled = spool_stdin(&config.input)?;
     let input = spooled
         .as_ref()
         .map_or(config.input.clone(), |(_, path)| path.clone());
-    let _simulator = match config.simulate {
-        true => Some(start_simulator(&mut config).await?),
-        false => None,
+    // The simulator lives as long as this function: it is dropped after the last request.
+    let (target, _simulator) = match &config.mode {
+        Mode::DryRun { endpoint } => (Target::None(endpoint.clone()), None),
+        Mode::Remote {
+            endpoint,
+            credentials,
+        } => (Target::Send(endpoint.clone(), credentials.clone()), None),
+        Mode::Simulator => {
+            let (handle, endpoint, credentials) = start_simulator(&config).await?;
+            (Target::Send(endpoint, credentials), Some(handle))
+        }
     };
     let buckets = Buckets {
         scope: config.rate_scope,
-        endpoint: config.endpoint.clone(),
+        endpoint: target.endpoint().clone(),
     };
     let _lock = claim_output(&config, &input)?;
     let resume = match config.resume {
@@ -138,38 +88,60 @@ pub async fn run(
         blocking(move || Plan::make(&input, &buckets, &resume, &output).map(|p| (p, resume)))
             .await??
     };
-    plan.log(&config);
+    plan.log(config.rate, config.rate_scope);
     let mut report = Report {
         output: config.output.clone(),
         counts: Counts::default(),
         elapsed: Duration::ZERO,
         buckets: Vec::new(),
         stop: None,
-        dry_run: config.dry_run,
+        dry_run: matches!(target, Target::None(_)),
+        problems: Vec::new(),
     };
-    if config.dry_run {
-        report
-            .counts
-            .by_status
-            .insert(Status::Invalid, plan.n_invalid);
-    } else {
-        (report.buckets, report.stop) =
-            send(&config, &input, &buckets, &plan, resume, shutdown).await?;
-        let output = config.output.clone();
-        report.counts = blocking(move || results::compact(&input, &output))
-            .await?
-            .map_err(Error::Failed)?;
+    match target {
+        Target::None(_) => {
+            report
+                .counts
+                .by_status
+                .insert(Status::Invalid, plan.n_invalid);
+        }
+        Target::Send(endpoint, credentials) => {
+            tracing::info!("credentials from {}", credentials.source());
+            let client =
+                Client::new(endpoint, credentials, config.timeout).map_err(Error::Setup)?;
+            let sent = send(&config, client, &input, &buckets, &plan, resume, shutdown).await?;
+            (report.buckets, report.stop, report.problems) = sent;
+            let output = config.output.clone();
+            report.counts = blocking(move || results::compact(&input, &output))
+                .await?
+                .map_err(Error::Failed)?;
+        }
     }
     drop(spooled);
     report.elapsed = started.elapsed();
     Ok(report)
 }
 
+/// Where the run's requests go, once the mode is carried out.
+enum Target {
+    /// Nothing is sent; the endpoint only names the buckets.
+    None(Endpoint),
+    Send(Endpoint, Provider),
+}
+
+impl Target {
+    fn endpoint(&self) -> &Endpoint {
+        match self {
+            Target::None(endpoint) | Target::Send(endpoint, _) => endpoint,
+        }
+    }
+}
+
 /// Checks that the input opens (so a mistyped path leaves no lock file behind), then takes
 /// the lock on the results file and refuses to overwrite one without `--resume`.
 fn claim_output(config: &RunConfig, input: &Path) -> Result<Option<File>, Error> {
     Reader::open(input)?;
-    if config.dry_run {
+    if matches!(config.mode, Mode::DryRun { .. }) {
         return Ok(None);
     }
     let lock = lock(&config.output)?;
@@ -182,76 +154,95 @@ fn claim_output(config: &RunConfig, input: &Path) -> Result<Option<File>, Error>
     Ok(Some(lock))
 }
 
+/// What sending found: each bucket's report, why the run stopped early if it did, and why
+/// rows were left unrun if something other than a stop left them.
+type Sent = (Vec<BucketReport>, Option<Reason>, Vec<String>);
+
 /// Sends every planned row: a reader and a pool task per bucket, the journal thread, the
-/// progress display. Returns each bucket's report and why the run stopped early, if it did.
+/// progress display.
 async fn send(
     config: &RunConfig,
+    client: Client,
     input: &Path,
     buckets: &Buckets,
     plan: &Plan,
     resume: Resume,
     shutdown: impl Future<Output = ()>,
-) -> Result<(Vec<BucketReport>, Option<Reason>), Error> {
-    let credentials = config
-        .credentials
-        .clone()
-        .expect("resolved unless simulating or dry-running");
-    tracing::info!("credentials from {}", credentials.source());
-    let client =
-        Client::new(config.endpoint.clone(), credentials, config.timeout).map_err(Error::Setup)?;
+) -> Result<Sent, Error> {
     let journal = Journal::open(&config.output, config.resume).map_err(Error::Setup)?;
-    let progress = Arc::new(Progress::new(plan.rows_per_bucket.values().sum()));
-    let stop = Stop::default();
+    let progress = Arc::new(Progress::new(plan.n_to_send()));
     let (outcomes_tx, outcomes_rx) = mpsc::channel(1024);
-    let journal = spawn_journal(journal, outcomes_rx, progress.clone(), stop.clone());
-    let ctx = Arc::new(Context {
+    let written = progress.clone();
+    let journal = results::spawn_journal(journal, outcomes_rx, move |o| written.record(o));
+    let counters = Arc::new(Counters::default());
+    let pool = Arc::new(Pool {
         client,
         settings: Settings {
             rate: config.rate,
             concurrency: config.concurrency,
-            max_attempts: config.max_attempts,
-            backoff: config.backoff,
+            retry: config.retry,
         },
-        stop: stop.clone(),
-        outcomes_tx,
-        n_retrying: AtomicU64::new(0),
+        stop: Stop::default(),
+        counters: counters.clone(),
     });
-    let reporter = progress::report(progress, ctx.clone(), config.quiet);
+    let stop = pool.stop.clone();
+    let reporter = output::report(progress, counters, config.quiet);
     let resume = Arc::new(resume);
-    let mut tasks = tokio::task::JoinSet::new();
+    let mut tasks = JoinSet::new();
+    let mut readers = Vec::new();
     for name in plan.rows_per_bucket.keys() {
-        let rows = spawn_reader(input, buckets, name, resume.clone());
-        tasks.spawn(pool::drive(name.clone(), rows, ctx.clone()));
+        let (rows, reader) = plan::spawn_reader(input, buckets, name, resume.clone());
+        readers.push(reader);
+        tasks.spawn(pool::drive(
+            name.clone(),
+            rows,
+            pool.clone(),
+            outcomes_tx.clone(),
+        ));
     }
-    // The journal ends when the last sender, held by the bucket tasks, is gone.
-    drop(ctx);
-    let mut reports = wait_for(tasks, &stop, shutdown).await?;
+    // The journal ends when the last bucket task, holding the last sender, is done.
+    drop(outcomes_tx);
+    drop(pool);
+    let (mut reports, mut problems) = wait_for(tasks, &stop, shutdown).await;
     drop(reporter);
-    journal
-        .await
-        .map_err(|e| Error::Failed(e.into()))?
-        .map_err(Error::Failed)?;
+    for reader in readers {
+        match reader.await {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => problems.push(format!("reading the input failed: {error}")),
+            Err(error) => problems.push(format!("a reader thread failed: {error}")),
+        }
+    }
+    let journaled = journal.await.map_err(|e| Error::Failed(e.into()))?;
+    if let Err(error) = journaled {
+        let why = format!("{error:#}");
+        tracing::error!("{why}");
+        stop.trigger(Reason::Journal(why));
+    }
     if let Some(Reason::Fatal(error)) = stop.reason() {
         tracing::error!("stopped: {}", fatal_advice(&error));
     }
+    for problem in &problems {
+        tracing::error!("{problem}");
+    }
     reports.sort_by(|a, b| a.name.cmp(&b.name));
-    Ok((reports, stop.reason()))
+    Ok((reports, stop.reason(), problems))
 }
 
-/// Waits for every bucket task; when `shutdown` resolves first, stops them gently.
+/// Waits for every bucket task; when `shutdown` resolves first, stops them gently. Returns
+/// the reports of the tasks that finished and a word for each that did not.
 async fn wait_for(
-    mut tasks: tokio::task::JoinSet<BucketReport>,
+    mut tasks: JoinSet<BucketReport>,
     stop: &Stop,
     shutdown: impl Future<Output = ()>,
-) -> Result<Vec<BucketReport>, Error> {
-    let mut reports = Vec::new();
+) -> (Vec<BucketReport>, Vec<String>) {
+    let (mut reports, mut problems) = (Vec::new(), Vec::new());
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
             joined = tasks.join_next() => match joined {
                 Some(Ok(report)) => reports.push(report),
-                Some(Err(error)) => return Err(Error::Failed(error.into())),
-                None => return Ok(reports),
+                Some(Err(error)) => problems.push(format!("a bucket task failed: {error}")),
+                None => return (reports, problems),
             },
             _ = &mut shutdown, if !stop.is_stopped() => {
                 tracing::warn!("interrupted: starting no new rows; letting the requests in flight finish (a second signal stops at once)");
@@ -268,41 +259,6 @@ async fn blocking<T: Send + 'static>(
     tokio::task::spawn_blocking(work)
         .await
         .map_err(|e| Error::Failed(e.into()))
-}
-
-/// What a job-fatal answer most likely means, and what to do about it.
-fn fatal_advice(error: &api::ApiError) -> String {
-    let advice = match error.code.as_str() {
-        "AuthFailure.SignatureFailure" => {
-            "the secret key does not match the secret id: check the secret key"
-        }
-        "AuthFailure.SecretIdNotFound" | "AuthFailure.InvalidSecretId" => {
-            "the secret id is unknown: check it, or whether the key was deleted"
-        }
-        "AuthFailure.SignatureExpire" => {
-            "this machine's clock is off by more than 5 minutes: fix it (for example with NTP) and resume"
-        }
-        "AuthFailure.TokenFailure" => {
-            "the session token is wrong or expired: get fresh temporary credentials"
-        }
-        "AuthFailure.UnauthorizedOperation" | "UnauthorizedOperation.NoPermission" => {
-            "these credentials may not call ModifyImageSharePermission: grant the CAM permission"
-        }
-        "ResourceNotFound.RoleNotFound" => {
-            "the Lighthouse service role does not exist: create it in the CAM console (authorise Lighthouse) and resume"
-        }
-        "UnsupportedOperation.AssumeRoleFailed" => {
-            "Lighthouse could not assume its service role: check the role in the CAM console"
-        }
-        "IpInBlacklist" | "IpNotInWhitelist" => {
-            "this machine's IP address is not allowed to call the API: check the account's IP allow list"
-        }
-        _ => "no row can get past this answer",
-    };
-    format!(
-        "{} ({}): {advice}. The rows not run are marked skipped; fix this and rerun with --resume",
-        error.code, error.message
-    )
 }
 
 /// Standard input is copied to a temporary file first, so that it can be read more than once
@@ -322,7 +278,9 @@ fn spool_stdin(input: &Path) -> Result<Option<(tempfile::TempPath, PathBuf)>, Er
 
 /// Starts the in-process simulator as `run --simulate` promises: the API's real limit of 20/s,
 /// latency 50–150 ms, 5% ImageOccupied, and its built-in credentials.
-async fn start_simulator(config: &mut RunConfig) -> Result<simulator::SimulatorHandle, Error> {
+async fn start_simulator(
+    config: &RunConfig,
+) -> Result<(SimulatorHandle, Endpoint, Provider), Error> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .map_err(|e| Error::Setup(e.into()))?;
@@ -344,16 +302,16 @@ async fn start_simulator(config: &mut RunConfig) -> Result<simulator::SimulatorH
         "simulating the API at {} (no request leaves this machine)",
         handle.endpoint()
     );
-    config.endpoint = Endpoint::new(&handle.endpoint());
-    config.credentials = Some(Provider::Static {
+    let endpoint = Endpoint::new(&handle.endpoint());
+    let credentials = Provider::Static {
         credentials: Credentials::new(
             simulator::DEFAULT_SECRET_ID,
             simulator::DEFAULT_SECRET_KEY,
             None,
         ),
         source: "the simulator's built-in account".to_string(),
-    });
-    Ok(handle)
+    };
+    Ok((handle, endpoint, credentials))
 }
 
 /// Holds `OUTPUT.lock` for the whole run.
@@ -379,269 +337,4 @@ fn lock(output: &Path) -> Result<File, Error> {
             path.display()
         ))),
     }
-}
-
-/// What the validation pass found.
-struct Plan {
-    /// Rows to send, per bucket.
-    rows_per_bucket: BTreeMap<String, u64>,
-    n_invalid: u64,
-    n_kept: u64,
-}
-
-/// How many invalid rows are printed; the rest are in the results file.
-const SHOWN_INVALID: u64 = 20;
-
-impl Plan {
-    fn make(
-        input: &Path,
-        buckets: &Buckets,
-        resume: &Resume,
-        output: &Path,
-    ) -> Result<Self, Error> {
-        let mut plan = Plan {
-            rows_per_bucket: BTreeMap::new(),
-            n_invalid: 0,
-            n_kept: 0,
-        };
-        // Kept rows are matched with the input's rows as both go by in line order, so that a
-        // kept row whose line the input no longer has is caught too.
-        let mut kept_lines = resume.kept_lines().peekable();
-        let missing = |line: u64| {
-            Error::Setup(anyhow::anyhow!(
-                "{} has a finished row for line {line}, which {} no longer has: it belongs to another version of the input. Restore the input, or give it its own --output",
-                output.display(),
-                input.display()
-            ))
-        };
-        for record in Reader::open(input)? {
-            let record = record?;
-            while let Some(line) = kept_lines.next_if(|line| *line <= record.line) {
-                if line < record.line {
-                    return Err(missing(line));
-                }
-            }
-            resume.check(&record, output).map_err(Error::Setup)?;
-            match record.validate() {
-                Err(message) => {
-                    plan.n_invalid += 1;
-                    if plan.n_invalid <= SHOWN_INVALID {
-                        tracing::warn!("line {}: {message}", record.line);
-                    }
-                }
-                Ok(_) if resume.is_kept(record.line) => plan.n_kept += 1,
-                Ok(row) => {
-                    *plan
-                        .rows_per_bucket
-                        .entry(buckets.of(row.region))
-                        .or_default() += 1
-                }
-            }
-        }
-        if let Some(line) = kept_lines.next() {
-            return Err(missing(line));
-        }
-        if plan.n_invalid > SHOWN_INVALID {
-            tracing::warn!(
-                "... and {} more invalid rows (each is listed in the results file)",
-                plan.n_invalid - SHOWN_INVALID
-            );
-        }
-        Ok(plan)
-    }
-
-    fn log(&self, config: &RunConfig) {
-        let n_rows: u64 = self.rows_per_bucket.values().sum();
-        let pace = config.rate * UTILISATION;
-        let slowest = self.rows_per_bucket.values().max().copied().unwrap_or(0);
-        let eta = slowest as f64 / pace;
-        tracing::info!(
-            "plan: {n_rows} rows to send in {} rate bucket(s) at {:.2}/s each ({:?} scope); {} invalid; {} already done (kept); about {} at full rate",
-            self.rows_per_bucket.len(),
-            pace,
-            config.rate_scope,
-            self.n_invalid,
-            self.n_kept,
-            humantime::format_duration(Duration::from_secs(eta.ceil() as u64)),
-        );
-        for (bucket, rows) in &self.rows_per_bucket {
-            tracing::info!("  {bucket}: {}", plural(*rows, "row"));
-        }
-    }
-}
-
-/// Rows the reader sends to its bucket at once.
-const READ_BATCH: usize = 64;
-
-/// A thread that streams one bucket's rows (valid, not kept) from the input, in file order.
-fn spawn_reader(input: &Path, buckets: &Buckets, name: &str, resume: Arc<Resume>) -> Incoming {
-    let (rows_tx, rows_rx) = mpsc::channel(4);
-    let (input, buckets, name) = (input.to_path_buf(), buckets.clone(), name.to_string());
-    tokio::task::spawn_blocking(move || {
-        let Ok(reader) = Reader::open(&input) else {
-            return;
-        };
-        let mut batch = Vec::with_capacity(READ_BATCH);
-        for record in reader {
-            // The validation pass has read this file whole: an error here cannot be new.
-            let Ok(record) = record else { return };
-            let Ok(row) = record.validate() else { continue };
-            if resume.is_kept(row.line) || buckets.of(row.region) != name {
-                continue;
-            }
-            batch.push(row);
-            if batch.len() == READ_BATCH
-                && rows_tx.blocking_send(std::mem::take(&mut batch)).is_err()
-            {
-                return;
-            }
-        }
-        if !batch.is_empty() {
-            let _ = rows_tx.blocking_send(batch);
-        }
-    });
-    Incoming::new(rows_rx)
-}
-
-/// Rows the journal writes with one flush, when that many finished together.
-const JOURNAL_BATCH: usize = 256;
-/// How long the journal waits after a write before it looks for more rows: a row waits at
-/// most this long to reach the file.
-const JOURNAL_PAUSE: Duration = Duration::from_millis(1);
-
-/// The journal's thread: appends each finished row at once (rows that finished together in
-/// one write). A write failure stops the run.
-fn spawn_journal(
-    mut journal: Journal,
-    mut outcomes_rx: mpsc::Receiver<Outcome>,
-    progress: Arc<Progress>,
-    stop: Stop,
-) -> tokio::task::JoinHandle<anyhow::Result<()>> {
-    tokio::task::spawn_blocking(move || {
-        let mut batch = Vec::with_capacity(JOURNAL_BATCH);
-        while let Some(outcome) = outcomes_rx.blocking_recv() {
-            batch.push(outcome);
-            while batch.len() < JOURNAL_BATCH {
-                match outcomes_rx.try_recv() {
-                    Ok(outcome) => batch.push(outcome),
-                    Err(_) => break,
-                }
-            }
-            if let Err(error) = journal.append(&batch) {
-                stop.trigger(Reason::Journal(error.to_string()));
-                return Err(anyhow::Error::new(error).context("cannot append to the results file"));
-            }
-            batch
-                .drain(..)
-                .for_each(|outcome| progress.record(&outcome));
-            // Rows that finish while this thread sleeps are written together, with one
-            // wake-up instead of one each.
-            std::thread::sleep(JOURNAL_PAUSE);
-        }
-        journal.sync().context("cannot sync the results file")
-    })
-}
-
-/// The summary on stderr: counts per status, elapsed time, rate per bucket, retries, path.
-pub fn print_summary(report: &Report, format: LogFormat) {
-    let counts: Vec<(&str, u64)> = Status::ALL
-        .iter()
-        .map(|s| (s.as_str(), report.counts.get(*s)))
-        .collect();
-    let rates: BTreeMap<&str, Option<f64>> = report
-        .buckets
-        .iter()
-        .map(|b| (b.name.as_str(), b.rate()))
-        .collect();
-    if format == LogFormat::Json {
-        let summary = serde_json::json!({
-            "summary": true,
-            "dry_run": report.dry_run,
-            "rows": report.counts.total(),
-            "statuses": counts.iter().copied().collect::<BTreeMap<_, _>>(),
-            "retries": report.counts.retries,
-            "elapsed_seconds": report.elapsed.as_secs_f64(),
-            "requests_per_second": rates,
-            "results": report.output,
-            "exit_code": report.exit_code(),
-        });
-        eprintln!("{summary}");
-        return;
-    }
-    if report.dry_run {
-        eprintln!(
-            "dry run: nothing sent, nothing written; {} invalid rows",
-            report.counts.get(Status::Invalid)
-        );
-        return;
-    }
-    let statuses: Vec<String> = counts.iter().map(|(s, n)| format!("{n} {s}")).collect();
-    let colour = std::io::stderr().is_terminal();
-    let bold = |s: String| {
-        if colour {
-            format!("\x1b[1m{s}\x1b[0m")
-        } else {
-            s
-        }
-    };
-    eprintln!(
-        "{}",
-        bold(format!(
-            "summary: {} rows: {}",
-            report.counts.total(),
-            statuses.join(", ")
-        ))
-    );
-    eprintln!(
-        "  retries: {}; elapsed: {:.1}s",
-        report.counts.retries,
-        report.elapsed.as_secs_f64()
-    );
-    for bucket in &report.buckets {
-        match bucket.rate() {
-            Some(rate) => eprintln!(
-                "  {}: {} requests at {rate:.2}/s",
-                bucket.name, bucket.n_requests
-            ),
-            None => eprintln!(
-                "  {}: {}",
-                bucket.name,
-                plural(bucket.n_requests, "request")
-            ),
-        }
-    }
-    eprintln!("  results: {}", report.output.display());
-}
-
-/// `1 row`, `2 rows`.
-fn plural(n: u64, noun: &str) -> String {
-    if n == 1 {
-        format!("1 {noun}")
-    } else {
-        format!("{n} {noun}s")
-    }
-}
-
-/// Resolves on the first SIGINT or SIGTERM; a second one exits the process at once with 130
-/// (what was already flushed to the results file is kept).
-pub async fn interrupted() {
-    use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut int), Ok(mut term)) = (
-        signal(SignalKind::interrupt()),
-        signal(SignalKind::terminate()),
-    ) else {
-        return std::future::pending().await;
-    };
-    tokio::select! {
-        _ = int.recv() => {}
-        _ = term.recv() => {}
-    }
-    tokio::spawn(async move {
-        tokio::select! {
-            _ = int.recv() => {}
-            _ = term.recv() => {}
-        }
-        eprintln!("second signal: stopping at once; rows already written are kept");
-        std::process::exit(130);
-    });
 }

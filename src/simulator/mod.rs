@@ -366,7 +366,7 @@ impl Simulator {
             .route("/__stats", get(stats))
             .with_state(world.clone());
         let (shutdown_tx, shutdown_rx) = oneshot::channel();
-        let server = tokio::spawn(serve(listener, router, shutdown_rx));
+        let server = tokio::spawn(accept_loop(listener, router, shutdown_rx));
         Ok(SimulatorHandle {
             addr,
             world,
@@ -378,7 +378,11 @@ impl Simulator {
 
 /// The accept loop. It is ours rather than `axum::serve` so that a fault can close a
 /// connection without answering, as a reset does.
-async fn serve(listener: TcpListener, router: Router, mut shutdown_rx: oneshot::Receiver<()>) {
+async fn accept_loop(
+    listener: TcpListener,
+    router: Router,
+    mut shutdown_rx: oneshot::Receiver<()>,
+) {
     let mut connections = JoinSet::new();
     loop {
         tokio::select! {
@@ -494,51 +498,43 @@ fn unix_now() -> u64 {
         .unwrap_or_default()
 }
 
-/// `lighthouse-share simulate`: serves until Ctrl-C or SIGTERM; returns the exit code.
-pub async fn main(args: crate::cli::SimulateArgs) -> i32 {
-    let config = SimulatorConfig {
-        accounts: vec![Credentials::new(&args.secret_id, &args.secret_key, None)],
-        rate: args.rate,
-        rate_scope: args.rate_scope,
-        faults: Faults {
-            occupied: args.occupied,
-            internal_error: args.internal_error,
-            http_error: args.http_error,
-            reset: args.reset,
-            stall: args.stall,
-            missing: args.missing,
-        },
-        seed: args.seed,
-        latency_ms: args.latency_ms,
-        clock_skew_secs: args.clock_skew,
-        withdrawn_regions: args.withdrawn_region,
-    };
-    let listener = match TcpListener::bind(&args.listen).await {
-        Ok(listener) => listener,
-        Err(error) => {
-            eprintln!(
-                "error: cannot listen on {}: {error}; pick another with --listen HOST:PORT",
-                args.listen
-            );
-            return 2;
-        }
-    };
-    let handle = match Simulator::start(listener, config) {
-        Ok(handle) => handle,
-        Err(error) => {
-            eprintln!("error: cannot start the simulator: {error}");
-            return 1;
-        }
-    };
+/// Why `lighthouse-share simulate` could not serve.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("cannot listen on {listen}: {source}; pick another with --listen HOST:PORT")]
+    Listen {
+        listen: String,
+        source: std::io::Error,
+    },
+    #[error("cannot start the simulator: {0}")]
+    Start(std::io::Error),
+}
+
+/// `lighthouse-share simulate`: serves on `listen` until `shutdown` resolves.
+pub async fn serve(
+    listen: &str,
+    config: SimulatorConfig,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> Result<(), ServeError> {
+    let listener = TcpListener::bind(listen)
+        .await
+        .map_err(|source| ServeError::Listen {
+            listen: listen.to_string(),
+            source,
+        })?;
+    let secret_id = config
+        .accounts
+        .first()
+        .map(|account| account.secret_id.clone())
+        .unwrap_or_default();
+    let (rate, scope) = (config.rate, config.rate_scope);
+    let handle = Simulator::start(listener, config).map_err(ServeError::Start)?;
     eprintln!(
-        "simulator listening on {} (secret id {}; {} requests/s per {:?} bucket); stats at {}/__stats",
+        "simulator listening on {} (secret id {secret_id}; {rate} requests/s per {scope:?} bucket); stats at {}/__stats",
         handle.addr(),
-        args.secret_id,
-        args.rate,
-        args.rate_scope,
         handle.endpoint()
     );
-    crate::run::interrupted().await;
+    shutdown.await;
     handle.shutdown().await;
-    0
+    Ok(())
 }

@@ -162,8 +162,8 @@ impl Job {
         let mut config = lighthouse_share::config::RunConfig::resolve(args, &env)
             .await
             .unwrap();
-        config.backoff.base = std::time::Duration::from_millis(5);
-        config.backoff.max = std::time::Duration::from_millis(50);
+        config.retry.backoff.base = std::time::Duration::from_millis(5);
+        config.retry.backoff.max = std::time::Duration::from_millis(50);
         config
     }
 
@@ -171,7 +171,7 @@ impl Job {
     pub async fn run(
         &self,
         sim: &SimulatorHandle,
-    ) -> (lighthouse_share::run::Report, Vec<Outcome>) {
+    ) -> (lighthouse_share::output::Report, Vec<Outcome>) {
         let report = lighthouse_share::run::run(self.config(sim).await, std::future::pending())
             .await
             .unwrap();

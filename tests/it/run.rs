@@ -1,6 +1,7 @@
 //! The batch runner end to end: real files, real HTTP to the simulator on loopback.
 
 use lighthouse_share::action::Permission;
+use lighthouse_share::output::Ending;
 use lighthouse_share::results::Status;
 use lighthouse_share::simulator::{Faults, SimulatorConfig};
 
@@ -18,7 +19,7 @@ async fn a_mixed_file_gets_the_right_status_for_every_row_and_exit_3() {
          eu-frankfurt,img-aaaaaaa4,CANEL\n",
     );
     let (report, rows) = job.run(&sim).await;
-    assert_eq!(report.exit_code(), 3);
+    assert_eq!(report.ending(), Ending::SomeRowsFailed);
     let statuses: Vec<_> = rows.iter().map(|r| (r.line, r.status)).collect();
     assert_eq!(
         statuses,
@@ -89,7 +90,7 @@ async fn transient_faults_are_retried_to_success_with_the_attempts_counted() {
         job.max_attempts = 30;
         job.timeout_secs = 0.5;
         let (report, rows) = job.run(&sim).await;
-        assert_eq!(report.exit_code(), 0, "{faults:?}: {rows:?}");
+        assert_eq!(report.ending(), Ending::Done, "{faults:?}: {rows:?}");
         assert!(
             rows.iter().all(|r| r.status == Status::Shared),
             "{faults:?}"
@@ -121,7 +122,7 @@ async fn a_missing_image_fails_with_its_code_after_one_attempt() {
     let (report, rows) = Job::with_rows(3, "ap-seoul", Permission::Share)
         .run(&sim)
         .await;
-    assert_eq!(report.exit_code(), 3);
+    assert_eq!(report.ending(), Ending::SomeRowsFailed);
     for row in rows {
         assert_eq!(row.status, Status::Failed);
         assert_eq!(
@@ -155,7 +156,7 @@ async fn rows_for_one_image_run_in_file_order() {
         "SHARE, CANCEL, SHARE, SHARE in that order"
     );
     assert_eq!(rows[0].blueprint_id, rows[2].blueprint_id);
-    assert_eq!(report.exit_code(), 0, "already_shared is a success");
+    assert_eq!(report.ending(), Ending::Done, "already_shared is a success");
 }
 
 #[tokio::test]
@@ -171,7 +172,7 @@ async fn a_wrong_key_stops_the_job_with_exit_4_and_the_rest_skipped() {
     job.concurrency = 4;
     job.rate = 50.0;
     let (report, rows) = job.run(&sim).await;
-    assert_eq!(report.exit_code(), 4);
+    assert_eq!(report.ending(), Ending::Stopped);
     let skipped = rows.iter().filter(|r| r.status == Status::Skipped).count();
     let failed: Vec<_> = rows.iter().filter(|r| r.status == Status::Failed).collect();
     assert_eq!(failed.len() + skipped, 300);
@@ -204,7 +205,7 @@ async fn a_clock_off_by_more_than_five_minutes_is_retried_once_then_stops_the_jo
     let mut job = Job::with_rows(50, "ap-guangzhou", Permission::Share);
     job.concurrency = 1;
     let (report, rows) = job.run(&sim).await;
-    assert_eq!(report.exit_code(), 4);
+    assert_eq!(report.ending(), Ending::Stopped);
     let failed: Vec<_> = rows.iter().filter(|r| r.status == Status::Failed).collect();
     assert_eq!(failed.len(), 1, "one row in flight at a time");
     assert_eq!(
@@ -237,7 +238,7 @@ async fn a_region_that_refuses_the_action_fails_its_rows_and_the_others_go_on() 
     let mut job = Job::new(&csv);
     job.concurrency = 1;
     let (report, rows) = job.run(&sim).await;
-    assert_eq!(report.exit_code(), 3);
+    assert_eq!(report.ending(), Ending::SomeRowsFailed);
     let (tokyo, seoul): (Vec<_>, Vec<_>) = rows.iter().partition(|r| r.region == "ap-tokyo");
     assert!(seoul.iter().all(|r| r.status == Status::Shared));
     assert!(tokyo.iter().all(
@@ -255,7 +256,7 @@ async fn resume_refuses_a_results_file_whose_finished_rows_the_input_no_longer_h
     let sim = start(fast_simulator()).await;
     let mut job = Job::with_rows(5, "ap-seoul", Permission::Share);
     let (report, _) = job.run(&sim).await;
-    assert_eq!(report.exit_code(), 0);
+    assert_eq!(report.ending(), Ending::Done);
     let text = std::fs::read_to_string(&job.input).unwrap();
     let shorter: Vec<&str> = text.lines().take(5).collect();
     std::fs::write(&job.input, shorter.join("\n") + "\n").unwrap();
@@ -263,7 +264,7 @@ async fn resume_refuses_a_results_file_whose_finished_rows_the_input_no_longer_h
     let error = lighthouse_share::run::run(job.config(&sim).await, std::future::pending())
         .await
         .unwrap_err();
-    assert_eq!(error.exit_code(), 2);
+    assert_eq!(error.ending(), Ending::Unusable);
     assert!(error.to_string().contains("line 6"), "{error}");
     assert_eq!(job.results().len(), 5, "the results file is left as it was");
     assert_eq!(sim.stats().requests, 5, "nothing was sent");

@@ -1,6 +1,9 @@
-//! The API call: sign a row's request with fresh credentials and timestamp, send it, and
+//! The API: sign a row's request with fresh credentials and timestamp, send it, and
 //! classify the answer. Every failure, the service's or the network's, becomes an
 //! [`ApiError`] that carries its [`Class`], which decides what the pool does next.
+//!
+//! `classify` holds the classes of SPEC §5, `endpoint` where requests go, and `advice` what
+//! to tell the user when an answer stops the job.
 
 use std::collections::HashMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -14,61 +17,13 @@ use crate::credentials::Provider;
 use crate::input::Row;
 use crate::sign;
 
-/// What an error means for the row and the job (SPEC §5).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Class {
-    /// Worth another attempt, after a backoff, through the limiter again.
-    Transient,
-    /// The clock is off: one more attempt, then the job stops.
-    Clock,
-    /// SHARE of an image already shared: the image is as asked.
-    AlreadyDone,
-    /// Nothing else can work either (credentials, account, endpoint): stop the job.
-    JobFatal,
-    /// The region cannot do this: its rows fail, the others go on.
-    RegionFatal,
-    /// This row cannot work: fail it, do not retry.
-    Permanent,
-}
+mod advice;
+mod classify;
+mod endpoint;
 
-/// Classifies an error code (the service's, or one of ours for transport failures).
-pub fn classify(code: &str, permission: Permission) -> Class {
-    let family = |prefix: &str| code == prefix || code.starts_with(&format!("{prefix}."));
-    match code {
-        "UnsupportedOperation.ImageAlreadyShared" if permission == Permission::Share => {
-            Class::AlreadyDone
-        }
-        "AuthFailure.SignatureExpire" => Class::Clock,
-        "UnsupportedOperation.ImageOccupied"
-        | "FailedOperation.RequestError"
-        | "ResourceUnavailable"
-        | "ServiceUnavailable"
-        | TIMEOUT
-        | CONNECTION_ERROR
-        | INVALID_RESPONSE => Class::Transient,
-        _ if family("RequestLimitExceeded") || family("InternalError") => Class::Transient,
-        _ if code.starts_with(HTTP_STATUS) => Class::Transient,
-        "ResourceNotFound.RoleNotFound"
-        | "UnsupportedOperation.AssumeRoleFailed"
-        | "InvalidAction"
-        | "NoSuchVersion"
-        | "NoSuchProduct"
-        | "ActionOffline"
-        | "IpInBlacklist"
-        | "IpNotInWhitelist"
-        | "UnsupportedProtocol" => Class::JobFatal,
-        _ if family("AuthFailure") => Class::JobFatal,
-        "UnsupportedRegion" => Class::RegionFatal,
-        _ => Class::Permanent,
-    }
-}
-
-/// Our own codes, for failures where the service gave none.
-pub const TIMEOUT: &str = "Timeout";
-pub const CONNECTION_ERROR: &str = "ConnectionError";
-pub const INVALID_RESPONSE: &str = "InvalidResponse";
-/// Followed by the status number: `HttpStatus503`.
-pub const HTTP_STATUS: &str = "HttpStatus";
+pub use advice::fatal_advice;
+pub use classify::{CONNECTION_ERROR, Class, HTTP_STATUS, INVALID_RESPONSE, TIMEOUT, classify};
+pub use endpoint::{Endpoint, is_loopback};
 
 /// A failed attempt.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -85,32 +40,6 @@ pub struct Success {
     /// `None` for CANCEL.
     pub blueprint_id: Option<String>,
     pub request_id: String,
-}
-
-/// The endpoint template, `{region}` replaced per row.
-#[derive(Clone, Debug)]
-pub struct Endpoint {
-    template: String,
-}
-
-impl Endpoint {
-    pub fn new(template: &str) -> Self {
-        Self {
-            template: template.trim_end_matches('/').to_string(),
-        }
-    }
-
-    pub fn has_region(&self) -> bool {
-        self.template.contains("{region}")
-    }
-
-    pub fn url(&self, region: &str) -> String {
-        self.template.replace("{region}", region)
-    }
-
-    pub fn template(&self) -> &str {
-        &self.template
-    }
 }
 
 /// Sends signed requests.
@@ -160,7 +89,7 @@ impl Client {
         // this, `--simulate` behind a corporate HTTP_PROXY would send loopback requests to it.
         if targets
             .values()
-            .all(|target| crate::config::is_loopback(target.url.host()))
+            .all(|target| is_loopback(target.url.host()))
         {
             http = http.no_proxy();
         }
@@ -303,52 +232,6 @@ fn unix_now() -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn every_code_of_the_table_has_its_class() {
-        use Class::*;
-        let share = Permission::Share;
-        let cases = [
-            ("UnsupportedOperation.ImageOccupied", Transient),
-            ("RequestLimitExceeded", Transient),
-            ("RequestLimitExceeded.UinLimitExceeded", Transient),
-            ("InternalError", Transient),
-            ("InternalError.RequestError", Transient),
-            ("FailedOperation.RequestError", Transient),
-            ("ResourceUnavailable", Transient),
-            ("ServiceUnavailable", Transient),
-            ("HttpStatus503", Transient),
-            ("Timeout", Transient),
-            ("ConnectionError", Transient),
-            ("InvalidResponse", Transient),
-            ("AuthFailure.SignatureExpire", Clock),
-            ("UnsupportedOperation.ImageAlreadyShared", AlreadyDone),
-            ("AuthFailure.SignatureFailure", JobFatal),
-            ("AuthFailure.SecretIdNotFound", JobFatal),
-            ("ResourceNotFound.RoleNotFound", JobFatal),
-            ("UnsupportedOperation.AssumeRoleFailed", JobFatal),
-            ("InvalidAction", JobFatal),
-            ("IpNotInWhitelist", JobFatal),
-            ("UnsupportedRegion", RegionFatal),
-            ("ResourceNotFound.ImageIdNotFound", Permanent),
-            ("UnsupportedOperation.ImageUnableToShare", Permanent),
-            ("ResourceInUse.ImageInUse", Permanent),
-            ("UnauthorizedOperation.NoPermission", Permanent),
-            ("InternalErrorish", Permanent),
-            ("SomethingNew", Permanent),
-        ];
-        for (code, class) in cases {
-            assert_eq!(classify(code, share), class, "{code}");
-        }
-        assert_eq!(
-            classify(
-                "UnsupportedOperation.ImageAlreadyShared",
-                Permission::Cancel
-            ),
-            Permanent,
-            "only SHARE can be already done"
-        );
-    }
 
     #[test]
     fn answers_parse_into_success_or_classified_errors() {

@@ -1,65 +1,16 @@
-//! What a person or a cron mail sees while a run goes on: log lines (text or JSON) on stderr,
-//! a progress bar on a terminal, and off a terminal a progress line every 10 seconds.
+//! Progress while a run goes on: a bar on a terminal, and off a terminal a progress line
+//! every 10 seconds.
 
-use std::io::{IsTerminal, Write};
+use std::io::IsTerminal;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use tracing_subscriber::EnvFilter;
-use tracing_subscriber::fmt::MakeWriter;
 
-use crate::cli::LogFormat;
-use crate::pool::Context;
+use super::logging::BAR;
+use crate::pool::Counters;
 use crate::results::{Outcome, Status};
-
-/// The bar, when there is one: log lines are written around it.
-static BAR: OnceLock<ProgressBar> = OnceLock::new();
-
-/// Sets up logging on stderr: `-q` warnings and errors only, `-v` debug, `-vv` trace.
-pub fn init_logging(format: LogFormat, quiet: bool, verbose: u8) {
-    let level = match (quiet, verbose) {
-        (true, _) => "warn",
-        (false, 0) => "info",
-        (false, 1) => "debug",
-        _ => "trace",
-    };
-    let filter = EnvFilter::new(format!("warn,lighthouse_share={level}"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(BarAwareStderr)
-        .with_ansi(std::io::stderr().is_terminal());
-    let _ = match format {
-        LogFormat::Text => builder.with_target(false).try_init(),
-        LogFormat::Json => builder.json().flatten_event(true).try_init(),
-    };
-}
-
-/// Writes to stderr, suspending the progress bar while it does.
-struct BarAwareStderr;
-
-impl<'a> MakeWriter<'a> for BarAwareStderr {
-    type Writer = BarAwareWriter;
-    fn make_writer(&'a self) -> Self::Writer {
-        BarAwareWriter
-    }
-}
-
-struct BarAwareWriter;
-
-impl Write for BarAwareWriter {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        match BAR.get() {
-            Some(bar) if !bar.is_finished() => bar.suspend(|| std::io::stderr().write_all(buf))?,
-            _ => std::io::stderr().write_all(buf)?,
-        }
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        std::io::stderr().flush()
-    }
-}
 
 /// Counts of finished rows, kept by the journal as rows are written.
 pub struct Progress {
@@ -138,7 +89,7 @@ impl Drop for Reporter {
     }
 }
 
-pub fn report(progress: Arc<Progress>, ctx: Arc<Context>, quiet: bool) -> Reporter {
+pub fn report(progress: Arc<Progress>, counters: Arc<Counters>, quiet: bool) -> Reporter {
     let bar = (!quiet && std::io::stderr().is_terminal()).then(|| {
         let bar = ProgressBar::with_draw_target(Some(progress.total), ProgressDrawTarget::stderr());
         bar.set_style(
@@ -158,7 +109,7 @@ pub fn report(progress: Arc<Progress>, ctx: Arc<Context>, quiet: bool) -> Report
         ticks.tick().await;
         loop {
             ticks.tick().await;
-            let line = progress.line(ctx.n_retrying.load(Ordering::Relaxed));
+            let line = progress.line(counters.n_retrying.load(Ordering::Relaxed));
             match &shown {
                 Some(bar) => {
                     bar.set_position(progress.done());

@@ -1,0 +1,39 @@
+//! What a job-fatal answer most likely means, and what to do about it.
+
+use super::ApiError;
+
+/// The message that ends a job stopped by `error`: the code, the service's words, the
+/// likely cause and the fix.
+pub fn fatal_advice(error: &ApiError) -> String {
+    let advice = match error.code.as_str() {
+        "AuthFailure.SignatureFailure" => {
+            "the secret key does not match the secret id: check the secret key"
+        }
+        "AuthFailure.SecretIdNotFound" | "AuthFailure.InvalidSecretId" => {
+            "the secret id is unknown: check it, or whether the key was deleted"
+        }
+        "AuthFailure.SignatureExpire" => {
+            "this machine's clock is off by more than 5 minutes: fix it (for example with NTP) and resume"
+        }
+        "AuthFailure.TokenFailure" => {
+            "the session token is wrong or expired: get fresh temporary credentials"
+        }
+        "AuthFailure.UnauthorizedOperation" | "UnauthorizedOperation.NoPermission" => {
+            "these credentials may not call ModifyImageSharePermission: grant the CAM permission"
+        }
+        "ResourceNotFound.RoleNotFound" => {
+            "the Lighthouse service role does not exist: create it in the CAM console (authorise Lighthouse) and resume"
+        }
+        "UnsupportedOperation.AssumeRoleFailed" => {
+            "Lighthouse could not assume its service role: check the role in the CAM console"
+        }
+        "IpInBlacklist" | "IpNotInWhitelist" => {
+            "this machine's IP address is not allowed to call the API: check the account's IP allow list"
+        }
+        _ => "no row can get past this answer",
+    };
+    format!(
+        "{} ({}): {advice}. The rows not run are marked skipped; fix this and rerun with --resume",
+        error.code, error.message
+    )
+}

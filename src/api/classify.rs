@@ -1,0 +1,111 @@
+//! What an answer means (SPEC §5): every error code, the service's or one of ours for a
+//! transport failure, falls in one [`Class`].
+
+use crate::action::Permission;
+
+/// What an error means for the row and the job (SPEC §5).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Class {
+    /// Worth another attempt, after a backoff, through the limiter again.
+    Transient,
+    /// The clock is off: one more attempt, then the job stops.
+    Clock,
+    /// SHARE of an image already shared: the image is as asked.
+    AlreadyDone,
+    /// Nothing else can work either (credentials, account, endpoint): stop the job.
+    JobFatal,
+    /// The region cannot do this: its rows fail, the others go on.
+    RegionFatal,
+    /// This row cannot work: fail it, do not retry.
+    Permanent,
+}
+
+/// Classifies an error code (the service's, or one of ours for transport failures).
+pub fn classify(code: &str, permission: Permission) -> Class {
+    let family = |prefix: &str| code == prefix || code.starts_with(&format!("{prefix}."));
+    match code {
+        "UnsupportedOperation.ImageAlreadyShared" if permission == Permission::Share => {
+            Class::AlreadyDone
+        }
+        "AuthFailure.SignatureExpire" => Class::Clock,
+        "UnsupportedOperation.ImageOccupied"
+        | "FailedOperation.RequestError"
+        | "ResourceUnavailable"
+        | "ServiceUnavailable"
+        | TIMEOUT
+        | CONNECTION_ERROR
+        | INVALID_RESPONSE => Class::Transient,
+        _ if family("RequestLimitExceeded") || family("InternalError") => Class::Transient,
+        _ if code.starts_with(HTTP_STATUS) => Class::Transient,
+        "ResourceNotFound.RoleNotFound"
+        | "UnsupportedOperation.AssumeRoleFailed"
+        | "InvalidAction"
+        | "NoSuchVersion"
+        | "NoSuchProduct"
+        | "ActionOffline"
+        | "IpInBlacklist"
+        | "IpNotInWhitelist"
+        | "UnsupportedProtocol" => Class::JobFatal,
+        _ if family("AuthFailure") => Class::JobFatal,
+        "UnsupportedRegion" => Class::RegionFatal,
+        _ => Class::Permanent,
+    }
+}
+
+/// Our own codes, for failures where the service gave none.
+pub const TIMEOUT: &str = "Timeout";
+pub const CONNECTION_ERROR: &str = "ConnectionError";
+pub const INVALID_RESPONSE: &str = "InvalidResponse";
+/// Followed by the status number: `HttpStatus503`.
+pub const HTTP_STATUS: &str = "HttpStatus";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_code_of_the_table_has_its_class() {
+        use Class::*;
+        let share = Permission::Share;
+        let cases = [
+            ("UnsupportedOperation.ImageOccupied", Transient),
+            ("RequestLimitExceeded", Transient),
+            ("RequestLimitExceeded.UinLimitExceeded", Transient),
+            ("InternalError", Transient),
+            ("InternalError.RequestError", Transient),
+            ("FailedOperation.RequestError", Transient),
+            ("ResourceUnavailable", Transient),
+            ("ServiceUnavailable", Transient),
+            ("HttpStatus503", Transient),
+            ("Timeout", Transient),
+            ("ConnectionError", Transient),
+            ("InvalidResponse", Transient),
+            ("AuthFailure.SignatureExpire", Clock),
+            ("UnsupportedOperation.ImageAlreadyShared", AlreadyDone),
+            ("AuthFailure.SignatureFailure", JobFatal),
+            ("AuthFailure.SecretIdNotFound", JobFatal),
+            ("ResourceNotFound.RoleNotFound", JobFatal),
+            ("UnsupportedOperation.AssumeRoleFailed", JobFatal),
+            ("InvalidAction", JobFatal),
+            ("IpNotInWhitelist", JobFatal),
+            ("UnsupportedRegion", RegionFatal),
+            ("ResourceNotFound.ImageIdNotFound", Permanent),
+            ("UnsupportedOperation.ImageUnableToShare", Permanent),
+            ("ResourceInUse.ImageInUse", Permanent),
+            ("UnauthorizedOperation.NoPermission", Permanent),
+            ("InternalErrorish", Permanent),
+            ("SomethingNew", Permanent),
+        ];
+        for (code, class) in cases {
+            assert_eq!(classify(code, share), class, "{code}");
+        }
+        assert_eq!(
+            classify(
+                "UnsupportedOperation.ImageAlreadyShared",
+                Permission::Cancel
+            ),
+            Permanent,
+            "only SHARE can be already done"
+        );
+    }
+}

@@ -1,0 +1,71 @@
+//! Log lines on stderr, text or JSON, written around the progress bar when there is one.
+
+use std::io::{IsTerminal, Write};
+use std::sync::OnceLock;
+
+use indicatif::ProgressBar;
+use tracing::Level;
+use tracing_subscriber::filter::Targets;
+use tracing_subscriber::fmt::MakeWriter;
+use tracing_subscriber::prelude::*;
+
+use crate::cli::LogFormat;
+
+/// The bar, when there is one: log lines are written around it.
+pub(super) static BAR: OnceLock<ProgressBar> = OnceLock::new();
+
+/// Sets up logging on stderr: `-q` warnings and errors only, `-v` debug, `-vv` trace (for
+/// this program; other crates say only warnings). `RUST_LOG`, when set, replaces that choice
+/// with its own `target=level` list, as in other Rust programs.
+pub fn init_logging(format: LogFormat, quiet: bool, verbose: u8) {
+    let level = match (quiet, verbose) {
+        (true, _) => Level::WARN,
+        (false, 0) => Level::INFO,
+        (false, 1) => Level::DEBUG,
+        _ => Level::TRACE,
+    };
+    let targets = std::env::var("RUST_LOG")
+        .ok()
+        .and_then(|value| value.parse::<Targets>().ok())
+        .unwrap_or_else(|| {
+            Targets::new()
+                .with_default(Level::WARN)
+                .with_target("lighthouse_share", level)
+        });
+    let layer = tracing_subscriber::fmt::layer()
+        .with_writer(BarAwareStderr)
+        .with_ansi(std::io::stderr().is_terminal());
+    let _ = match format {
+        LogFormat::Text => tracing_subscriber::registry()
+            .with(layer.with_target(false).with_filter(targets))
+            .try_init(),
+        LogFormat::Json => tracing_subscriber::registry()
+            .with(layer.json().flatten_event(true).with_filter(targets))
+            .try_init(),
+    };
+}
+
+/// Writes to stderr, suspending the progress bar while it does.
+struct BarAwareStderr;
+
+impl<'a> MakeWriter<'a> for BarAwareStderr {
+    type Writer = BarAwareWriter;
+    fn make_writer(&'a self) -> Self::Writer {
+        BarAwareWriter
+    }
+}
+
+struct BarAwareWriter;
+
+impl Write for BarAwareWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match BAR.get() {
+            Some(bar) if !bar.is_finished() => bar.suspend(|| std::io::stderr().write_all(buf))?,
+            _ => std::io::stderr().write_all(buf)?,
+        }
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        std::io::stderr().flush()
+    }
+}

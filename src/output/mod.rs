@@ -1,0 +1,10 @@
+//! What a person or a cron mail sees: log lines (text or JSON) on stderr, progress while a
+//! run goes on, and the summary at its end.
+
+mod logging;
+mod progress;
+mod summary;
+
+pub use logging::init_logging;
+pub use progress::{Progress, Reporter, report};
+pub use summary::{Ending, Report, plural, print_summary};

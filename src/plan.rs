@@ -1,0 +1,184 @@
+//! The plan: one validation pass over the input before anything is sent (and, when resuming,
+//! a check against the earlier results), the rate buckets the rows fall into, and the reader
+//! threads that stream each bucket's rows to its pool task.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+
+use crate::action::RateScope;
+use crate::api::Endpoint;
+use crate::input::{InputError, Reader, Row};
+use crate::limiter::UTILISATION;
+use crate::output::plural;
+use crate::pool::Incoming;
+use crate::results::Resume;
+
+/// What a rate bucket is, given the scope and the endpoint.
+#[derive(Clone, Debug)]
+pub struct Buckets {
+    pub scope: RateScope,
+    pub endpoint: Endpoint,
+}
+
+impl Buckets {
+    /// The bucket of a row in `region`: the region itself, or the endpoint URL it goes to.
+    pub fn of(&self, region: &str) -> String {
+        match self.scope {
+            RateScope::Region => region.to_string(),
+            RateScope::Endpoint => self.endpoint.url(region),
+        }
+    }
+}
+
+/// Why the plan cannot be made: exit 2, nothing sent.
+#[derive(Debug, thiserror::Error)]
+pub enum PlanError {
+    #[error(transparent)]
+    Input(#[from] InputError),
+    #[error("{0:#}")]
+    Resume(anyhow::Error),
+}
+
+/// What the validation pass found.
+#[derive(Debug)]
+pub struct Plan {
+    /// Rows to send, per bucket.
+    pub rows_per_bucket: BTreeMap<String, u64>,
+    pub n_invalid: u64,
+    pub n_kept: u64,
+}
+
+/// How many invalid rows are printed; the rest are in the results file.
+const SHOWN_INVALID: u64 = 20;
+
+impl Plan {
+    pub fn make(
+        input: &Path,
+        buckets: &Buckets,
+        resume: &Resume,
+        output: &Path,
+    ) -> Result<Self, PlanError> {
+        let mut plan = Plan {
+            rows_per_bucket: BTreeMap::new(),
+            n_invalid: 0,
+            n_kept: 0,
+        };
+        // Kept rows are matched with the input's rows as both go by in line order, so that a
+        // kept row whose line the input no longer has is caught too.
+        let mut kept_lines = resume.kept_lines().peekable();
+        let missing = |line: u64| {
+            PlanError::Resume(anyhow::anyhow!(
+                "{} has a finished row for line {line}, which {} no longer has: it belongs to another version of the input. Restore the input, or give it its own --output",
+                output.display(),
+                input.display()
+            ))
+        };
+        for record in Reader::open(input)? {
+            let record = record?;
+            while let Some(line) = kept_lines.next_if(|line| *line <= record.line) {
+                if line < record.line {
+                    return Err(missing(line));
+                }
+            }
+            resume.check(&record, output).map_err(PlanError::Resume)?;
+            match record.validate() {
+                Err(message) => {
+                    plan.n_invalid += 1;
+                    if plan.n_invalid <= SHOWN_INVALID {
+                        tracing::warn!("line {}: {message}", record.line);
+                    }
+                }
+                Ok(_) if resume.is_kept(record.line) => plan.n_kept += 1,
+                Ok(row) => {
+                    *plan
+                        .rows_per_bucket
+                        .entry(buckets.of(row.region))
+                        .or_default() += 1
+                }
+            }
+        }
+        if let Some(line) = kept_lines.next() {
+            return Err(missing(line));
+        }
+        if plan.n_invalid > SHOWN_INVALID {
+            tracing::warn!(
+                "... and {} more invalid rows (each is listed in the results file)",
+                plan.n_invalid - SHOWN_INVALID
+            );
+        }
+        Ok(plan)
+    }
+
+    /// Rows to send over all buckets.
+    pub fn n_to_send(&self) -> u64 {
+        self.rows_per_bucket.values().sum()
+    }
+
+    pub fn log(&self, rate: f64, scope: RateScope) {
+        let pace = rate * UTILISATION;
+        let slowest = self.rows_per_bucket.values().max().copied().unwrap_or(0);
+        let eta = slowest as f64 / pace;
+        tracing::info!(
+            "plan: {} to send in {} at {:.2}/s each ({:?} scope); {} invalid; {} already done (kept); about {} at full rate",
+            plural(self.n_to_send(), "row", "rows"),
+            plural(
+                self.rows_per_bucket.len() as u64,
+                "rate bucket",
+                "rate buckets"
+            ),
+            pace,
+            scope,
+            self.n_invalid,
+            self.n_kept,
+            humantime::format_duration(Duration::from_secs(eta.ceil() as u64)),
+        );
+        for (bucket, rows) in &self.rows_per_bucket {
+            tracing::info!("  {bucket}: {}", plural(*rows, "row", "rows"));
+        }
+    }
+}
+
+/// Rows the reader sends to its bucket at once.
+const READ_BATCH: usize = 64;
+
+/// A reader thread: it streams one bucket's rows (valid, not kept) from the input, in file
+/// order, and returns the error that stopped it early, if one did.
+pub type ReaderHandle = tokio::task::JoinHandle<Result<(), InputError>>;
+
+/// Starts the reader of bucket `name`.
+pub fn spawn_reader(
+    input: &Path,
+    buckets: &Buckets,
+    name: &str,
+    resume: Arc<Resume>,
+) -> (Incoming, ReaderHandle) {
+    let (rows_tx, rows_rx) = mpsc::channel(4);
+    let (input, buckets, name) = (input.to_path_buf(), buckets.clone(), name.to_string());
+    let handle = tokio::task::spawn_blocking(move || {
+        let mut batch: Vec<Row> = Vec::with_capacity(READ_BATCH);
+        for record in Reader::open(&input)? {
+            let Ok(row) = record?.validate() else {
+                continue;
+            };
+            if resume.is_kept(row.line) || buckets.of(row.region) != name {
+                continue;
+            }
+            batch.push(row);
+            if batch.len() == READ_BATCH
+                && rows_tx.blocking_send(std::mem::take(&mut batch)).is_err()
+            {
+                // The bucket stopped taking rows: the run is stopping.
+                return Ok(());
+            }
+        }
+        if !batch.is_empty() {
+            let _ = rows_tx.blocking_send(batch);
+        }
+        Ok(())
+    });
+    (Incoming::new(rows_rx), handle)
+}
