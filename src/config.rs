@@ -452,4 +452,49 @@ mod tests {
             check_endpoint(&Endpoint::new("http://lighthouse.tencentcloudapi.com")).unwrap_err();
         assert!(error.to_string().contains("use https://"), "{error}");
     }
+
+    #[test]
+    fn an_on_off_option_takes_the_flag_then_the_environment_then_the_file() {
+        let none = |_: &str| None;
+        let env_on = |key: &str| (key == "LIGHTHOUSE_SHARE_RESUME").then(|| "true".to_string());
+        assert!(!switch(false, false, &none, "RESUME", None).unwrap());
+        assert!(switch(false, false, &none, "RESUME", Some(true)).unwrap());
+        assert!(
+            !switch(false, true, &none, "RESUME", Some(true)).unwrap(),
+            "--no-resume beats the file"
+        );
+        assert!(
+            switch(false, false, &env_on, "RESUME", Some(false)).unwrap(),
+            "the environment beats the file"
+        );
+        assert!(
+            !switch(false, true, &env_on, "RESUME", None).unwrap(),
+            "a flag beats the environment"
+        );
+        let bad = |_: &str| Some("maybe".to_string());
+        let error = switch(false, false, &bad, "RESUME", None).unwrap_err();
+        assert!(
+            error.to_string().contains("LIGHTHOUSE_SHARE_RESUME=maybe"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn the_later_of_a_flag_and_its_no_form_wins() {
+        use crate::cli::{Cli, Command};
+        use clap::Parser;
+        let parse = |args: &[&str]| match Cli::parse_from(args).command {
+            Command::Run(run) => (run.resume, run.no_resume),
+            Command::Simulate(_) => unreachable!("a run was parsed"),
+        };
+        let run = ["lighthouse-share", "run", "in.csv"];
+        assert_eq!(
+            parse(&[&run[..], &["--resume", "--no-resume"]].concat()),
+            (false, true)
+        );
+        assert_eq!(
+            parse(&[&run[..], &["--no-resume", "--resume"]].concat()),
+            (true, false)
+        );
+    }
 }

@@ -110,6 +110,7 @@ pub struct Job {
     pub max_attempts: u32,
     pub timeout_secs: f64,
     pub resume: bool,
+    pub rate_scope: Option<lighthouse_share::action::RateScope>,
 }
 
 impl Job {
@@ -126,6 +127,7 @@ impl Job {
             max_attempts: 8,
             timeout_secs: 5.0,
             resume: false,
+            rate_scope: None,
         }
     }
 
@@ -151,6 +153,7 @@ impl Job {
             max_attempts: Some(self.max_attempts),
             timeout: Some(self.timeout_secs),
             resume: self.resume,
+            rate_scope: self.rate_scope,
             ..Default::default()
         };
         let key = self.secret_key.clone();

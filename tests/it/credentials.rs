@@ -15,12 +15,13 @@ use lighthouse_share::cli::RunArgs;
 use lighthouse_share::config::{Mode, RunConfig};
 use lighthouse_share::credentials::{Credentials, Secret};
 use lighthouse_share::output::Ending;
-use lighthouse_share::simulator::SimulatorConfig;
+use lighthouse_share::simulator::{DEFAULT_SECRET_ID, DEFAULT_SECRET_KEY, SimulatorConfig};
 
 use crate::common::{Job, fast_simulator, start, unix_now};
 
 /// A fake metadata service: the role `lighthouse-role`, whose first credentials expire
-/// soon (301 s: inside the refresh margin after about a second) and later ones do not.
+/// soon (302 s: inside the 300 s refresh margin between one and two seconds later, wherever
+/// the second boundary falls) and later ones do not.
 async fn metadata_service() -> (String, Arc<AtomicUsize>) {
     let calls = Arc::new(AtomicUsize::new(0));
     let router = Router::new()
@@ -33,7 +34,7 @@ async fn metadata_service() -> (String, Arc<AtomicUsize>) {
             get(|State(calls): State<Arc<AtomicUsize>>| async move {
                 let n = calls.fetch_add(1, Ordering::SeqCst) + 1;
                 let (id, lifetime) = if n == 1 {
-                    ("AKIDrole1", 301)
+                    ("AKIDrole1", 302)
                 } else {
                     ("AKIDrole2", 3600)
                 };
@@ -208,7 +209,8 @@ async fn cvm_role_credentials_are_refreshed_before_they_expire() {
         ..fast_simulator()
     })
     .await;
-    let job = Job::with_rows(60, "ap-seoul", Permission::Share);
+    // 100 rows at 20/s take 5 s: the refresh falls inside the run.
+    let job = Job::with_rows(100, "ap-seoul", Permission::Share);
     let home = tempfile::tempdir().unwrap();
     let vars = HashMap::from([
         ("HOME", home.path().display().to_string()),
@@ -232,7 +234,7 @@ async fn cvm_role_credentials_are_refreshed_before_they_expire() {
         by_id["AKIDrole1"] > 0 && by_id["AKIDrole2"] > 0,
         "{by_id:?}"
     );
-    assert_eq!(by_id["AKIDrole1"] + by_id["AKIDrole2"], 60);
+    assert_eq!(by_id["AKIDrole1"] + by_id["AKIDrole2"], 100);
     assert_eq!(
         calls.load(Ordering::SeqCst),
         2,
@@ -447,11 +449,14 @@ fn a_config_file_with_a_secret_readable_by_others_draws_a_chmod_warning() {
     assert!(!warned(0o600));
 }
 
-#[test]
-fn a_proxy_from_the_environment_is_not_used_for_a_loopback_endpoint() {
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_proxy_from_the_environment_is_not_used_for_a_loopback_endpoint() {
+    let sim = start(fast_simulator()).await;
     let home = home_with_one_row();
     let output = binary(home.path())
-        .args(["run", "in.csv", "--simulate", "--max-attempts", "1", "-q"])
+        .args(["run", "in.csv", "--endpoint", &sim.endpoint()])
+        .env("TENCENTCLOUD_SECRET_ID", DEFAULT_SECRET_ID)
+        .env("TENCENTCLOUD_SECRET_KEY", DEFAULT_SECRET_KEY)
         .env("HTTP_PROXY", "http://127.0.0.1:9")
         .env("http_proxy", "http://127.0.0.1:9")
         .env("ALL_PROXY", "http://127.0.0.1:9")
@@ -461,4 +466,9 @@ fn a_proxy_from_the_environment_is_not_used_for_a_loopback_endpoint() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(0), "{stderr}");
     assert!(stderr.contains("1 shared"), "{stderr}");
+    assert_eq!(
+        sim.stats().answers("OK"),
+        1,
+        "the request reached the simulator"
+    );
 }
