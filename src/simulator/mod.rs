@@ -5,8 +5,8 @@
 //! loopback, and read its counters at `GET /__stats`.
 
 mod check;
-pub mod describe;
-pub mod seed;
+mod describe;
+mod seed;
 mod window;
 
 use std::collections::{BTreeMap, HashMap};
@@ -35,6 +35,7 @@ use tower::ServiceExt;
 use crate::action::{Permission, RateScope};
 use crate::credentials::Credentials;
 use check::{Action, Call, Checked, Refusal};
+pub use describe::ACTION as DESCRIBE_ACTION;
 use describe::{Blueprint, Query};
 pub use window::Count;
 use window::Limit;

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use lighthouse_share::action::{self, Permission, RateScope};
 use lighthouse_share::credentials::Credentials;
 use lighthouse_share::sign;
-use lighthouse_share::simulator::{Count, Faults, SimulatorConfig, describe};
+use lighthouse_share::simulator::{Count, DESCRIBE_ACTION, Faults, SimulatorConfig};
 use serde_json::{Value, json};
 
 use crate::common::{Call, code, simulator_credentials, start, unix_now};
@@ -361,7 +361,7 @@ fn signed(
 /// Sends a `DescribeBlueprints` with `body`; returns the `Response` object.
 async fn describe(http: &reqwest::Client, addr: SocketAddr, region: &str, body: Value) -> Value {
     let body = serde_json::to_vec(&body).unwrap();
-    let response = signed(http, addr, describe::ACTION, region, body)
+    let response = signed(http, addr, DESCRIBE_ACTION, region, body)
         .send()
         .await
         .unwrap();
@@ -450,9 +450,9 @@ async fn describe_refuses_bad_parameters_with_the_service_codes() {
         assert!(response["RequestId"].is_string());
     }
     let stats = sim.stats();
-    assert_eq!(stats.requests_by_action[describe::ACTION], 4);
+    assert_eq!(stats.requests_by_action[DESCRIBE_ACTION], 4);
     assert_eq!(
-        stats.answers_by_action[describe::ACTION]["UnknownParameter"],
+        stats.answers_by_action[DESCRIBE_ACTION]["UnknownParameter"],
         1
     );
 }
