@@ -7,7 +7,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::action::RateScope;
 use crate::credentials::Credentials;
-use crate::simulator::{Faults, SimulatorConfig};
+use crate::simulator::{Count, Faults, SimulatorConfig};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -102,6 +102,14 @@ pub struct RunArgs {
 }
 
 #[derive(Debug, Args)]
+#[command(
+    after_help = "GET /__stats answers the counters as JSON: requests (in all and \
+per action), answers per error code (in all and per action), signature failures, connections \
+accepted, the most requests that arrived in any one second per bucket (max_window for \
+ModifyImageSharePermission, max_window_describe for DescribeBlueprints), requests per image \
+and per secret id, and the most ModifyImageSharePermission requests ever in flight at once \
+for one (region, image) (max_in_flight_per_image)."
+)]
 pub struct SimulateArgs {
     /// Address to serve on.
     #[arg(long, default_value = "127.0.0.1:8020")]
@@ -112,12 +120,25 @@ pub struct SimulateArgs {
     /// The secret key whose signatures are accepted.
     #[arg(long, default_value = crate::simulator::DEFAULT_SECRET_KEY)]
     pub secret_key: String,
-    /// Requests admitted per bucket in any one-second window.
+    /// ModifyImageSharePermission requests admitted per bucket in any one-second window.
     #[arg(long, default_value_t = 20)]
     pub rate: usize,
+    /// DescribeBlueprints requests admitted per bucket in any one-second window (its own
+    /// limit).
+    #[arg(long, default_value_t = 10)]
+    pub describe_rate: usize,
     /// What a rate bucket is.
     #[arg(long, value_enum, default_value_t = RateScope::Region)]
     pub rate_scope: RateScope,
+    /// Which requests use up the rate window: only the admitted ones (the default, and the
+    /// simulator's behaviour before this flag), or all, refused ones (RequestLimitExceeded)
+    /// included. Nobody outside Tencent knows which the service does.
+    #[arg(long, value_enum, default_value_t = Count::Admitted)]
+    pub count: Count,
+    /// A file of `region,image_id` lines (header optional): images shared before the
+    /// simulator starts.
+    #[arg(long, value_name = "FILE")]
+    pub shared: Option<PathBuf>,
     /// Seed for the faults and latencies, so a run can be reproduced.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
@@ -139,6 +160,14 @@ pub struct SimulateArgs {
     /// Share of images that do not exist (ResourceNotFound.ImageIdNotFound, always).
     #[arg(long, default_value_t = 0.0, value_parser = probability)]
     pub missing: f64,
+    /// Probability per ModifyImageSharePermission request of UnauthorizedOperation.NoPermission
+    /// (lighthouse:ModifyImageSharePermission not allowed).
+    #[arg(long, default_value_t = 0.0, value_parser = probability)]
+    pub unauthorized: f64,
+    /// Answer every DescribeBlueprints with UnauthorizedOperation.NoPermission, as for a CAM
+    /// policy that allows the share but not lighthouse:DescribeBlueprints.
+    #[arg(long)]
+    pub unauthorized_describe: bool,
     /// A region where the action is withdrawn (UnsupportedRegion); may be repeated.
     #[arg(long)]
     pub withdrawn_region: Vec<String>,
@@ -149,15 +178,26 @@ pub struct SimulateArgs {
     /// Delay each answer by MIN-MAX milliseconds (uniform), e.g. 50-150.
     #[arg(long, default_value = "0-0", value_parser = latency_range)]
     pub latency_ms: (u64, u64),
+    /// Delay the first request on each new connection by N milliseconds, standing in for a
+    /// TLS handshake; later requests on the same connection are not delayed by it.
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    pub connect_latency_ms: u64,
 }
 
 impl SimulateArgs {
-    /// The simulator these options describe.
-    pub fn simulator_config(&self) -> SimulatorConfig {
-        SimulatorConfig {
+    /// The simulator these options describe; the error names a `--shared` file that cannot
+    /// be used, and why.
+    pub fn simulator_config(&self) -> Result<SimulatorConfig, String> {
+        let shared = match &self.shared {
+            Some(path) => crate::simulator::read_seed(path)?,
+            None => Vec::new(),
+        };
+        Ok(SimulatorConfig {
             accounts: vec![Credentials::new(&self.secret_id, &self.secret_key, None)],
             rate: self.rate,
+            describe_rate: self.describe_rate,
             rate_scope: self.rate_scope,
+            count: self.count,
             faults: Faults {
                 occupied: self.occupied,
                 internal_error: self.internal_error,
@@ -165,12 +205,16 @@ impl SimulateArgs {
                 reset: self.reset,
                 stall: self.stall,
                 missing: self.missing,
+                unauthorized: self.unauthorized,
+                unauthorized_describe: self.unauthorized_describe,
             },
             seed: self.seed,
             latency_ms: self.latency_ms,
             clock_skew_secs: self.clock_skew,
             withdrawn_regions: self.withdrawn_region.clone(),
-        }
+            shared,
+            connect_latency: std::time::Duration::from_millis(self.connect_latency_ms),
+        })
     }
 }
 

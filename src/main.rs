@@ -12,15 +12,19 @@ async fn main() {
     let cli = Cli::parse();
     let ending = match cli.command {
         Command::Run(args) => run(args).await,
-        Command::Simulate(args) => {
-            match simulator::serve(&args.listen, args.simulator_config(), interrupted()).await {
+        Command::Simulate(args) => match args.simulator_config() {
+            Ok(config) => match simulator::serve(&args.listen, config, interrupted()).await {
                 Ok(()) => Ending::Done,
                 Err(error) => {
                     eprintln!("error: {error}");
                     Ending::Unusable
                 }
+            },
+            Err(error) => {
+                eprintln!("error: {error}");
+                Ending::Unusable
             }
-        }
+        },
     };
     std::process::exit(exit_code(&ending));
 }

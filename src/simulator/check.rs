@@ -2,8 +2,9 @@
 //! then the signature, then region and body. Each failure is the service's error code.
 
 use axum::http::HeaderMap;
-use serde_json::Value;
+use serde_json::{Map, Value};
 
+use super::describe::{self, Query};
 use crate::action::{self, Permission};
 use crate::credentials::Credentials;
 use crate::sign::{self, Tc3Input};
@@ -24,13 +25,52 @@ impl Refusal {
     }
 }
 
+/// The actions the simulator serves: each has its own parameters and its own rate limit.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Action {
+    ModifyImageSharePermission,
+    DescribeBlueprints,
+}
+
+impl Action {
+    pub fn parse(name: &str) -> Option<Self> {
+        [Self::ModifyImageSharePermission, Self::DescribeBlueprints]
+            .into_iter()
+            .find(|action| action.name() == name)
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::ModifyImageSharePermission => action::ACTION,
+            Self::DescribeBlueprints => describe::ACTION,
+        }
+    }
+
+    /// The body parameters the action knows; any other is `UnknownParameter`.
+    fn parameters(self) -> &'static [&'static str] {
+        match self {
+            Self::ModifyImageSharePermission => &["ImageId", "Permission"],
+            Self::DescribeBlueprints => describe::PARAMETERS,
+        }
+    }
+}
+
+/// What a checked request asks for.
+#[derive(Debug)]
+pub enum Call {
+    Share {
+        image_id: String,
+        permission: Permission,
+    },
+    Describe(Query),
+}
+
 /// A request that passed every check.
 #[derive(Debug)]
 pub struct Checked {
     pub secret_id: String,
     pub region: &'static str,
-    pub image_id: String,
-    pub permission: Permission,
+    pub call: Call,
 }
 
 /// How far a request's timestamp may be from the server's clock.
@@ -42,13 +82,13 @@ pub fn check(
     accounts: &[Credentials],
     now_unix: u64,
 ) -> Result<Checked, Refusal> {
-    let action = required(headers, "x-tc-action")?;
-    if action != action::ACTION {
-        return Err(Refusal::new(
+    let name = required(headers, "x-tc-action")?;
+    let action = Action::parse(name).ok_or_else(|| {
+        Refusal::new(
             "InvalidAction",
-            format!("The action `{action}` is not supported."),
-        ));
-    }
+            format!("The action `{name}` is not supported."),
+        )
+    })?;
     let version = required(headers, "x-tc-version")?;
     if version != action::VERSION {
         return Err(Refusal::new(
@@ -64,12 +104,15 @@ pub fn check(
             format!("The region `{region}` is not supported by this action."),
         )
     })?;
-    let (image_id, permission) = check_body(headers, body)?;
+    let parameters = parameters(headers, body, action.parameters())?;
+    let call = match action {
+        Action::ModifyImageSharePermission => check_share(&parameters)?,
+        Action::DescribeBlueprints => Call::Describe(Query::parse(&parameters)?),
+    };
     Ok(Checked {
         secret_id,
         region,
-        image_id,
-        permission,
+        call,
     })
 }
 
@@ -194,7 +237,12 @@ impl<'a> Authorization<'a> {
     }
 }
 
-fn check_body(headers: &HeaderMap, body: &[u8]) -> Result<(String, Permission), Refusal> {
+/// The body's parameters, once it is a JSON object naming only parameters in `known`.
+fn parameters(
+    headers: &HeaderMap,
+    body: &[u8],
+    known: &[&str],
+) -> Result<Map<String, Value>, Refusal> {
     let content_type = header(headers, "content-type").unwrap_or_default();
     if !content_type.starts_with(action::CONTENT_TYPE) {
         return Err(Refusal::new(
@@ -208,15 +256,16 @@ fn check_body(headers: &HeaderMap, body: &[u8]) -> Result<(String, Permission), 
             "The request body is not a JSON object.",
         ));
     };
-    if let Some(unknown) = fields
-        .keys()
-        .find(|key| !["ImageId", "Permission"].contains(&key.as_str()))
-    {
+    if let Some(unknown) = fields.keys().find(|key| !known.contains(&key.as_str())) {
         return Err(Refusal::new(
             "UnknownParameter",
             format!("The parameter `{unknown}` is not recognized."),
         ));
     }
+    Ok(fields)
+}
+
+fn check_share(fields: &Map<String, Value>) -> Result<Call, Refusal> {
     let field = |name: &str| match fields.get(name) {
         None => Err(Refusal::new(
             "MissingParameter",
@@ -248,5 +297,8 @@ fn check_body(headers: &HeaderMap, body: &[u8]) -> Result<(String, Permission), 
             ));
         }
     };
-    Ok((image_id, permission))
+    Ok(Call::Share {
+        image_id,
+        permission,
+    })
 }

@@ -1,12 +1,16 @@
-//! A faithful local stand-in for the Lighthouse API's `ModifyImageSharePermission`: it checks
-//! signatures, timestamps and parameters as the service does, keeps sharing state, enforces a
-//! strict one-second rate window, and injects reproducible faults. Tests, benchmarks and
-//! `run --simulate` talk to it over real HTTP on loopback.
+//! A faithful local stand-in for the Lighthouse API's `ModifyImageSharePermission` and
+//! `DescribeBlueprints`: it checks signatures, timestamps and parameters as the service does,
+//! keeps sharing state, enforces a strict one-second rate window per action, and injects
+//! reproducible faults. Tests, benchmarks and `run --simulate` talk to it over real HTTP on
+//! loopback, and read its counters at `GET /__stats`.
 
 mod check;
+mod describe;
+mod seed;
 mod window;
 
 use std::collections::{BTreeMap, HashMap};
+use std::io;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -21,6 +25,7 @@ use hyper_util::rt::TokioIo;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
@@ -29,8 +34,11 @@ use tower::ServiceExt;
 
 use crate::action::{Permission, RateScope};
 use crate::credentials::Credentials;
-use check::{Checked, Refusal};
-use window::Window;
+use check::{Action, Call, Checked, Refusal};
+pub use describe::ACTION as DESCRIBE_ACTION;
+use describe::{Blueprint, Query};
+pub use window::Count;
+use window::Limit;
 
 /// The simulator's built-in account: obviously fake, and documented in the README.
 pub const DEFAULT_SECRET_ID: &str = "AKIDsimulator";
@@ -42,8 +50,12 @@ const MAX_BODY: usize = 64 * 1024;
 const STALL: Duration = Duration::from_secs(60);
 /// A response carrying this header is turned into a dropped connection.
 const DROP_CONNECTION: &str = "x-simulator-drop-connection";
+/// How `/__stats` names the action of a request without `X-TC-Action`.
+const NO_ACTION: &str = "(none)";
 
-/// The probability of each fault, per request.
+/// The probability of each fault per `ModifyImageSharePermission` request (the look-up,
+/// `DescribeBlueprints`, draws none of them: a rehearsal of the writes' faults should not also
+/// break the reads), and the one fault of the look-up.
 #[derive(Clone, Debug, Default)]
 pub struct Faults {
     pub occupied: f64,
@@ -53,15 +65,26 @@ pub struct Faults {
     pub stall: f64,
     /// The share of images that do not exist (always the same images for one seed).
     pub missing: f64,
+    /// `UnauthorizedOperation.NoPermission`: a CAM policy that lacks
+    /// `lighthouse:ModifyImageSharePermission`, or a condition that denies some requests.
+    pub unauthorized: f64,
+    /// Every `DescribeBlueprints` answers `UnauthorizedOperation.NoPermission`: a CAM policy
+    /// that allows the share but not the look-up (SPEC §9 says the run then warns and goes on).
+    pub unauthorized_describe: bool,
 }
 
 #[derive(Clone, Debug)]
 pub struct SimulatorConfig {
     /// The accounts whose signatures are accepted.
     pub accounts: Vec<Credentials>,
-    /// Requests admitted per bucket in any one-second window.
+    /// `ModifyImageSharePermission` requests admitted per bucket in any one-second window.
     pub rate: usize,
+    /// `DescribeBlueprints` requests admitted per bucket in any one-second window: the look-up
+    /// has its own limit, apart from the share's.
+    pub describe_rate: usize,
     pub rate_scope: RateScope,
+    /// Whether a refused request uses up the window.
+    pub count: Count,
     pub faults: Faults,
     pub seed: u64,
     /// Each answer is delayed by a uniform draw from this range, in milliseconds.
@@ -71,6 +94,11 @@ pub struct SimulatorConfig {
     /// How far the server's clock is ahead of this machine's (negative: behind), to rehearse
     /// `AuthFailure.SignatureExpire`.
     pub clock_skew_secs: i64,
+    /// Images shared before the simulator starts, as `(region, image_id)`.
+    pub shared: Vec<(String, String)>,
+    /// How long the first request on each new connection waits before it is read: what a TLS
+    /// handshake costs a client that opens connections instead of reusing them.
+    pub connect_latency: Duration,
 }
 
 impl Default for SimulatorConfig {
@@ -82,12 +110,16 @@ impl Default for SimulatorConfig {
                 None,
             )],
             rate: 20,
+            describe_rate: 10,
             rate_scope: RateScope::Region,
+            count: Count::Admitted,
             faults: Faults::default(),
             seed: 0,
             latency_ms: (0, 0),
             clock_skew_secs: 0,
             withdrawn_regions: Vec::new(),
+            shared: Vec::new(),
+            connect_latency: Duration::ZERO,
         }
     }
 }
@@ -95,13 +127,28 @@ impl Default for SimulatorConfig {
 /// Counters served at `GET /__stats`.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct Stats {
+    /// Every request to `POST /`, of any action.
     pub requests: u64,
-    /// Answers by error code; successes count under `OK`, dropped connections under `Dropped`
-    /// and 503s under `HttpStatus503`.
+    /// Requests per `X-TC-Action` as sent (`(none)` without one), so that tests can tell the
+    /// writes from the look-ups.
+    pub requests_by_action: BTreeMap<String, u64>,
+    /// Answers of every action by error code; successes count under `OK`, dropped connections
+    /// under `Dropped` and 503s under `HttpStatus503`.
     pub answers: BTreeMap<String, u64>,
+    /// `answers`, split by `X-TC-Action` as sent.
+    pub answers_by_action: BTreeMap<String, BTreeMap<String, u64>>,
     pub signature_failures: u64,
-    /// The most requests that arrived in any one-second window, per bucket.
+    /// The most `ModifyImageSharePermission` requests that arrived in any one-second window,
+    /// per bucket.
     pub max_window: BTreeMap<String, u64>,
+    /// The same for `DescribeBlueprints`, whose limit is its own.
+    pub max_window_describe: BTreeMap<String, u64>,
+    /// The most `ModifyImageSharePermission` requests ever in flight at once (arrived, answer
+    /// not yet given nor connection dropped) for one `(region, image_id)`: above 1, the client
+    /// broke its per-image order.
+    pub max_in_flight_per_image: u64,
+    /// TCP connections accepted: how well the client reuses them.
+    pub connections: u64,
     /// Requests per secret id (which credentials signed them).
     pub by_secret_id: BTreeMap<String, u64>,
     /// Requests per `region/image_id`.
@@ -114,38 +161,58 @@ impl Stats {
     }
 }
 
+/// An image as the sharing state knows it: `(region, image_id)`.
+type ImageKey = (&'static str, String);
+
 /// What the simulator remembers between requests.
 struct World {
     config: SimulatorConfig,
     rng: StdRng,
-    /// `(region, image_id)` of the images shared now.
-    shared: HashMap<(&'static str, String), ()>,
-    /// Admitted requests per bucket: the limit.
-    admitted: HashMap<String, Window>,
-    /// Every arrival per bucket: the measure.
-    arrivals: HashMap<String, Window>,
+    /// The images shared now, and when: `DescribeBlueprints` answers them.
+    shared: BTreeMap<ImageKey, SystemTime>,
+    share_limit: Limit,
+    describe_limit: Limit,
+    /// `ModifyImageSharePermission` requests in flight now, per image.
+    in_flight: HashMap<ImageKey, u64>,
     stats: Stats,
     n_answers: u64,
 }
 
 /// The fate a request draws.
 enum Fate {
-    Answer(Result<Option<String>, Refusal>),
+    /// The answer's fields (without `RequestId`), or the error.
+    Answer(Result<Map<String, Value>, Refusal>),
     HttpError,
     Reset,
     Stall,
 }
 
 impl World {
-    fn new(config: SimulatorConfig) -> Self {
-        Self {
+    /// Refuses a seed that names an unsupported region or a malformed image id.
+    fn new(config: SimulatorConfig) -> io::Result<Self> {
+        let started = SystemTime::now();
+        let shared = config
+            .shared
+            .iter()
+            .map(|(region, image_id)| seed::image(region, image_id).map(|key| (key, started)))
+            .collect::<Result<_, _>>()
+            .map_err(|why| io::Error::new(io::ErrorKind::InvalidInput, why))?;
+        Ok(Self {
             rng: StdRng::seed_from_u64(config.seed),
+            shared,
+            share_limit: Limit::new(config.rate, config.count),
+            describe_limit: Limit::new(config.describe_rate, config.count),
+            in_flight: HashMap::new(),
             config,
-            shared: HashMap::new(),
-            admitted: HashMap::new(),
-            arrivals: HashMap::new(),
             stats: Stats::default(),
             n_answers: 0,
+        })
+    }
+
+    fn limit(&mut self, action: Action) -> &mut Limit {
+        match action {
+            Action::ModifyImageSharePermission => &mut self.share_limit,
+            Action::DescribeBlueprints => &mut self.describe_limit,
         }
     }
 
@@ -156,17 +223,27 @@ impl World {
         }
     }
 
-    /// Counts the arrival in its bucket's measuring window, before any check.
-    fn arrive(&mut self, headers: &HeaderMap, now: Instant) {
+    /// Counts the arrival of `action` (as sent), and in its bucket's measuring window, before
+    /// any check.
+    fn arrive(&mut self, action: &str, headers: &HeaderMap, now: Instant) {
         self.stats.requests += 1;
+        *self
+            .stats
+            .requests_by_action
+            .entry(action.to_string())
+            .or_default() += 1;
         let region = headers
             .get("x-tc-region")
             .and_then(|v| v.to_str().ok())
             .and_then(crate::action::supported_region);
-        if let Some(region) = region {
+        if let (Some(action), Some(region)) = (Action::parse(action), region) {
             let bucket = self.bucket(region);
-            let seen = self.arrivals.entry(bucket.clone()).or_default().record(now) as u64;
-            let max = self.stats.max_window.entry(bucket).or_default();
+            let seen = self.limit(action).measure(&bucket, now) as u64;
+            let max_window = match action {
+                Action::ModifyImageSharePermission => &mut self.stats.max_window,
+                Action::DescribeBlueprints => &mut self.stats.max_window_describe,
+            };
+            let max = max_window.entry(bucket).or_default();
             *max = (*max).max(seen);
         }
     }
@@ -177,34 +254,84 @@ impl World {
             .by_secret_id
             .entry(checked.secret_id.clone())
             .or_default() += 1;
+        match &checked.call {
+            Call::Share {
+                image_id,
+                permission,
+            } => self.decide_share(checked.region, image_id, *permission, now),
+            Call::Describe(query) => self.decide_describe(checked.region, query, now),
+        }
+    }
+
+    /// Whether the action's window in the region's bucket admits a request arriving at `now`.
+    fn admit(&mut self, action: Action, region: &str, now: Instant) -> Result<(), Refusal> {
+        let bucket = self.bucket(region);
+        let limit = self.limit(action);
+        if limit.admit(&bucket, now) {
+            return Ok(());
+        }
+        let rate = limit.rate();
+        Err(Refusal::new(
+            "RequestLimitExceeded",
+            format!(
+                "Your current request times equals to `{rate}` in a second, which exceeds the frequency limit `{rate}` for a second. Please reduce the frequency of calls."
+            ),
+        ))
+    }
+
+    fn decide_describe(&mut self, region: &'static str, query: &Query, now: Instant) -> Fate {
+        if let Err(refusal) = self.admit(Action::DescribeBlueprints, region, now) {
+            return Fate::Answer(Err(refusal));
+        }
+        if self.config.faults.unauthorized_describe {
+            return Fate::Answer(Err(no_permission(Action::DescribeBlueprints, region)));
+        }
+        Fate::Answer(Ok(query.answer(&self.blueprints(region))))
+    }
+
+    /// The region's blueprints, public and shared, ordered by BlueprintId so that every page
+    /// of a listing is cut from the same sequence.
+    fn blueprints(&self, region: &str) -> Vec<Blueprint> {
+        let shared = self
+            .shared
+            .iter()
+            .filter(|((r, _), _)| *r == region)
+            .map(|((r, image_id), at)| Blueprint::shared(image_id, blueprint_id(r, image_id), *at));
+        let mut blueprints: Vec<Blueprint> =
+            Blueprint::public().into_iter().chain(shared).collect();
+        blueprints.sort_by(|a, b| a.id().cmp(b.id()));
+        blueprints
+    }
+
+    fn decide_share(
+        &mut self,
+        region: &'static str,
+        image_id: &str,
+        permission: Permission,
+        now: Instant,
+    ) -> Fate {
         *self
             .stats
             .by_image
-            .entry(format!("{}/{}", checked.region, checked.image_id))
+            .entry(format!("{region}/{image_id}"))
             .or_default() += 1;
-        if self
-            .config
-            .withdrawn_regions
-            .iter()
-            .any(|r| r == checked.region)
-        {
+        if self.config.withdrawn_regions.iter().any(|r| r == region) {
             return Fate::Answer(Err(Refusal::new(
                 "UnsupportedRegion",
-                format!(
-                    "The action is not supported in region `{}`.",
-                    checked.region
-                ),
+                format!("The action is not supported in region `{region}`."),
             )));
         }
-        let bucket = self.bucket(checked.region);
-        let rate = self.config.rate;
-        if !self.admitted.entry(bucket).or_default().admit(now, rate) {
-            return Fate::Answer(Err(Refusal::new(
-                "RequestLimitExceeded",
-                "Your current request times equals to `20` in a second, which exceeds the frequency limit `20` for a second. Please reduce the frequency of calls.",
-            )));
+        if let Err(refusal) = self.admit(Action::ModifyImageSharePermission, region, now) {
+            return Fate::Answer(Err(refusal));
         }
         let faults = self.config.faults.clone();
+        // Drawn only when asked for, so that a seed gives the same faults as before the flag.
+        if faults.unauthorized > 0.0 && self.rng.random_bool(faults.unauthorized) {
+            return Fate::Answer(Err(no_permission(
+                Action::ModifyImageSharePermission,
+                region,
+            )));
+        }
         if self.rng.random_bool(faults.reset) {
             return Fate::Reset;
         }
@@ -226,13 +353,13 @@ impl World {
                 "The image is busy with another operation. Please try again later.",
             )));
         }
-        if self.is_missing(&checked.image_id) {
+        if self.is_missing(image_id) {
             return Fate::Answer(Err(Refusal::new(
                 "ResourceNotFound.ImageIdNotFound",
-                format!("The image `{}` does not exist.", checked.image_id),
+                format!("The image `{image_id}` does not exist."),
             )));
         }
-        Fate::Answer(self.apply(checked))
+        Fate::Answer(self.apply(region, image_id, permission))
     }
 
     /// Whether an image is one of the missing ones: a stable function of seed and id.
@@ -241,28 +368,44 @@ impl World {
         p > 0.0 && unit_hash(&[&self.config.seed.to_le_bytes(), image_id.as_bytes()]) < p
     }
 
-    /// Carries out SHARE or CANCEL; returns the BlueprintId to answer.
-    fn apply(&mut self, checked: &Checked) -> Result<Option<String>, Refusal> {
-        let key = (checked.region, checked.image_id.clone());
-        match checked.permission {
+    /// Carries out SHARE or CANCEL; answers the BlueprintId (null for CANCEL).
+    fn apply(
+        &mut self,
+        region: &'static str,
+        image_id: &str,
+        permission: Permission,
+    ) -> Result<Map<String, Value>, Refusal> {
+        let key = (region, image_id.to_string());
+        let blueprint_id = match permission {
             Permission::Share => {
-                if self.shared.insert(key, ()).is_some() {
+                if self.shared.contains_key(&key) {
                     return Err(Refusal::new(
                         "UnsupportedOperation.ImageAlreadyShared",
-                        format!("The image `{}` has already been shared.", checked.image_id),
+                        format!("The image `{image_id}` has already been shared."),
                     ));
                 }
-                Ok(Some(blueprint_id(checked.region, &checked.image_id)))
+                self.shared.insert(key, SystemTime::now());
+                Some(blueprint_id(region, image_id))
             }
             Permission::Cancel => {
                 self.shared.remove(&key);
-                Ok(None)
+                None
             }
-        }
+        };
+        let mut answer = Map::new();
+        answer.insert("BlueprintId".to_string(), blueprint_id.into());
+        Ok(answer)
     }
 
-    fn count_answer(&mut self, code: &str) {
+    fn count_answer(&mut self, action: &str, code: &str) {
         *self.stats.answers.entry(code.to_string()).or_default() += 1;
+        *self
+            .stats
+            .answers_by_action
+            .entry(action.to_string())
+            .or_default()
+            .entry(code.to_string())
+            .or_default() += 1;
         if code == "AuthFailure.SignatureFailure" {
             self.stats.signature_failures += 1;
         }
@@ -280,6 +423,56 @@ impl World {
         } else {
             min
         })
+    }
+}
+
+/// The service's answer to a caller whose CAM policy does not allow `action`.
+fn no_permission(action: Action, region: &str) -> Refusal {
+    Refusal::new(
+        "UnauthorizedOperation.NoPermission",
+        format!(
+            "you are not authorized to perform operation (lighthouse:{})\nresource (qcs::lighthouse:{region}:uin/100000000001:*) has no permission\n",
+            action.name()
+        ),
+    )
+}
+
+/// Holds one `ModifyImageSharePermission` request's place among those in flight for its
+/// image. It is given back on drop, so a request counts until its handler ends by any path:
+/// an answer, a reset, a stall, or the client hanging up (which drops the handler).
+struct InFlight {
+    world: Shared,
+    key: ImageKey,
+}
+
+impl InFlight {
+    /// Enters a share request; `None` for any other action.
+    fn enter(world: &Shared, checked: &Checked) -> Option<Self> {
+        let Call::Share { image_id, .. } = &checked.call else {
+            return None;
+        };
+        let key = (checked.region, image_id.clone());
+        let mut guard = lock(world);
+        let world_ref = &mut *guard;
+        let n = world_ref.in_flight.entry(key.clone()).or_default();
+        *n += 1;
+        world_ref.stats.max_in_flight_per_image = world_ref.stats.max_in_flight_per_image.max(*n);
+        Some(Self {
+            world: world.clone(),
+            key,
+        })
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        let mut world = lock(&self.world);
+        if let Some(n) = world.in_flight.get_mut(&self.key) {
+            *n -= 1;
+            if *n == 0 {
+                world.in_flight.remove(&self.key);
+            }
+        }
     }
 }
 
@@ -354,19 +547,26 @@ impl Drop for SimulatorHandle {
 pub struct Simulator;
 
 impl Simulator {
-    /// Serves the API on `listener` until the handle is shut down or dropped.
-    pub fn start(
-        listener: TcpListener,
-        config: SimulatorConfig,
-    ) -> std::io::Result<SimulatorHandle> {
+    /// Serves the API on `listener` until the handle is shut down or dropped. Fails (with
+    /// `InvalidInput`) if `config.shared` names an unsupported region or a malformed image id.
+    pub fn start(listener: TcpListener, config: SimulatorConfig) -> io::Result<SimulatorHandle> {
         let addr = listener.local_addr()?;
-        let world: Shared = Arc::new(Mutex::new(World::new(config)));
+        let connect_latency = config.connect_latency;
+        let world: Shared = Arc::new(Mutex::new(World::new(config)?));
         let router = Router::new()
             .route("/", post(answer))
             .route("/__stats", get(stats))
             .with_state(world.clone());
         let (shutdown_tx, shutdown_rx) = oneshot::channel();
-        let server = tokio::spawn(accept_loop(listener, router, shutdown_rx));
+        let server = tokio::spawn(accept_loop(
+            listener,
+            router,
+            Connections {
+                world: world.clone(),
+                latency: connect_latency,
+            },
+            shutdown_rx,
+        ));
         Ok(SimulatorHandle {
             addr,
             world,
@@ -376,11 +576,20 @@ impl Simulator {
     }
 }
 
+/// What the accept loop needs to know of the world: where to count connections, and how long
+/// a new one waits before its first request is read.
+struct Connections {
+    world: Shared,
+    latency: Duration,
+}
+
 /// The accept loop. It is ours rather than `axum::serve` so that a fault can close a
-/// connection without answering, as a reset does.
+/// connection without answering, as a reset does, and so that a new connection can cost a
+/// handshake's time.
 async fn accept_loop(
     listener: TcpListener,
     router: Router,
+    accepted_connections: Connections,
     mut shutdown_rx: oneshot::Receiver<()>,
 ) {
     let mut connections = JoinSet::new();
@@ -390,6 +599,8 @@ async fn accept_loop(
             Some(_) = connections.join_next() => {}
             accepted = listener.accept() => {
                 let Ok((stream, _)) = accepted else { continue };
+                lock(&accepted_connections.world).stats.connections += 1;
+                let handshake = accepted_connections.latency;
                 let _ = stream.set_nodelay(true);
                 let router = router.clone();
                 let service = hyper::service::service_fn(move |request: Request<hyper::body::Incoming>| {
@@ -403,6 +614,9 @@ async fn accept_loop(
                     }
                 });
                 connections.spawn(async move {
+                    // The client has sent its request; it is read only after the "handshake",
+                    // so it arrives late, and the connection's later requests do not.
+                    tokio::time::sleep(handshake).await;
                     let _ = hyper::server::conn::http1::Builder::new()
                         .serve_connection(TokioIo::new(stream), service)
                         .await;
@@ -423,42 +637,60 @@ async fn stats(State(world): State<Shared>) -> axum::Json<Stats> {
 async fn answer(State(world): State<Shared>, request: Request<Body>) -> Response<Body> {
     let now = Instant::now();
     let (parts, body) = request.into_parts();
-    lock(&world).arrive(&parts.headers, now);
-    let fate = match to_bytes(body, MAX_BODY).await {
-        Err(_) => Fate::Answer(Err(Refusal::new(
+    let action = parts
+        .headers
+        .get("x-tc-action")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or(NO_ACTION)
+        .to_string();
+    lock(&world).arrive(&action, &parts.headers, now);
+    let checked = match to_bytes(body, MAX_BODY).await {
+        Err(_) => Err(Refusal::new(
             "RequestSizeLimitExceeded",
             format!("The request body exceeds {MAX_BODY} bytes."),
-        ))),
+        )),
         Ok(body) => {
             let (accounts, skew) = {
                 let world = lock(&world);
                 (world.config.accounts.clone(), world.config.clock_skew_secs)
             };
-            match check::check(
+            check::check(
                 &parts.headers,
                 &body,
                 &accounts,
                 unix_now().saturating_add_signed(skew),
-            ) {
-                Err(refusal) => Fate::Answer(Err(refusal)),
-                Ok(checked) => lock(&world).decide(&checked, now),
-            }
+            )
         }
     };
-    let delay = lock(&world).latency();
+    let in_flight = checked
+        .as_ref()
+        .ok()
+        .and_then(|checked| InFlight::enter(&world, checked));
+    let fate = match checked {
+        Err(refusal) => Fate::Answer(Err(refusal)),
+        Ok(checked) => lock(&world).decide(&checked, now),
+    };
+    let response = respond(&world, &action, fate).await;
+    drop(in_flight);
+    response
+}
+
+/// Carries out a fate: waits the latency, then answers, fails or drops the connection.
+async fn respond(world: &Shared, action: &str, fate: Fate) -> Response<Body> {
+    let delay = lock(world).latency();
     tokio::time::sleep(delay).await;
     match fate {
         Fate::Reset => {
-            lock(&world).count_answer("Dropped");
+            lock(world).count_answer(action, "Dropped");
             drop_connection()
         }
         Fate::Stall => {
-            lock(&world).count_answer("Dropped");
+            lock(world).count_answer(action, "Dropped");
             tokio::time::sleep(STALL).await;
             drop_connection()
         }
         Fate::HttpError => {
-            lock(&world).count_answer("HttpStatus503");
+            lock(world).count_answer(action, "HttpStatus503");
             (
                 StatusCode::SERVICE_UNAVAILABLE,
                 [("content-type", "text/html")],
@@ -467,15 +699,16 @@ async fn answer(State(world): State<Shared>, request: Request<Body>) -> Response
                 .into_response()
         }
         Fate::Answer(result) => {
-            let mut world = lock(&world);
+            let mut world = lock(world);
             let request_id = world.next_request_id();
             let response = match result {
-                Ok(blueprint_id) => {
-                    world.count_answer("OK");
-                    serde_json::json!({"Response": {"BlueprintId": blueprint_id, "RequestId": request_id}})
+                Ok(mut answer) => {
+                    world.count_answer(action, "OK");
+                    answer.insert("RequestId".to_string(), request_id.into());
+                    serde_json::json!({ "Response": answer })
                 }
                 Err(refusal) => {
-                    world.count_answer(refusal.code);
+                    world.count_answer(action, refusal.code);
                     serde_json::json!({"Response": {
                         "Error": {"Code": refusal.code, "Message": refusal.message},
                         "RequestId": request_id,
@@ -510,6 +743,13 @@ pub enum ServeError {
     Start(std::io::Error),
 }
 
+/// Reads `--shared FILE`; the error names the file and the line.
+pub fn read_seed(path: &std::path::Path) -> Result<Vec<(String, String)>, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|error| format!("cannot read --shared {}: {error}", path.display()))?;
+    seed::parse(&text).map_err(|why| format!("--shared {}: {why}", path.display()))
+}
+
 /// `lighthouse-share simulate`: serves on `listen` until `shutdown` resolves.
 pub async fn serve(
     listen: &str,
@@ -527,10 +767,10 @@ pub async fn serve(
         .first()
         .map(|account| account.secret_id.clone())
         .unwrap_or_default();
-    let (rate, scope) = (config.rate, config.rate_scope);
+    let (rate, describe_rate, scope) = (config.rate, config.describe_rate, config.rate_scope);
     let handle = Simulator::start(listener, config).map_err(ServeError::Start)?;
     eprintln!(
-        "simulator listening on {} (secret id {secret_id}; {rate} requests/s per {scope:?} bucket); stats at {}/__stats",
+        "simulator listening on {} (secret id {secret_id}; {rate} shares/s and {describe_rate} look-ups/s per {scope:?} bucket); stats at {}/__stats",
         handle.addr(),
         handle.endpoint()
     );

@@ -1,10 +1,15 @@
 //! The simulator answers as the service does.
 
-use lighthouse_share::action::{Permission, RateScope};
-use lighthouse_share::credentials::Credentials;
-use lighthouse_share::simulator::{Faults, SimulatorConfig};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
 
-use crate::common::{Call, code, start};
+use lighthouse_share::action::{self, Permission, RateScope};
+use lighthouse_share::credentials::Credentials;
+use lighthouse_share::sign;
+use lighthouse_share::simulator::{Count, DESCRIBE_ACTION, Faults, SimulatorConfig};
+use serde_json::{Value, json};
+
+use crate::common::{Call, code, simulator_credentials, start, unix_now};
 
 fn share(image_id: &str) -> Call {
     Call::new("ap-guangzhou", image_id, Permission::Share)
@@ -199,24 +204,8 @@ async fn send_expecting_no_answer(
 ) -> reqwest::Error {
     let sim = start(config).await;
     let http = reqwest::Client::builder().timeout(timeout).build().unwrap();
-    let call = share("img-abcdefgh");
-    let body = call.body.clone();
-    let host = sim.addr().to_string();
-    let headers = lighthouse_share::sign::headers(
-        &call.credentials,
-        &lighthouse_share::sign::Request {
-            host: &host,
-            action: lighthouse_share::action::ACTION,
-            version: lighthouse_share::action::VERSION,
-            region: "ap-guangzhou",
-            body: &body,
-            timestamp: call.timestamp,
-        },
-    );
-    let mut request = http.post(format!("http://{host}/")).body(body);
-    for (name, value) in headers {
-        request = request.header(name, value);
-    }
+    let body = share("img-abcdefgh").body;
+    let request = signed(&http, sim.addr(), action::ACTION, "ap-guangzhou", body);
     let error = request.send().await.expect_err("no answer comes");
     assert_eq!(
         sim.stats().requests,
@@ -257,6 +246,7 @@ async fn the_same_seed_gives_the_same_fault_sequence() {
     let faults = Faults {
         occupied: 0.3,
         internal_error: 0.3,
+        unauthorized: 0.2,
         ..Faults::default()
     };
     let mut sequences = Vec::new();
@@ -284,6 +274,11 @@ async fn the_same_seed_gives_the_same_fault_sequence() {
     assert_ne!(sequences[0], sequences[2], "another seed, another sequence");
     assert!(sequences[0].iter().any(|c| c == "OK"));
     assert!(sequences[0].iter().any(|c| c == "InternalError"));
+    assert!(
+        sequences[0]
+            .iter()
+            .any(|c| c == "UnauthorizedOperation.NoPermission")
+    );
 }
 
 #[tokio::test]
@@ -334,4 +329,471 @@ async fn garbage_gets_service_errors_and_the_server_keeps_serving() {
         .await
         .unwrap();
     assert_eq!(stats["answers"]["OK"], 1);
+}
+
+/// A request of `action` signed as the client signs it, ready to send.
+fn signed(
+    http: &reqwest::Client,
+    addr: SocketAddr,
+    action: &str,
+    region: &str,
+    body: Vec<u8>,
+) -> reqwest::RequestBuilder {
+    let host = addr.to_string();
+    let headers = sign::headers(
+        &simulator_credentials(),
+        &sign::Request {
+            host: &host,
+            action,
+            version: action::VERSION,
+            region,
+            body: &body,
+            timestamp: unix_now(),
+        },
+    );
+    let mut request = http.post(format!("http://{host}/")).body(body);
+    for (name, value) in headers {
+        request = request.header(name, value);
+    }
+    request
+}
+
+/// Sends a `DescribeBlueprints` with `body`; returns the `Response` object.
+async fn describe(http: &reqwest::Client, addr: SocketAddr, region: &str, body: Value) -> Value {
+    let body = serde_json::to_vec(&body).unwrap();
+    let response = signed(http, addr, DESCRIBE_ACTION, region, body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    response.json::<Value>().await.unwrap()["Response"].clone()
+}
+
+fn shared_only(offset: usize, limit: usize) -> Value {
+    json!({
+        "Filters": [{"Name": "blueprint-type", "Values": ["SHARED"]}],
+        "Offset": offset,
+        "Limit": limit,
+    })
+}
+
+/// `n` seeded images in `region`.
+fn seeded(region: &str, n: usize) -> Vec<(String, String)> {
+    (0..n)
+        .map(|i| (region.to_string(), format!("img-s{i:07}")))
+        .collect()
+}
+
+#[tokio::test]
+async fn describe_pages_through_more_than_a_hundred_shared_images() {
+    let mut shared = seeded("ap-guangzhou", 150);
+    shared.extend(seeded("ap-tokyo", 3));
+    let sim = start(SimulatorConfig {
+        shared: shared.clone(),
+        describe_rate: 1000,
+        ..SimulatorConfig::default()
+    })
+    .await;
+    let http = reqwest::Client::new();
+    let mut listed = Vec::new();
+    for (offset, expected) in [(0, 100), (100, 50), (150, 0)] {
+        let page = describe(&http, sim.addr(), "ap-guangzhou", shared_only(offset, 100)).await;
+        assert_eq!(page["TotalCount"], 150, "{page}");
+        let set = page["BlueprintSet"].as_array().unwrap();
+        assert_eq!(set.len(), expected, "offset {offset}");
+        listed.extend(
+            set.iter()
+                .map(|b| b["ImageId"].as_str().unwrap().to_string()),
+        );
+    }
+    let mut expected: Vec<String> = shared[..150].iter().map(|(_, id)| id.clone()).collect();
+    listed.sort();
+    expected.sort();
+    assert_eq!(
+        listed, expected,
+        "every image once, none from another region"
+    );
+
+    let small = describe(&http, sim.addr(), "ap-guangzhou", shared_only(148, 20)).await;
+    assert_eq!(small["BlueprintSet"].as_array().unwrap().len(), 2);
+    let all = describe(&http, sim.addr(), "ap-guangzhou", json!({})).await;
+    assert!(all["TotalCount"].as_u64().unwrap() > 150, "public ones too");
+    assert_eq!(
+        all["BlueprintSet"].as_array().unwrap().len(),
+        20,
+        "Limit defaults to 20"
+    );
+}
+
+#[tokio::test]
+async fn describe_refuses_bad_parameters_with_the_service_codes() {
+    let sim = start(SimulatorConfig::default()).await;
+    let http = reqwest::Client::new();
+    let filter = |name: &str| json!([{"Name": name, "Values": ["x"]}]);
+    for (body, expected) in [
+        (
+            json!({"BlueprintIds": ["lhbp-aaaaaaaa"], "Filters": filter("blueprint-name")}),
+            "InvalidParameter.ParameterConflict",
+        ),
+        (
+            json!({"Filters": filter("image-id")}),
+            "InvalidParameter.InvalidFilterNotSupportedName",
+        ),
+        (json!({"Limit": 101}), "InvalidParameterValue.OutOfRange"),
+        (
+            json!({"Limit": 100, "ImageId": "img-abcdefgh"}),
+            "UnknownParameter",
+        ),
+    ] {
+        let response = describe(&http, sim.addr(), "ap-guangzhou", body.clone()).await;
+        assert_eq!(code(&response), expected, "{body}");
+        assert!(response["RequestId"].is_string());
+    }
+    let stats = sim.stats();
+    assert_eq!(stats.requests_by_action[DESCRIBE_ACTION], 4);
+    assert_eq!(
+        stats.answers_by_action[DESCRIBE_ACTION]["UnknownParameter"],
+        1
+    );
+}
+
+/// Every field of the API's `Blueprint` structure.
+const BLUEPRINT_FIELDS: [&str; 22] = [
+    "BlueprintId",
+    "DisplayTitle",
+    "DisplayVersion",
+    "Description",
+    "OsName",
+    "Platform",
+    "PlatformType",
+    "BlueprintType",
+    "ImageUrl",
+    "RequiredSystemDiskSize",
+    "BlueprintState",
+    "CreatedTime",
+    "BlueprintName",
+    "SupportAutomationTools",
+    "RequiredMemorySize",
+    "ImageId",
+    "CommunityUrl",
+    "GuideUrl",
+    "SceneIdSet",
+    "DockerVersion",
+    "BlueprintShared",
+    "Tags",
+];
+
+#[tokio::test]
+async fn describe_lists_public_blueprints_and_each_share_with_its_blueprint_id() {
+    let sim = start(SimulatorConfig::default()).await;
+    let http = reqwest::Client::new();
+    let (_, shared) = share("img-abcdefgh").send(&http, sim.addr()).await;
+    let blueprint_id = shared["BlueprintId"].as_str().unwrap();
+
+    let all = describe(&http, sim.addr(), "ap-guangzhou", json!({"Limit": 100})).await;
+    let set = all["BlueprintSet"].as_array().unwrap();
+    assert_eq!(all["TotalCount"].as_u64(), Some(set.len() as u64));
+    for blueprint in set {
+        for field in BLUEPRINT_FIELDS {
+            assert!(
+                blueprint.get(field).is_some(),
+                "{field} missing: {blueprint}"
+            );
+        }
+    }
+    let of_type = |kind: &str| {
+        set.iter()
+            .filter(|b| b["BlueprintType"] == kind)
+            .collect::<Vec<_>>()
+    };
+    for kind in ["APP_OS", "PURE_OS"] {
+        assert!(!of_type(kind).is_empty(), "a public {kind} blueprint");
+        assert!(of_type(kind).iter().all(|b| b["ImageId"].is_null()));
+    }
+    let [shared] = of_type("SHARED")[..] else {
+        panic!("one SHARED blueprint: {all}");
+    };
+    assert_eq!(shared["ImageId"], "img-abcdefgh");
+    assert_eq!(
+        shared["BlueprintId"], blueprint_id,
+        "the share's BlueprintId"
+    );
+    let ids: Vec<&str> = set
+        .iter()
+        .map(|b| b["BlueprintId"].as_str().unwrap())
+        .collect();
+    assert!(ids.is_sorted(), "a stable order for paging: {ids:?}");
+
+    let by_id = describe(
+        &http,
+        sim.addr(),
+        "ap-guangzhou",
+        json!({"BlueprintIds": [blueprint_id]}),
+    )
+    .await;
+    assert_eq!(by_id["BlueprintSet"][0]["ImageId"], "img-abcdefgh");
+    let elsewhere = describe(&http, sim.addr(), "ap-tokyo", shared_only(0, 100)).await;
+    assert_eq!(elsewhere["TotalCount"], 0, "shared in one region only");
+
+    let cancel = Call::new("ap-guangzhou", "img-abcdefgh", Permission::Cancel);
+    assert_eq!(code(&cancel.send(&http, sim.addr()).await.1), "OK");
+    let after = describe(&http, sim.addr(), "ap-guangzhou", shared_only(0, 100)).await;
+    assert_eq!(after["TotalCount"], 0, "CANCEL unshares: {after}");
+}
+
+#[tokio::test]
+async fn describe_has_its_own_window_of_ten_per_bucket() {
+    let sim = start(SimulatorConfig::default()).await;
+    let http = reqwest::Client::new();
+    let sends = (0..11).map(|_| {
+        let http = http.clone();
+        let addr = sim.addr();
+        tokio::spawn(async move { code(&describe(&http, addr, "ap-guangzhou", json!({})).await) })
+    });
+    let mut codes = Vec::new();
+    for send in sends.collect::<Vec<_>>() {
+        codes.push(send.await.unwrap());
+    }
+    let limited = codes
+        .iter()
+        .filter(|c| *c == "RequestLimitExceeded")
+        .count();
+    assert_eq!(limited, 1, "{codes:?}");
+    let (_, shared) = share("img-abcdefgh").send(&http, sim.addr()).await;
+    assert_eq!(code(&shared), "OK", "the share's limit is another");
+    let stats = sim.stats();
+    assert_eq!(stats.max_window_describe["ap-guangzhou"], 11);
+    assert_eq!(stats.max_window["ap-guangzhou"], 1);
+}
+
+/// At a limit of 1/s, one admitted request and then two seconds of back-to-back requests:
+/// how many of those were admitted. Under `admitted`, the window frees a second after the first
+/// request; under `all`, every refusal keeps it full for another second.
+async fn admitted_while_knocking(count: Count) -> usize {
+    let sim = start(SimulatorConfig {
+        rate: 1,
+        count,
+        ..SimulatorConfig::default()
+    })
+    .await;
+    let http = reqwest::Client::new();
+    let (_, first) = share("img-00000000").send(&http, sim.addr()).await;
+    assert_eq!(code(&first), "OK");
+    let start = Instant::now();
+    let mut admitted = 0;
+    for i in 1.. {
+        if start.elapsed() > Duration::from_secs(2) {
+            break;
+        }
+        let (_, answer) = share(&format!("img-{i:08}")).send(&http, sim.addr()).await;
+        match code(&answer).as_str() {
+            "OK" => admitted += 1,
+            "RequestLimitExceeded" => {}
+            other => panic!("{other}"),
+        }
+    }
+    admitted
+}
+
+#[tokio::test]
+async fn count_all_keeps_a_knocking_client_out_and_count_admitted_does_not() {
+    let (admitted, all) = tokio::join!(
+        admitted_while_knocking(Count::Admitted),
+        admitted_while_knocking(Count::All)
+    );
+    assert!(admitted >= 1, "the window freed a second after the first");
+    assert_eq!(all, 0, "every refusal used up the window");
+}
+
+#[tokio::test]
+async fn images_from_the_seed_are_shared_from_the_start() {
+    let sim = start(SimulatorConfig {
+        shared: vec![("AP-Guangzhou".to_string(), "img-abcdefgh".to_string())],
+        ..SimulatorConfig::default()
+    })
+    .await;
+    let http = reqwest::Client::new();
+    let listed = describe(&http, sim.addr(), "ap-guangzhou", shared_only(0, 100)).await;
+    assert_eq!(
+        listed["BlueprintSet"][0]["ImageId"], "img-abcdefgh",
+        "{listed}"
+    );
+    let (_, again) = share("img-abcdefgh").send(&http, sim.addr()).await;
+    assert_eq!(code(&again), "UnsupportedOperation.ImageAlreadyShared");
+    let cancel = Call::new("ap-guangzhou", "img-abcdefgh", Permission::Cancel);
+    assert_eq!(code(&cancel.send(&http, sim.addr()).await.1), "OK");
+    let (_, shared) = share("img-abcdefgh").send(&http, sim.addr()).await;
+    assert_eq!(
+        shared["BlueprintId"],
+        listed["BlueprintSet"][0]["BlueprintId"]
+    );
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let bad_seed = SimulatorConfig {
+        shared: vec![("ap-mars".to_string(), "img-abcdefgh".to_string())],
+        ..SimulatorConfig::default()
+    };
+    let error = lighthouse_share::simulator::Simulator::start(listener, bad_seed)
+        .err()
+        .expect("an unsupported region in the seed is refused");
+    assert_eq!(error.kind(), std::io::ErrorKind::InvalidInput);
+}
+
+fn simulate(args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_lighthouse-share"))
+        .arg("simulate")
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn simulate_names_the_bad_line_of_a_seed_file_and_documents_its_stats() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("shared.csv");
+    std::fs::write(
+        &file,
+        "region,image_id\nap-tokyo,img-abcdefgh\n\nap-tokyo,img-BAD\n",
+    )
+    .unwrap();
+    let output = simulate(&[
+        "--listen",
+        "127.0.0.1:0",
+        "--shared",
+        file.to_str().unwrap(),
+    ]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("line 4"), "{stderr}");
+
+    let help = simulate(&["--help"]);
+    let help = String::from_utf8_lossy(&help.stdout);
+    for needle in [
+        "GET /__stats",
+        "max_in_flight_per_image",
+        "--count",
+        "--describe-rate",
+    ] {
+        assert!(help.contains(needle), "{needle} in {help}");
+    }
+}
+
+/// Sends `calls`, one after another or all at once, to a simulator that answers each after
+/// 200 ms; returns the most requests it saw in flight for one image.
+async fn max_in_flight(calls: Vec<Call>, concurrently: bool) -> u64 {
+    let sim = start(SimulatorConfig {
+        latency_ms: (200, 200),
+        rate: 1000,
+        ..SimulatorConfig::default()
+    })
+    .await;
+    let http = reqwest::Client::new();
+    if concurrently {
+        let addr = sim.addr();
+        let sends: Vec<_> = calls
+            .into_iter()
+            .map(|call| {
+                let http = http.clone();
+                tokio::spawn(async move { call.send(&http, addr).await })
+            })
+            .collect();
+        for send in sends {
+            send.await.unwrap();
+        }
+    } else {
+        for call in &calls {
+            call.send(&http, sim.addr()).await;
+        }
+    }
+    sim.stats().max_in_flight_per_image
+}
+
+#[tokio::test]
+async fn max_in_flight_per_image_counts_overlapping_requests_of_one_image() {
+    let one_image = || -> Vec<Call> {
+        [
+            Permission::Share,
+            Permission::Cancel,
+            Permission::Share,
+            Permission::Cancel,
+        ]
+        .into_iter()
+        .map(|p| Call::new("ap-guangzhou", "img-abcdefgh", p))
+        .collect()
+    };
+    let distinct: Vec<Call> = (0..4).map(|i| share(&format!("img-d{i:07}"))).collect();
+    let (sequential, concurrent, spread) = tokio::join!(
+        max_in_flight(one_image(), false),
+        max_in_flight(one_image(), true),
+        max_in_flight(distinct, true),
+    );
+    assert_eq!(sequential, 1);
+    assert!(concurrent > 1, "{concurrent}");
+    assert_eq!(spread, 1, "other images do not count");
+}
+
+#[tokio::test]
+async fn connect_latency_delays_only_the_first_request_of_a_connection() {
+    let latency = Duration::from_millis(800);
+    let sim = start(SimulatorConfig {
+        connect_latency: latency,
+        rate: 1000,
+        ..SimulatorConfig::default()
+    })
+    .await;
+    let addr = sim.addr();
+    let timed = |http: reqwest::Client, image: &'static str| async move {
+        let start = Instant::now();
+        let (_, answer) = share(image).send(&http, addr).await;
+        assert_eq!(code(&answer), "OK");
+        start.elapsed()
+    };
+    let http = reqwest::Client::new();
+    assert!(timed(http.clone(), "img-aaaaaaaa").await >= latency);
+    assert!(
+        timed(http.clone(), "img-bbbbbbbb").await < latency,
+        "the same connection"
+    );
+    assert_eq!(sim.stats().connections, 1);
+    assert!(
+        timed(reqwest::Client::new(), "img-cccccccc").await >= latency,
+        "a new connection pays again"
+    );
+    assert_eq!(sim.stats().connections, 2);
+}
+
+#[tokio::test]
+async fn unauthorized_faults_name_the_cam_action_they_lack() {
+    let http = reqwest::Client::new();
+    let share_denied = start(with_faults(Faults {
+        unauthorized: 1.0,
+        ..Faults::default()
+    }))
+    .await;
+    let (_, denied) = share("img-abcdefgh").send(&http, share_denied.addr()).await;
+    assert_eq!(code(&denied), "UnauthorizedOperation.NoPermission");
+    let message = denied["Error"]["Message"].as_str().unwrap();
+    assert!(
+        message.contains("lighthouse:ModifyImageSharePermission"),
+        "{message}"
+    );
+    let listed = describe(&http, share_denied.addr(), "ap-guangzhou", json!({})).await;
+    assert_eq!(code(&listed), "OK", "the look-up is allowed");
+
+    let describe_denied = start(with_faults(Faults {
+        unauthorized_describe: true,
+        ..Faults::default()
+    }))
+    .await;
+    let denied = describe(&http, describe_denied.addr(), "ap-guangzhou", json!({})).await;
+    assert_eq!(code(&denied), "UnauthorizedOperation.NoPermission");
+    let message = denied["Error"]["Message"].as_str().unwrap();
+    assert!(
+        message.contains("lighthouse:DescribeBlueprints"),
+        "{message}"
+    );
+    let (_, shared) = share("img-abcdefgh")
+        .send(&http, describe_denied.addr())
+        .await;
+    assert_eq!(code(&shared), "OK", "the share is allowed");
 }
