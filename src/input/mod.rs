@@ -3,6 +3,7 @@
 //!
 //! - `delimited`: CSV (or a `;`- or tab-separated export), streamed; its separator, BOM,
 //!   `sep=` line, line ends and unclosed quotes.
+//! - `workbook`: `.xlsx`, `.xlsm`, `.xlsb`, `.xls` and `.ods` through `calamine`.
 //! - `header`: which column is which, by loose names.
 //! - `check`: the checks of one row's cells, and messages that say how to fix them.
 //!
@@ -16,6 +17,7 @@
 mod check;
 mod delimited;
 mod header;
+mod workbook;
 
 use std::fs::File;
 use std::io::{self, BufReader, Read};
@@ -24,6 +26,7 @@ use std::path::{Path, PathBuf};
 use crate::action::Permission;
 
 pub use header::Columns;
+pub use workbook::is_workbook;
 
 /// The file as a whole cannot be used: exit 2, before anything is sent.
 #[derive(Debug, thiserror::Error)]
@@ -59,6 +62,16 @@ pub enum InputError {
         path: PathBuf,
         line: u64,
         problem: String,
+    },
+    #[error("cannot read the workbook {path}: {problem}")]
+    Workbook { path: PathBuf, problem: String },
+    #[error(
+        "{path} has no sheet named `{sheet}`; its sheets are {sheets}: give one of them with --sheet"
+    )]
+    NoSheet {
+        path: PathBuf,
+        sheet: String,
+        sheets: String,
     },
 }
 
@@ -109,6 +122,7 @@ trait RowSource: Send {
 /// What was read, for the log.
 enum Format {
     Delimited { delimiter: u8, had_bom: bool },
+    Workbook { sheet: String },
 }
 
 /// A reader of records, from a CSV file (streamed: memory does not grow with the rows) or
@@ -122,8 +136,11 @@ pub struct Reader {
 }
 
 impl Reader {
-    /// Opens a CSV file.
+    /// Opens a CSV file, or a workbook's first visible sheet if the extension names one.
     pub fn open(path: &Path) -> Result<Self, InputError> {
+        if is_workbook(path) {
+            return Self::open_workbook(path, None);
+        }
         let file = File::open(path).map_err(|source| InputError::Open {
             path: path.to_path_buf(),
             source,
@@ -139,6 +156,13 @@ impl Reader {
             had_bom: opened.had_bom,
         };
         Self::start(path, Box::new(opened.rows), format)
+    }
+
+    /// Reads the sheet named `sheet` (compared as Excel does, ignoring case), or the first
+    /// visible worksheet. The whole sheet is loaded into memory first.
+    pub fn open_workbook(path: &Path, sheet: Option<&str>) -> Result<Self, InputError> {
+        let (rows, sheet) = workbook::open(path, sheet)?;
+        Self::start(path, Box::new(rows), Format::Workbook { sheet })
     }
 
     /// Reads up to the header row: the first row neither blank nor starting with `#`.
@@ -182,15 +206,25 @@ impl Reader {
     }
 
     /// The separator of a delimited file (`,`, or `;` or a tab chosen from the header row,
-    /// or what a `sep=` line named).
+    /// or what a `sep=` line named); `None` for a workbook.
     pub fn delimiter(&self) -> Option<char> {
-        let Format::Delimited { delimiter, .. } = self.format;
-        Some(char::from(delimiter))
+        match self.format {
+            Format::Delimited { delimiter, .. } => Some(char::from(delimiter)),
+            Format::Workbook { .. } => None,
+        }
     }
 
     /// Whether the file began with a UTF-8 byte order mark (a results CSV then gets one too).
     pub fn had_bom(&self) -> bool {
         matches!(self.format, Format::Delimited { had_bom: true, .. })
+    }
+
+    /// The sheet read, for a workbook.
+    pub fn sheet(&self) -> Option<&str> {
+        match &self.format {
+            Format::Workbook { sheet } => Some(sheet),
+            Format::Delimited { .. } => None,
+        }
     }
 
     /// The next data row with all of its cells, or `None` at the end of the file (or after

@@ -280,3 +280,140 @@ fn non_utf8_is_an_error_naming_the_line() {
         "{error}"
     );
 }
+
+mod workbooks {
+    use rust_xlsxwriter::{ExcelDateTime, Format, Formula, Workbook};
+
+    use super::*;
+
+    /// A workbook with a leading blank row (so its header is sheet row 2), numbers, a date,
+    /// a boolean, an error cell, a blank row and a comment row, and a second sheet.
+    fn xlsx(dir: &Path) -> PathBuf {
+        let path = dir.join("images.xlsx");
+        let mut workbook = Workbook::new();
+        let sheet = workbook.add_worksheet().set_name("Images").unwrap();
+        for (column, name) in [
+            "region",
+            "image_id",
+            "permission",
+            "ticket",
+            "due",
+            "done",
+            "ratio",
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            sheet.write(1, column as u16, name).unwrap();
+        }
+        sheet.write(2, 0, "ap-guangzhou").unwrap();
+        sheet.write(2, 1, " img-abcdefgh").unwrap();
+        sheet.write(2, 2, "share").unwrap();
+        sheet.write_number(2, 3, 1234.0).unwrap();
+        let date = ExcelDateTime::from_ymd(2024, 5, 6).unwrap();
+        let date_format = Format::new().set_num_format("yyyy-mm-dd");
+        sheet
+            .write_datetime_with_format(2, 4, &date, &date_format)
+            .unwrap();
+        sheet.write_boolean(2, 5, true).unwrap();
+        sheet.write_number(2, 6, 2.5).unwrap();
+        sheet
+            .write_formula(4, 0, Formula::new("=NA()").set_result("#N/A"))
+            .unwrap();
+        sheet.write(4, 1, "img-12345678").unwrap();
+        sheet.write(4, 2, "CANCEL").unwrap();
+        sheet.write(5, 0, "# a note").unwrap();
+        let other = workbook.add_worksheet().set_name("Other").unwrap();
+        other.write(0, 0, "region").unwrap();
+        workbook.save(&path).unwrap();
+        path
+    }
+
+    #[test]
+    fn an_xlsx_sheet_reads_as_its_csv_export_would() {
+        let dir = tempfile::tempdir().unwrap();
+        let reader = Reader::open(&xlsx(dir.path())).unwrap();
+        assert_eq!(reader.sheet(), Some("Images"));
+        assert_eq!((reader.delimiter(), reader.had_bom()), (None, false));
+        assert_eq!(reader.header()[3..], ["ticket", "due", "done", "ratio"]);
+        let entries: Vec<Entry> = reader.entries().collect::<Result<_, _>>().unwrap();
+        assert_eq!(entries.len(), 2, "{entries:?}");
+        assert_eq!(
+            entries[0].record,
+            record(3, "ap-guangzhou", "img-abcdefgh", "share"),
+            "lines are sheet rows"
+        );
+        assert_eq!(
+            entries[0].cells,
+            [
+                "ap-guangzhou",
+                " img-abcdefgh",
+                "share",
+                "1234",
+                "2024-05-06",
+                "TRUE",
+                "2.5"
+            ]
+        );
+        assert_eq!(
+            entries[1].record,
+            record(5, "#N/A", "img-12345678", "CANCEL")
+        );
+        let message = entries[1].record.validate().unwrap_err();
+        assert!(message.contains("a spreadsheet error value"), "{message}");
+    }
+
+    #[test]
+    fn a_sheet_is_chosen_by_name_and_a_wrong_name_lists_the_sheets() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = xlsx(dir.path());
+        let message = match Reader::open_workbook(&path, Some("other")) {
+            Ok(reader) => panic!("sheet {:?} has no image_id column", reader.sheet()),
+            Err(error) => error.to_string(),
+        };
+        assert!(message.contains("no `image_id` column"), "{message}");
+        let message = match Reader::open_workbook(&path, Some("Sheet1")) {
+            Ok(reader) => panic!("opened {:?}", reader.sheet()),
+            Err(error) => error.to_string(),
+        };
+        assert!(
+            message.contains("has no sheet named `Sheet1`; its sheets are `Images`, `Other`"),
+            "{message}"
+        );
+        let reader = Reader::open_workbook(&path, Some("IMAGES")).unwrap();
+        assert_eq!(reader.sheet(), Some("Images"));
+    }
+
+    #[test]
+    fn a_file_that_is_not_a_workbook_says_so() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("fake.xlsx");
+        std::fs::write(&path, "region,image_id,permission\n").unwrap();
+        let message = Reader::open(&path).err().map(|e| e.to_string());
+        assert!(
+            message
+                .as_deref()
+                .is_some_and(|m| m.starts_with("cannot read the workbook")),
+            "{message:?}"
+        );
+    }
+
+    /// `tests/data/images.ods` was saved by LibreOffice (tests/data/README.md says how).
+    #[test]
+    fn an_ods_sheet_reads_like_an_xlsx_one() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/images.ods");
+        let reader = Reader::open(&path).unwrap();
+        assert_eq!(reader.sheet(), Some("Images"));
+        let entries: Vec<Entry> = reader.entries().collect::<Result<_, _>>().unwrap();
+        assert_eq!(entries.len(), 2, "{entries:?}");
+        assert_eq!(
+            entries[0].record,
+            record(2, "ap-guangzhou", "img-abcdefgh", "SHARE")
+        );
+        assert_eq!(entries[0].cells[3..], ["1234", "2024-05-06", "TRUE", "2.5"]);
+        assert_eq!(
+            entries[1].record,
+            record(4, "#N/A", "img-12345678", "CANCEL")
+        );
+    }
+}
