@@ -1,35 +1,22 @@
 //! "Did you mean ...?" for near misses, in input cells and config keys alike.
 
 /// The candidate closest to `value` (ignoring case), if it is close enough to be a typo.
+///
+/// The distance is Levenshtein's, from `strsim` (already in the tree through clap), so the
+/// crate keeps no edit-distance code of its own. The limit grows with the value's length (a
+/// third of it, 1 to 3 edits) so that short words are not "corrected" into unrelated ones.
 pub fn nearest<'a>(value: &str, candidates: &[&'a str]) -> Option<&'a str> {
     let value = value.to_ascii_lowercase();
     let limit = value.chars().count().div_ceil(3).clamp(1, 3);
     candidates
         .iter()
         .map(|candidate| {
-            (
-                distance(&value, &candidate.to_ascii_lowercase()),
-                *candidate,
-            )
+            let distance = strsim::levenshtein(&value, &candidate.to_ascii_lowercase());
+            (distance, *candidate)
         })
-        .filter(|(d, _)| *d <= limit)
-        .min_by_key(|(d, _)| *d)
+        .filter(|(distance, _)| *distance <= limit)
+        .min_by_key(|(distance, _)| *distance)
         .map(|(_, candidate)| candidate)
-}
-
-/// Levenshtein distance.
-fn distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut previous: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut current = vec![i + 1];
-        for (j, cb) in b.iter().enumerate() {
-            let substitution = previous[j] + usize::from(ca != *cb);
-            current.push(substitution.min(previous[j + 1] + 1).min(current[j] + 1));
-        }
-        previous = current;
-    }
-    previous[b.len()]
 }
 
 #[cfg(test)]
@@ -45,6 +32,8 @@ mod tests {
             nearest("ap-guangzou", &crate::action::REGIONS),
             Some("ap-guangzhou")
         );
-        assert_eq!(distance("kitten", "sitting"), 3);
+        // The limit grows with the length: three edits are too many for six letters, not for seven.
+        assert_eq!(nearest("kitten", &["sitting"]), None);
+        assert_eq!(nearest("kittens", &["sitting"]), Some("sitting"));
     }
 }

@@ -1,0 +1,336 @@
+//! Input: a spreadsheet, exported as CSV or read as the workbook itself, becomes records,
+//! and records become validated rows.
+//!
+//! - `delimited`: CSV (or a `;`- or tab-separated export), streamed; its separator, BOM,
+//!   `sep=` line, line ends and unclosed quotes.
+//! - `workbook`: `.xlsx`, `.xlsm`, `.xlsb`, `.xls` and `.ods` through `calamine`.
+//! - `header`: which column is which, by loose names.
+//! - `check`: the checks of one row's cells, and messages that say how to fix them.
+//!
+//! Both kinds of file give the [`Reader`] the same raw rows (a line number and the cells as in
+//! the file); the rules for the header, blank rows, comments and trimming live here, once.
+//! A row that fails a check is not an error of the file: it becomes an invalid row whose
+//! message names the column, the value, what is allowed and, for a near miss, the likely fix.
+//! Only a file that cannot be read as a whole (unreadable, no header, a missing or doubled
+//! column, an unclosed quote) stops the run.
+
+mod check;
+mod delimited;
+mod header;
+mod workbook;
+
+use std::fs::File;
+use std::io::{self, BufReader, Read};
+use std::path::{Path, PathBuf};
+
+use crate::action::Permission;
+
+pub use header::Columns;
+pub use workbook::is_workbook;
+
+/// The file as a whole cannot be used: exit 2, before anything is sent.
+#[derive(Debug, thiserror::Error)]
+pub enum InputError {
+    #[error("cannot read {path}: {source}")]
+    Open { path: PathBuf, source: io::Error },
+    #[error(
+        "{path}: the file is empty; it needs a header row with region, image_id and permission"
+    )]
+    Empty { path: PathBuf },
+    #[error(
+        "{path}: no `{column}` column in the header row ({found}); the header needs region, image_id (or ImageId, image) and permission{hint}"
+    )]
+    MissingColumn {
+        path: PathBuf,
+        column: &'static str,
+        found: String,
+        /// Why the header may look wrong, when it can be told.
+        hint: &'static str,
+    },
+    #[error(
+        "{path}: columns {first} and {second} both name the `{column}` column; keep one of them and rename or delete the other"
+    )]
+    DuplicateColumn {
+        path: PathBuf,
+        column: &'static str,
+        /// Each as its 1-based column number and its header text.
+        first: String,
+        second: String,
+    },
+    #[error("{path}, line {line}: {problem}")]
+    Malformed {
+        path: PathBuf,
+        line: u64,
+        problem: String,
+    },
+    #[error("cannot read the workbook {path}: {problem}")]
+    Workbook { path: PathBuf, problem: String },
+    #[error(
+        "{path} has no sheet named `{sheet}`; its sheets are {sheets}: give one of them with --sheet"
+    )]
+    NoSheet {
+        path: PathBuf,
+        sheet: String,
+        sheets: String,
+    },
+}
+
+/// One data row as the file gives it: the required cells trimmed of ASCII spaces.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Record {
+    /// 1-based line number in the file (sheet row number in a workbook), the header being
+    /// line 1: the row's identity. An Excel `sep=` line is not counted: Excel hides it, so
+    /// the header is row 1 there.
+    pub line: u64,
+    pub region: String,
+    pub image_id: String,
+    pub permission: String,
+}
+
+/// A record with all of its cells, for a results writer that repeats the user's columns.
+///
+/// The cells live beside the record, not in it, so that code building a `Record` from a
+/// finished row does not have to invent them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Entry {
+    pub record: Record,
+    /// Every cell of the row as in the file (untrimmed, unquoted), in the header's order;
+    /// a row may have fewer or more cells than the header.
+    pub cells: Vec<String>,
+}
+
+/// A row that passed every check, ready to send.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Row {
+    pub line: u64,
+    pub region: &'static str,
+    pub image_id: String,
+    pub permission: Permission,
+}
+
+/// One row as a source gives it: where it is and its cells as in the file.
+struct RawRow {
+    line: u64,
+    cells: Vec<String>,
+}
+
+/// Where rows come from: delimited text or a workbook's sheet.
+trait RowSource: Send {
+    fn next_row(&mut self) -> Option<Result<RawRow, InputError>>;
+}
+
+/// What was read, for the log.
+enum Format {
+    Delimited { delimiter: u8, had_bom: bool },
+    Workbook { sheet: String },
+}
+
+/// A reader of records, from a CSV file (streamed: memory does not grow with the rows) or
+/// a workbook's sheet (loaded whole by calamine).
+pub struct Reader {
+    rows: Box<dyn RowSource>,
+    format: Format,
+    header: header::Header,
+    /// Set after an error: a file that failed once yields nothing more.
+    failed: bool,
+}
+
+impl Reader {
+    /// Opens a CSV file, or a workbook's first visible sheet if the extension names one.
+    pub fn open(path: &Path) -> Result<Self, InputError> {
+        if is_workbook(path) {
+            return Self::open_workbook(path, None);
+        }
+        let file = File::open(path).map_err(|source| InputError::Open {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Self::from_reader(path, Box::new(BufReader::with_capacity(64 * 1024, file)))
+    }
+
+    /// Reads CSV from `source`; `path` names it in messages.
+    pub fn from_reader(path: &Path, source: Box<dyn Read + Send>) -> Result<Self, InputError> {
+        let opened = delimited::open(path, source)?;
+        let format = Format::Delimited {
+            delimiter: opened.delimiter,
+            had_bom: opened.had_bom,
+        };
+        Self::start(path, Box::new(opened.rows), format)
+    }
+
+    /// Reads the sheet named `sheet` (compared as Excel does, ignoring case), or the first
+    /// visible worksheet. The whole sheet is loaded into memory first.
+    pub fn open_workbook(path: &Path, sheet: Option<&str>) -> Result<Self, InputError> {
+        let (rows, sheet) = workbook::open(path, sheet)?;
+        Self::start(path, Box::new(rows), Format::Workbook { sheet })
+    }
+
+    /// Reads up to the header row: the first row neither blank nor starting with `#`.
+    fn start(
+        path: &Path,
+        mut rows: Box<dyn RowSource>,
+        format: Format,
+    ) -> Result<Self, InputError> {
+        let path = path.to_path_buf();
+        let cells = loop {
+            match rows.next_row() {
+                None => return Err(InputError::Empty { path }),
+                Some(Err(error)) => return Err(error),
+                Some(Ok(row)) if is_blank(&row.cells) || starts_with_hash(&row.cells) => {}
+                Some(Ok(row)) => break row.cells,
+            }
+        };
+        let header = header::Header::parse(&path, cells)?;
+        Ok(Self {
+            rows,
+            format,
+            header,
+            failed: false,
+        })
+    }
+
+    /// The header row's cells as in the file (a BOM before the first one removed).
+    pub fn header(&self) -> &[String] {
+        &self.header.cells
+    }
+
+    /// Where the required columns are in the header and in every row.
+    pub fn required_columns(&self) -> Columns {
+        self.header.columns
+    }
+
+    /// The columns named like one that the results file writes itself (`line`, `status`,
+    /// `blueprint_id`, ...): a results writer writes those fresh instead of copying them.
+    pub fn our_columns(&self) -> &[usize] {
+        &self.header.ours
+    }
+
+    /// The separator of a delimited file (`,`, or `;` or a tab chosen from the header row,
+    /// or what a `sep=` line named); `None` for a workbook.
+    pub fn delimiter(&self) -> Option<char> {
+        match self.format {
+            Format::Delimited { delimiter, .. } => Some(char::from(delimiter)),
+            Format::Workbook { .. } => None,
+        }
+    }
+
+    /// Whether the file began with a UTF-8 byte order mark (a results CSV then gets one too).
+    pub fn had_bom(&self) -> bool {
+        matches!(self.format, Format::Delimited { had_bom: true, .. })
+    }
+
+    /// The sheet read, for a workbook.
+    pub fn sheet(&self) -> Option<&str> {
+        match &self.format {
+            Format::Workbook { sheet } => Some(sheet),
+            Format::Delimited { .. } => None,
+        }
+    }
+
+    /// The next data row with all of its cells, or `None` at the end of the file (or after
+    /// an error).
+    ///
+    /// Blank rows are skipped, and so are comments (see `is_comment`): a `#1234` ticket
+    /// number or an `#N/A` in a row that has data is data.
+    pub fn next_entry(&mut self) -> Option<Result<Entry, InputError>> {
+        if self.failed {
+            return None;
+        }
+        loop {
+            let row = match self.rows.next_row()? {
+                Ok(row) => row,
+                Err(error) => {
+                    self.failed = true;
+                    return Some(Err(error));
+                }
+            };
+            if is_blank(&row.cells) || self.is_comment(&row.cells) {
+                continue;
+            }
+            let cell = |i: usize| row.cells.get(i).map_or("", |cell| cell.trim_ascii());
+            let [region, image_id, permission] = self.header.columns.all().map(cell);
+            let record = Record {
+                line: row.line,
+                region: region.to_string(),
+                image_id: image_id.to_string(),
+                permission: permission.to_string(),
+            };
+            return Some(Ok(Entry {
+                record,
+                cells: row.cells,
+            }));
+        }
+    }
+
+    /// A row whose first cell starts with `#` and whose other required cells are empty.
+    ///
+    /// "Other": when the first column is a required one (`region` usually is), the `#` cell
+    /// is that column's, and `# note` alone on a line must still be a comment, while
+    /// `#N/A,img-abcdefgh,SHARE` is a row with a broken formula in it.
+    fn is_comment(&self, cells: &[String]) -> bool {
+        starts_with_hash(cells)
+            && self
+                .header
+                .columns
+                .all()
+                .iter()
+                .all(|&i| i == 0 || cells.get(i).is_none_or(|cell| cell.trim_ascii().is_empty()))
+    }
+
+    /// The next data record, or `None` at the end of the file.
+    pub fn next_record(&mut self) -> Option<Result<Record, InputError>> {
+        self.next_entry()
+            .map(|entry| entry.map(|entry| entry.record))
+    }
+
+    /// The rest of the rows with all of their cells.
+    pub fn entries(mut self) -> impl Iterator<Item = Result<Entry, InputError>> {
+        std::iter::from_fn(move || self.next_entry())
+    }
+}
+
+impl Iterator for Reader {
+    type Item = Result<Record, InputError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        self.next_record()
+    }
+}
+
+fn is_blank(cells: &[String]) -> bool {
+    cells.iter().all(|cell| cell.trim_ascii().is_empty())
+}
+
+fn starts_with_hash(cells: &[String]) -> bool {
+    cells
+        .first()
+        .is_some_and(|cell| cell.trim_ascii().starts_with('#'))
+}
+
+impl Record {
+    /// Checks every cell; the message of a failure says what is wrong and how to fix it,
+    /// for each bad cell, joined by `; `.
+    pub fn validate(&self) -> Result<Row, String> {
+        let region = check::region(&self.region);
+        let image_id = check::image_id(&self.image_id);
+        let permission = check::permission(&self.permission);
+        match (region, image_id, permission) {
+            (Ok(region), Ok(()), Ok(permission)) => Ok(Row {
+                line: self.line,
+                region,
+                image_id: self.image_id.clone(),
+                permission,
+            }),
+            (region, image_id, permission) => {
+                let problems: Vec<String> = [region.err(), image_id.err(), permission.err()]
+                    .into_iter()
+                    .flatten()
+                    .collect();
+                Err(problems.join("; "))
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
