@@ -304,3 +304,26 @@ async fn at_rate_20_no_second_holds_more_than_20_requests_and_none_is_refused() 
         );
     }
 }
+
+/// Per-image order: with random latency and many rows per image, the simulator never sees
+/// two requests for one image in flight at once.
+#[tokio::test]
+async fn one_image_never_has_two_requests_in_flight() {
+    let sim = start(SimulatorConfig {
+        latency_ms: (1, 30),
+        seed: 11,
+        ..fast_simulator()
+    })
+    .await;
+    let mut csv = String::from("region,image_id,permission\n");
+    for i in 0..200 {
+        let permission = ["SHARE", "CANCEL"][(i / 4) % 2];
+        csv.push_str(&format!("ap-seoul,img-{:08},{permission}\n", i % 4));
+    }
+    let job = Job::new(&csv);
+    let (report, rows) = job.run(&sim).await;
+    assert_eq!(report.ending(), Ending::Done, "{rows:?}");
+    let stats = sim.stats();
+    assert_eq!(stats.requests_by_action["ModifyImageSharePermission"], 200);
+    assert_eq!(stats.max_in_flight_per_image, 1, "{stats:?}");
+}
