@@ -28,7 +28,8 @@ pub const REGIONS: [&str; 15] = [
 ];
 
 /// What a row asks for.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
 pub enum Permission {
     Share,
     Cancel,

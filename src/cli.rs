@@ -41,9 +41,13 @@ pub enum LogFormat {
 pub struct RunArgs {
     /// The CSV to run (columns region, image_id, permission); `-` reads standard input.
     pub input: PathBuf,
-    /// Results file [default: INPUT with its extension replaced by .results.csv].
+    /// Results file; `-` writes the results CSV to standard output [default: INPUT with its
+    /// extension replaced by .results.csv, or .results.xlsx for a workbook].
     #[arg(short, long, env = "LIGHTHOUSE_SHARE_OUTPUT")]
     pub output: Option<PathBuf>,
+    /// The sheet of a workbook input [default: the first sheet].
+    #[arg(long, env = "LIGHTHOUSE_SHARE_SHEET")]
+    pub sheet: Option<String>,
     /// TOML config file.
     #[arg(short, long, env = "LIGHTHOUSE_SHARE_CONFIG")]
     pub config: Option<PathBuf>,

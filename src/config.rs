@@ -11,6 +11,8 @@ use crate::action::RateScope;
 use crate::api::{Endpoint, is_loopback};
 use crate::cli::{LogFormat, RunArgs};
 use crate::credentials::{self, CredentialsError, Env, FileCredentials, Provider};
+use crate::input::is_workbook;
+use crate::results::{Destination, SIMULATOR_TARGET};
 use crate::retry::{Backoff, Policy};
 use crate::suggest;
 
@@ -36,9 +38,18 @@ fn error(message: impl Into<String>) -> ConfigError {
 pub struct RunConfig {
     /// The input file; `-` is standard input.
     pub input: PathBuf,
-    pub output: PathBuf,
+    /// The sheet of a workbook input; the first visible one if `None`.
+    pub sheet: Option<String>,
+    /// Where the results file goes.
+    pub output: Destination,
+    /// The record of the run, `OUTPUT.journal`: the source of truth for `--resume`.
+    pub record: PathBuf,
+    /// The lock a run holds, `OUTPUT.lock`.
+    pub lock: PathBuf,
     /// What the run does and where its requests go.
     pub mode: Mode,
+    /// What the record is bound to: `simulator`, or the endpoint template.
+    pub target: String,
     pub rate: f64,
     pub rate_scope: RateScope,
     pub concurrency: usize,
@@ -83,6 +94,7 @@ pub struct FileConfig {
 #[serde(deny_unknown_fields)]
 pub struct RunSection {
     pub output: Option<PathBuf>,
+    pub sheet: Option<String>,
     pub profile: Option<String>,
     pub endpoint: Option<String>,
     pub rate: Option<f64>,
@@ -111,6 +123,7 @@ const KNOWN_KEYS: [(&str, &[&str]); 3] = [
         "run",
         &[
             "output",
+            "sheet",
             "profile",
             "endpoint",
             "rate",
@@ -225,14 +238,30 @@ impl RunConfig {
             max: Duration::from_millis(file.retry.max_ms.unwrap_or(20_000)),
         };
         check_numbers(rate, concurrency, max_attempts, timeout, backoff)?;
-        let output = args
-            .output
-            .or(run.output.clone())
-            .unwrap_or_else(|| default_output(&args.input));
+        let output = args.output.or(run.output.clone());
+        let (output, beside) = match output {
+            Some(path) if path == Path::new("-") => {
+                (Destination::Stdout, default_output(&args.input))
+            }
+            Some(path) => (Destination::File(path.clone()), path),
+            None => {
+                let path = default_output(&args.input);
+                (Destination::File(path.clone()), path)
+            }
+        };
+        let record = with_suffix(&beside, ".journal");
+        let lock = with_suffix(&beside, ".lock");
+        for ours in [&beside, &record, &lock] {
+            refuse_input(&args.input, ours)?;
+        }
         let profile = args
             .profile
             .or(run.profile.clone())
             .unwrap_or_else(|| "default".into());
+        let target = match simulate {
+            true => SIMULATOR_TARGET.to_string(),
+            false => endpoint.template().to_string(),
+        };
         let mode = match (dry_run, simulate) {
             (true, _) => Mode::DryRun { endpoint },
             (false, true) => Mode::Simulator,
@@ -243,8 +272,12 @@ impl RunConfig {
         };
         Ok(Self {
             input: args.input,
+            sheet: args.sheet.or(run.sheet.clone()),
             output,
+            record,
+            lock,
             mode,
+            target,
             rate,
             rate_scope,
             concurrency,
@@ -344,13 +377,39 @@ fn readable_by_others(path: &Path) -> Option<String> {
     })
 }
 
-/// `INPUT` with its extension replaced by `.results.csv`; for standard input,
-/// `stdin.results.csv`.
+/// `INPUT` with its extension replaced by `.results.csv` (`.results.xlsx` for a workbook);
+/// for standard input, `stdin.results.csv`.
 fn default_output(input: &Path) -> PathBuf {
     if input == Path::new("-") {
         return PathBuf::from("stdin.results.csv");
     }
-    input.with_extension("results.csv")
+    match is_workbook(input) {
+        true => input.with_extension("results.xlsx"),
+        false => input.with_extension("results.csv"),
+    }
+}
+
+/// `path` with `suffix` added to its file name.
+fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push(suffix);
+    path.with_file_name(name)
+}
+
+/// Refuses to write over the input: a results file, record or lock that is the input.
+fn refuse_input(input: &Path, ours: &Path) -> Result<(), ConfigError> {
+    use std::os::unix::fs::MetadataExt;
+    let same = match (std::fs::metadata(input), std::fs::metadata(ours)) {
+        (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
+        _ => input == ours,
+    };
+    match same {
+        true => Err(error(format!(
+            "{} is the input itself: a run never writes over its input. Give the results another name with --output",
+            ours.display()
+        ))),
+        false => Ok(()),
+    }
 }
 
 /// Only `https://`, or `http://` to a loopback host: nothing signed crosses a network in clear.

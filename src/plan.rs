@@ -3,7 +3,6 @@
 //! threads that stream each bucket's rows to its pool task.
 
 use std::collections::BTreeMap;
-use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -11,11 +10,11 @@ use tokio::sync::mpsc;
 
 use crate::action::RateScope;
 use crate::api::Endpoint;
-use crate::input::{InputError, Reader, Row};
+use crate::input::{InputError, Row, Source};
 use crate::limiter::UTILISATION;
 use crate::output::plural;
 use crate::pool::Incoming;
-use crate::results::Resume;
+use crate::results::{Occurrences, Resume};
 
 /// What a rate bucket is, given the scope and the endpoint.
 #[derive(Clone, Debug)]
@@ -34,21 +33,13 @@ impl Buckets {
     }
 }
 
-/// Why the plan cannot be made: exit 2, nothing sent.
-#[derive(Debug, thiserror::Error)]
-pub enum PlanError {
-    #[error(transparent)]
-    Input(#[from] InputError),
-    #[error("{0:#}")]
-    Resume(anyhow::Error),
-}
-
 /// What the validation pass found.
 #[derive(Debug)]
 pub struct Plan {
     /// Rows to send, per bucket.
     pub rows_per_bucket: BTreeMap<String, u64>,
     pub n_invalid: u64,
+    /// Rows an earlier run finished, kept as they are.
     pub n_kept: u64,
 }
 
@@ -56,35 +47,17 @@ pub struct Plan {
 const SHOWN_INVALID: u64 = 20;
 
 impl Plan {
-    pub fn make(
-        input: &Path,
-        buckets: &Buckets,
-        resume: &Resume,
-        output: &Path,
-    ) -> Result<Self, PlanError> {
+    /// Reads every row of `input` once: checks it, and counts it in its bucket unless an
+    /// earlier run finished it.
+    pub fn make(input: &Source, buckets: &Buckets, resume: &Resume) -> Result<Self, InputError> {
         let mut plan = Plan {
             rows_per_bucket: BTreeMap::new(),
             n_invalid: 0,
             n_kept: 0,
         };
-        // Kept rows are matched with the input's rows as both go by in line order, so that a
-        // kept row whose line the input no longer has is caught too.
-        let mut kept_lines = resume.kept_lines().peekable();
-        let missing = |line: u64| {
-            PlanError::Resume(anyhow::anyhow!(
-                "{} has a finished row for line {line}, which {} no longer has: it belongs to another version of the input. Restore the input, or give it its own --output",
-                output.display(),
-                input.display()
-            ))
-        };
-        for record in Reader::open(input)? {
+        let mut occurrences = Occurrences::default();
+        for record in input.reader()? {
             let record = record?;
-            while let Some(line) = kept_lines.next_if(|line| *line <= record.line) {
-                if line < record.line {
-                    return Err(missing(line));
-                }
-            }
-            resume.check(&record, output).map_err(PlanError::Resume)?;
             match record.validate() {
                 Err(message) => {
                     plan.n_invalid += 1;
@@ -92,17 +65,17 @@ impl Plan {
                         tracing::warn!("line {}: {message}", record.line);
                     }
                 }
-                Ok(_) if resume.is_kept(record.line) => plan.n_kept += 1,
-                Ok(row) => {
-                    *plan
-                        .rows_per_bucket
-                        .entry(buckets.of(row.region))
-                        .or_default() += 1
+                Ok(mut row) => {
+                    if resume.is_kept(&occurrences.identify(&mut row)) {
+                        plan.n_kept += 1;
+                    } else {
+                        *plan
+                            .rows_per_bucket
+                            .entry(buckets.of(row.region))
+                            .or_default() += 1;
+                    }
                 }
             }
-        }
-        if let Some(line) = kept_lines.next() {
-            return Err(missing(line));
         }
         if plan.n_invalid > SHOWN_INVALID {
             tracing::warn!(
@@ -151,20 +124,23 @@ pub type ReaderHandle = tokio::task::JoinHandle<Result<(), InputError>>;
 
 /// Starts the reader of bucket `name`.
 pub fn spawn_reader(
-    input: &Path,
+    input: Arc<Source>,
     buckets: &Buckets,
     name: &str,
     resume: Arc<Resume>,
 ) -> (Incoming, ReaderHandle) {
     let (rows_tx, rows_rx) = mpsc::channel(4);
-    let (input, buckets, name) = (input.to_path_buf(), buckets.clone(), name.to_string());
+    let (buckets, name) = (buckets.clone(), name.to_string());
     let handle = tokio::task::spawn_blocking(move || {
         let mut batch: Vec<Row> = Vec::with_capacity(READ_BATCH);
-        for record in Reader::open(&input)? {
-            let Ok(row) = record?.validate() else {
+        // A row's identity holds its region, so rows asking the same thing are all in one
+        // bucket: numbering this bucket's rows numbers them as the plan did.
+        let mut occurrences = Occurrences::default();
+        for record in input.reader()? {
+            let Ok(mut row) = record?.validate() else {
                 continue;
             };
-            if resume.is_kept(row.line) || buckets.of(row.region) != name {
+            if buckets.of(row.region) != name || resume.is_kept(&occurrences.identify(&mut row)) {
                 continue;
             }
             batch.push(row);

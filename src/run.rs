@@ -1,10 +1,10 @@
 //! The run: from a `RunConfig` to a finished results file and a [`Report`].
 //!
-//! 1. Claim the output: the input opens, the lock on `OUTPUT.lock` is ours, no results file
-//!    is overwritten without `--resume`.
+//! 1. Open the input once; claim the output: the lock on `OUTPUT.lock` is ours, no earlier
+//!    results or record are overwritten without `--resume`.
 //! 2. The plan: one validation pass over the input before anything is sent.
-//! 3. Send: per bucket a reader thread and a pool task; finished rows go to the journal.
-//! 4. Compact the results file: one row per input row, sorted.
+//! 3. Send: per bucket a reader thread and a pool task; finished rows go to the record.
+//! 4. Render the results file from the input and the record.
 
 use std::fs::{File, OpenOptions};
 use std::future::Future;
@@ -19,11 +19,11 @@ use tokio::task::JoinSet;
 use crate::api::{Client, Endpoint, fatal_advice};
 use crate::config::{Mode, RunConfig};
 use crate::credentials::{Credentials, Provider};
-use crate::input::{InputError, Reader};
+use crate::input::{InputError, Source};
 use crate::output::{self, Ending, Progress, Report};
-use crate::plan::{self, Buckets, Plan, PlanError};
+use crate::plan::{self, Buckets, Plan};
 use crate::pool::{self, BucketReport, Counters, Pool, Reason, Settings, Stop};
-use crate::results::{self, Counts, Journal, Resume, Status};
+use crate::results::{self, Counts, Destination, Journal, Resume, Status};
 use crate::simulator::{self, Faults, Simulator, SimulatorConfig, SimulatorHandle};
 
 /// Why a run could not be carried out.
@@ -32,8 +32,6 @@ pub enum Error {
     /// Usage, configuration or input: nothing was sent.
     #[error(transparent)]
     Input(#[from] InputError),
-    #[error(transparent)]
-    Plan(#[from] PlanError),
     #[error("{0:#}")]
     Setup(anyhow::Error),
     #[error(
@@ -48,7 +46,7 @@ pub enum Error {
 impl Error {
     pub fn ending(&self) -> Ending {
         match self {
-            Error::Input(_) | Error::Plan(_) | Error::Setup(_) => Ending::Unusable,
+            Error::Input(_) | Error::Setup(_) => Ending::Unusable,
             Error::Locked { .. } => Ending::Locked,
             Error::Failed(error) => Ending::Internal(format!("{error:#}")),
         }
@@ -58,10 +56,10 @@ impl Error {
 /// Runs the job until it is done, stopped by a job-fatal answer, or `shutdown` resolves.
 pub async fn run(config: RunConfig, shutdown: impl Future<Output = ()>) -> Result<Report, Error> {
     let started = Instant::now();
-    let spooled = spool_stdin(&config.input)?;
-    let input = spooled
-        .as_ref()
-        .map_or(config.input.clone(), |(_, path)| path.clone());
+    let input = {
+        let (path, sheet) = (config.input.clone(), config.sheet.clone());
+        Arc::new(blocking(move || Source::open(&path, sheet.as_deref())).await??)
+    };
     // The simulator lives as long as this function: it is dropped after the last request.
     let (target, _simulator) = match &config.mode {
         Mode::DryRun { endpoint } => (Target::None(endpoint.clone()), None),
@@ -78,19 +76,19 @@ pub async fn run(config: RunConfig, shutdown: impl Future<Output = ()>) -> Resul
         scope: config.rate_scope,
         endpoint: target.endpoint().clone(),
     };
-    let _lock = claim_output(&config, &input)?;
+    let _lock = claim_output(&config)?;
     let resume = match config.resume {
-        true => Resume::load(&config.output).map_err(Error::Setup)?,
+        true => Resume::load(&config.record, &config.target).map_err(Error::Setup)?,
         false => Resume::default(),
     };
     let (plan, resume) = {
-        let (input, output, buckets) = (input.clone(), config.output.clone(), buckets.clone());
-        blocking(move || Plan::make(&input, &buckets, &resume, &output).map(|p| (p, resume)))
-            .await??
+        let (input, buckets) = (input.clone(), buckets.clone());
+        blocking(move || Plan::make(&input, &buckets, &resume).map(|p| (p, resume))).await??
     };
     plan.log(config.rate, config.rate_scope);
     let mut report = Report {
         output: config.output.clone(),
+        n_unmatched: 0,
         counts: Counts::default(),
         elapsed: Duration::ZERO,
         buckets: Vec::new(),
@@ -110,17 +108,27 @@ pub async fn run(config: RunConfig, shutdown: impl Future<Output = ()>) -> Resul
             let client =
                 Client::new(endpoint, credentials, config.timeout).map_err(Error::Setup)?;
             let sent = send(&config, client, &input, &buckets, &plan, resume, shutdown).await?;
-            (report.buckets, report.stop, report.problems) = sent;
-            let output = config.output.clone();
-            report.counts = blocking(move || results::compact(&input, &output))
+            let retries;
+            (report.buckets, report.stop, report.problems, retries) = sent;
+            let (record, target, output) = (
+                config.record.clone(),
+                config.target.clone(),
+                config.output.clone(),
+            );
+            let rendered = blocking(move || results::render(&input, &record, &target, &output))
                 .await?
-                .map_err(Error::Failed)?;
+                .map_err(|error| Error::Failed(error.context(NOTHING_LOST)))?;
+            report.counts = rendered.counts;
+            report.counts.retries = retries;
+            report.n_unmatched = rendered.n_unmatched;
         }
     }
-    drop(spooled);
     report.elapsed = started.elapsed();
     Ok(report)
 }
+
+/// Said when the results file could not be written: the record still holds every row.
+const NOTHING_LOST: &str = "the results file was not written, but every finished row is in the record: run again with --resume to write it";
 
 /// Where the run's requests go, once the mode is carried out.
 enum Target {
@@ -137,18 +145,22 @@ impl Target {
     }
 }
 
-/// Checks that the input opens (so a mistyped path leaves no lock file behind), then takes
-/// the lock on the results file and refuses to overwrite one without `--resume`.
-fn claim_output(config: &RunConfig, input: &Path) -> Result<Option<File>, Error> {
-    Reader::open(input)?;
+/// Takes the lock, and refuses to start over an earlier run's results or record without
+/// `--resume`. A dry run takes nothing.
+fn claim_output(config: &RunConfig) -> Result<Option<File>, Error> {
     if matches!(config.mode, Mode::DryRun { .. }) {
         return Ok(None);
     }
-    let lock = lock(&config.output)?;
-    if !config.resume && config.output.exists() {
+    let lock = lock(&config.lock, &config.output)?;
+    let earlier = match &config.output {
+        Destination::File(path) if path.exists() => Some(path),
+        _ => config.record.exists().then_some(&config.record),
+    };
+    if let (false, Some(earlier)) = (config.resume, earlier) {
         return Err(Error::Setup(anyhow::anyhow!(
-            "the results file {} already exists: add --resume to continue it (finished rows are kept, not sent again), or give another --output, or remove it",
-            config.output.display()
+            "{} already exists: add --resume to continue (finished rows are kept, not sent again), or give another --output, or move the results file and {} away",
+            earlier.display(),
+            config.record.display()
         )));
     }
     Ok(Some(lock))
@@ -156,24 +168,31 @@ fn claim_output(config: &RunConfig, input: &Path) -> Result<Option<File>, Error>
 
 /// What sending found: each bucket's report, why the run stopped early if it did, and why
 /// rows were left unrun if something other than a stop left them.
-type Sent = (Vec<BucketReport>, Option<Reason>, Vec<String>);
+/// The last is the number of retries.
+type Sent = (Vec<BucketReport>, Option<Reason>, Vec<String>, u64);
 
 /// Sends every planned row: a reader and a pool task per bucket, the journal thread, the
 /// progress display.
 async fn send(
     config: &RunConfig,
     client: Client,
-    input: &Path,
+    input: &Arc<Source>,
     buckets: &Buckets,
     plan: &Plan,
     resume: Resume,
     shutdown: impl Future<Output = ()>,
 ) -> Result<Sent, Error> {
-    let journal = Journal::open(&config.output, config.resume).map_err(Error::Setup)?;
+    let journal = match config.resume {
+        true => Journal::resume(&config.record, &config.target),
+        false => Journal::create(&config.record, &config.target),
+    }
+    .map_err(Error::Setup)?;
     let progress = Arc::new(Progress::new(plan.n_to_send()));
     let (outcomes_tx, outcomes_rx) = mpsc::channel(1024);
     let written = progress.clone();
-    let journal = results::spawn_journal(journal, outcomes_rx, move |o| written.record(o));
+    let journal = results::spawn_journal(journal, config.record.clone(), outcomes_rx, move |o| {
+        written.record(o)
+    });
     let counters = Arc::new(Counters::default());
     let pool = Arc::new(Pool {
         client,
@@ -186,12 +205,12 @@ async fn send(
         counters: counters.clone(),
     });
     let stop = pool.stop.clone();
-    let reporter = output::report(progress, counters, config.quiet);
+    let reporter = output::report(progress.clone(), counters, config.quiet);
     let resume = Arc::new(resume);
     let mut tasks = JoinSet::new();
     let mut readers = Vec::new();
     for name in plan.rows_per_bucket.keys() {
-        let (rows, reader) = plan::spawn_reader(input, buckets, name, resume.clone());
+        let (rows, reader) = plan::spawn_reader(input.clone(), buckets, name, resume.clone());
         readers.push(reader);
         tasks.spawn(pool::drive(
             name.clone(),
@@ -225,7 +244,7 @@ async fn send(
         tracing::error!("{problem}");
     }
     reports.sort_by(|a, b| a.name.cmp(&b.name));
-    Ok((reports, stop.reason(), problems))
+    Ok((reports, stop.reason(), problems, progress.retries()))
 }
 
 /// Waits for every bucket task; when `shutdown` resolves first, stops them gently. Returns
@@ -259,21 +278,6 @@ async fn blocking<T: Send + 'static>(
     tokio::task::spawn_blocking(work)
         .await
         .map_err(|e| Error::Failed(e.into()))
-}
-
-/// Standard input is copied to a temporary file first, so that it can be read more than once
-/// (validation, the buckets, compaction) without being held in memory.
-fn spool_stdin(input: &Path) -> Result<Option<(tempfile::TempPath, PathBuf)>, Error> {
-    if input != Path::new("-") {
-        return Ok(None);
-    }
-    let mut file = tempfile::NamedTempFile::new().map_err(|e| Error::Setup(e.into()))?;
-    std::io::copy(&mut std::io::stdin().lock(), &mut file)
-        .context("cannot read standard input")
-        .map_err(Error::Setup)?;
-    let path = file.into_temp_path();
-    let owned = path.to_path_buf();
-    Ok(Some((path, owned)))
 }
 
 /// Starts the in-process simulator as `run --simulate` promises: the API's real limit of 20/s,
@@ -314,23 +318,26 @@ async fn start_simulator(
     Ok((handle, endpoint, credentials))
 }
 
-/// Holds `OUTPUT.lock` for the whole run.
-fn lock(output: &Path) -> Result<File, Error> {
-    let mut name = output.file_name().unwrap_or_default().to_os_string();
-    name.push(".lock");
-    let path = output.with_file_name(name);
+/// Holds the lock beside the results for the whole run. It is never a link: a link planted
+/// at its name is refused rather than followed.
+fn lock(path: &Path, output: &Destination) -> Result<File, Error> {
+    use std::os::unix::fs::OpenOptionsExt;
     let file = OpenOptions::new()
         .create(true)
         .truncate(false)
         .write(true)
-        .open(&path)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)
         .with_context(|| format!("cannot create the lock file {}", path.display()))
         .map_err(Error::Setup)?;
     match file.try_lock() {
         Ok(()) => Ok(file),
         Err(std::fs::TryLockError::WouldBlock) => Err(Error::Locked {
-            output: output.to_path_buf(),
-            lock: path,
+            output: match output {
+                Destination::File(path) => path.clone(),
+                Destination::Stdout => path.to_path_buf(),
+            },
+            lock: path.to_path_buf(),
         }),
         Err(std::fs::TryLockError::Error(e)) => Err(Error::Setup(anyhow::anyhow!(
             "cannot lock {}: {e}",

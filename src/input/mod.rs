@@ -17,6 +17,7 @@
 mod check;
 mod delimited;
 mod header;
+mod source;
 mod workbook;
 
 use std::fs::File;
@@ -26,6 +27,7 @@ use std::path::{Path, PathBuf};
 use crate::action::Permission;
 
 pub use header::Columns;
+pub use source::Source;
 pub use workbook::is_workbook;
 
 /// The file as a whole cannot be used: exit 2, before anything is sent.
@@ -63,6 +65,10 @@ pub enum InputError {
         line: u64,
         problem: String,
     },
+    #[error(
+        "{path} changed while this run was reading it (it was edited, or replaced by a save): start the run again once the file is as you want it; with --resume nothing recorded is lost or sent twice"
+    )]
+    Changed { path: PathBuf },
     #[error("cannot read the workbook {path}: {problem}")]
     Workbook { path: PathBuf, problem: String },
     #[error(
@@ -106,6 +112,10 @@ pub struct Row {
     pub region: &'static str,
     pub image_id: String,
     pub permission: Permission,
+    /// Which of the rows asking the same thing this is, counted in file order from 1: with
+    /// the three values, the row's identity (SPEC §2). A row numbers only among others, so
+    /// it is 1 until the run numbers it.
+    pub occurrence: u32,
 }
 
 /// One row as a source gives it: where it is and its cells as in the file.
@@ -163,6 +173,14 @@ impl Reader {
     pub fn open_workbook(path: &Path, sheet: Option<&str>) -> Result<Self, InputError> {
         let (rows, sheet) = workbook::open(path, sheet)?;
         Self::start(path, Box::new(rows), Format::Workbook { sheet })
+    }
+
+    /// Reads a sheet loaded earlier (see [`Source`]).
+    pub fn from_sheet(path: &Path, sheet: &workbook::Sheet) -> Result<Self, InputError> {
+        let format = Format::Workbook {
+            sheet: sheet.name.clone(),
+        };
+        Self::start(path, Box::new(workbook::Source::new(sheet)), format)
     }
 
     /// Reads up to the header row: the first row neither blank nor starting with `#`.
@@ -320,6 +338,7 @@ impl Record {
                 region,
                 image_id: self.image_id.clone(),
                 permission,
+                occurrence: 1,
             }),
             (region, image_id, permission) => {
                 let problems: Vec<String> = [region.err(), image_id.err(), permission.err()]

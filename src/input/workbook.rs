@@ -9,6 +9,8 @@
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
+use std::sync::Arc;
+
 use calamine::{CellErrorType, Data, ExcelDateTime, Range, Reader as _, SheetType, SheetVisible};
 
 use super::{InputError, RawRow, RowSource};
@@ -27,9 +29,17 @@ pub fn is_workbook(path: &Path) -> bool {
         })
 }
 
+/// A sheet loaded once, read by every phase of a run.
+#[derive(Clone)]
+pub struct Sheet {
+    range: Arc<Range<Data>>,
+    /// The sheet's name, as the workbook spells it.
+    pub name: String,
+}
+
 /// The rows of one sheet.
 pub(super) struct Source {
-    range: Range<Data>,
+    range: Arc<Range<Data>>,
     /// The sheet row number of the range's first row, less one: the range starts at the
     /// first row that holds anything.
     rows_above: u64,
@@ -39,6 +49,23 @@ pub(super) struct Source {
 /// Opens `path` and loads `sheet` (the first visible worksheet if `None`); returns the
 /// rows and the sheet's name.
 pub(super) fn open(path: &Path, sheet: Option<&str>) -> Result<(Source, String), InputError> {
+    let sheet = load(path, sheet)?;
+    Ok((Source::new(&sheet), sheet.name))
+}
+
+impl Source {
+    pub(super) fn new(sheet: &Sheet) -> Self {
+        let rows_above = sheet.range.start().map_or(0, |(row, _)| u64::from(row));
+        Self {
+            range: sheet.range.clone(),
+            rows_above,
+            next: 0,
+        }
+    }
+}
+
+/// Reads `path` and loads `sheet` (the first visible worksheet if `None`) into memory.
+pub fn load(path: &Path, sheet: Option<&str>) -> Result<Sheet, InputError> {
     // The same message as for a CSV file that cannot be opened.
     File::open(path).map_err(|source| InputError::Open {
         path: path.to_path_buf(),
@@ -53,13 +80,10 @@ pub(super) fn open(path: &Path, sheet: Option<&str>) -> Result<(Source, String),
     let range = workbook
         .worksheet_range(&name)
         .map_err(|e| unreadable(format!("sheet `{name}`: {e}")))?;
-    let rows_above = range.start().map_or(0, |(row, _)| u64::from(row));
-    let source = Source {
-        range,
-        rows_above,
-        next: 0,
-    };
-    Ok((source, name))
+    Ok(Sheet {
+        range: Arc::new(range),
+        name,
+    })
 }
 
 /// The sheet asked for (exactly, else ignoring case, as Excel compares sheet names), or the

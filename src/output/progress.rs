@@ -16,7 +16,9 @@ use crate::results::{Outcome, Status};
 pub struct Progress {
     /// Rows this run has to finish.
     pub total: u64,
-    counts: [AtomicU64; 6],
+    counts: [AtomicU64; Status::ALL.len()],
+    /// Attempts beyond the first, over the rows this run finished.
+    retries: AtomicU64,
     started: Instant,
 }
 
@@ -25,6 +27,7 @@ impl Progress {
         Self {
             total,
             counts: Default::default(),
+            retries: AtomicU64::new(0),
             started: Instant::now(),
         }
     }
@@ -35,6 +38,15 @@ impl Progress {
             .position(|s| *s == outcome.status)
             .unwrap_or(0);
         self.counts[i].fetch_add(1, Ordering::Relaxed);
+        self.retries.fetch_add(
+            u64::from(outcome.attempts.saturating_sub(1)),
+            Ordering::Relaxed,
+        );
+    }
+
+    /// Attempts beyond the first, over the rows this run finished so far.
+    pub fn retries(&self) -> u64 {
+        self.retries.load(Ordering::Relaxed)
     }
 
     fn done(&self) -> u64 {

@@ -3,12 +3,11 @@
 
 use std::collections::BTreeMap;
 use std::io::IsTerminal;
-use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::cli::LogFormat;
 use crate::pool::{BucketReport, Reason};
-use crate::results::{Counts, Status};
+use crate::results::{Counts, Destination, Status};
 
 /// How a run ended: one value per exit code of SPEC §5.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -47,7 +46,9 @@ impl Ending {
 /// What a run did.
 #[derive(Debug)]
 pub struct Report {
-    pub output: PathBuf,
+    pub output: Destination,
+    /// Rows of earlier runs that no input row matches any more.
+    pub n_unmatched: u64,
     pub counts: Counts,
     pub elapsed: Duration,
     pub buckets: Vec<BucketReport>,
@@ -105,7 +106,8 @@ pub fn print_summary(report: &Report, format: LogFormat) {
             "retries": report.counts.retries,
             "elapsed_seconds": report.elapsed.as_secs_f64(),
             "requests_per_second": rates,
-            "results": report.output,
+            "results": shown(&report.output),
+            "earlier_rows_not_in_input": report.n_unmatched,
             "ending": report.ending().as_str(),
         });
         eprintln!("{summary}");
@@ -153,7 +155,21 @@ pub fn print_summary(report: &Report, format: LogFormat) {
             ),
         }
     }
-    eprintln!("  results: {}", report.output.display());
+    if report.n_unmatched > 0 {
+        eprintln!(
+            "  {} of earlier runs no longer in the input: left out of the results, kept in the record",
+            plural(report.n_unmatched, "row", "rows")
+        );
+    }
+    eprintln!("  results: {}", shown(&report.output));
+}
+
+/// Where the results went, as the user names it.
+fn shown(output: &Destination) -> String {
+    match output {
+        Destination::File(path) => path.display().to_string(),
+        Destination::Stdout => "standard output".to_string(),
+    }
 }
 
 /// `1 row`, `2 rows`.

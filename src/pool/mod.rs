@@ -22,9 +22,9 @@ use tokio::task::JoinSet;
 
 use crate::action::Permission;
 use crate::api::{ApiError, Client, Success};
-use crate::input::{Record, Row};
+use crate::input::Row;
 use crate::limiter::Limiter;
-use crate::results::{Outcome, Status};
+use crate::results::{Identity, Outcome, Status};
 use crate::retry::{History, Policy, Step};
 use queue::{ImageQueue, Job, RetryQueue};
 pub use stop::{Reason, Stop};
@@ -387,13 +387,7 @@ impl Bucket {
 }
 
 fn outcome(job: &Job, status: Status) -> Outcome {
-    let record = Record {
-        line: job.row.line,
-        region: job.row.region.to_string(),
-        image_id: job.row.image_id.clone(),
-        permission: job.row.permission.as_str().to_string(),
-    };
-    let mut outcome = Outcome::new(&record, status);
+    let mut outcome = Outcome::new(Identity::of(&job.row), job.row.line, status);
     outcome.attempts = job.attempts;
     outcome
 }

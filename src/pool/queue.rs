@@ -145,6 +145,7 @@ mod tests {
             region: "ap-seoul",
             image_id: image.into(),
             permission: Permission::Share,
+            occurrence: 1,
         }
     }
 

@@ -1,52 +1,105 @@
-//! The journal: each finished row is appended to the results file the moment it is final.
+//! The journal: the run's record, one JSON line per finished row, appended the moment the row
+//! is final. Its first line names the target the rows were run against, so a rehearsal's
+//! record never stands for a real run's.
+//!
+//! Crash safety comes from the order of things: a row is flushed to the file when it
+//! finishes (fsynced at most a second later), each record is one line (JSON escapes the
+//! newlines of a message), and a torn last line is ignored when read and cut before appending.
+//! The file is only ever opened without following a symbolic link, and created only where
+//! nothing exists.
 
 use std::fs::{File, OpenOptions};
-use std::io::{self, BufWriter, Seek, SeekFrom, Write};
-use std::path::Path;
+use std::io::{self, BufRead, BufReader, BufWriter, Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use anyhow::Context;
+use anyhow::{Context, bail};
+use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
-use super::{HEADER, Outcome, complete_length, write_outcome, writer};
+use super::Outcome;
 
-/// The results file while the run goes on: rows are appended as they finish.
+/// What the first line of a record says.
+#[derive(Debug, Serialize, Deserialize)]
+struct Header {
+    record: String,
+    version: u32,
+    /// `simulator`, or the endpoint template the rows were sent to.
+    target: String,
+}
+
+const RECORD: &str = "lighthouse-share";
+const VERSION: u32 = 1;
+
+/// Opens a file that must not be a symbolic link.
+fn open_no_follow(options: &mut OpenOptions, path: &Path) -> io::Result<File> {
+    options.custom_flags(libc::O_NOFOLLOW).open(path)
+}
+
+/// The record while the run goes on: rows are appended as they finish.
 pub struct Journal {
-    csv: csv::Writer<BufWriter<File>>,
+    file: BufWriter<File>,
     /// Rows written since the last fsync.
     unsynced: bool,
     last_sync: Instant,
 }
 
 impl Journal {
-    /// Starts a new results file (`resume == false`) or continues an existing one, cutting
-    /// off a torn last line first.
-    pub fn open(path: &Path, resume: bool) -> anyhow::Result<Self> {
-        let mut file = if resume && path.exists() {
-            let mut file = OpenOptions::new()
-                .read(true)
-                .write(true)
-                .open(path)
-                .with_context(|| format!("cannot open {} to continue it", path.display()))?;
-            let complete = complete_length(&mut file)?;
-            file.set_len(complete)?;
-            file.seek(SeekFrom::End(0))?;
-            if complete == 0 {
-                file.write_all(HEADER.as_bytes())?;
+    /// Starts a record at `path` for `target`. Nothing may exist there: an existing file or
+    /// link is never followed or truncated.
+    pub fn create(path: &Path, target: &str) -> anyhow::Result<Self> {
+        let file = open_no_follow(OpenOptions::new().write(true).create_new(true), path)
+            .with_context(|| format!("cannot create the record {}", path.display()))?;
+        let mut journal = Self::new(file);
+        journal.write_header(target)?;
+        Ok(journal)
+    }
+
+    /// Continues the record at `path`, which must be for `target`; a torn last line is cut
+    /// off first. A record that does not exist yet is created.
+    pub fn resume(path: &Path, target: &str) -> anyhow::Result<Self> {
+        let mut file = match open_no_follow(OpenOptions::new().read(true).write(true), path) {
+            Err(error) if error.kind() == io::ErrorKind::NotFound => {
+                return Self::create(path, target);
             }
-            file
-        } else {
-            let mut file = File::create(path)
-                .with_context(|| format!("cannot create the results file {}", path.display()))?;
-            file.write_all(HEADER.as_bytes())?;
-            file
+            opened => {
+                opened.with_context(|| format!("cannot open the record {}", path.display()))?
+            }
         };
-        file.flush()?;
-        Ok(Self {
-            csv: writer(BufWriter::new(file)),
+        let complete = complete_length(&mut file)?;
+        file.set_len(complete)?;
+        file.seek(SeekFrom::Start(0))?;
+        let header = read_header(&mut BufReader::new(&mut file), path)?;
+        file.seek(SeekFrom::End(0))?;
+        let mut journal = Self::new(file);
+        match header {
+            Some(header) => check_target(&header, target, path)?,
+            // A crash before the header was whole: nothing was recorded yet.
+            None => journal.write_header(target)?,
+        }
+        Ok(journal)
+    }
+
+    fn new(file: File) -> Self {
+        Self {
+            file: BufWriter::new(file),
             unsynced: false,
             last_sync: Instant::now(),
-        })
+        }
+    }
+
+    fn write_header(&mut self, target: &str) -> anyhow::Result<()> {
+        let header = Header {
+            record: RECORD.into(),
+            version: VERSION,
+            target: target.into(),
+        };
+        serde_json::to_writer(&mut self.file, &header)?;
+        self.file.write_all(b"\n")?;
+        self.file.flush()?;
+        self.file.get_ref().sync_data()?;
+        Ok(())
     }
 
     /// Appends rows that finished together and flushes them to the file at once, so a crash
@@ -54,25 +107,167 @@ impl Journal {
     /// loses at most the last second.
     pub fn append(&mut self, outcomes: &[Outcome]) -> io::Result<()> {
         for outcome in outcomes {
-            write_outcome(&mut self.csv, outcome)?;
+            serde_json::to_writer(&mut self.file, outcome)?;
+            self.file.write_all(b"\n")?;
         }
-        self.csv.flush()?;
+        self.file.flush()?;
         self.unsynced = true;
-        if self.last_sync.elapsed().as_secs() >= 1 {
+        if self.last_sync.elapsed() >= Duration::from_secs(1) {
             self.sync()?;
         }
         Ok(())
     }
 
     pub fn sync(&mut self) -> io::Result<()> {
-        self.csv.flush()?;
+        self.file.flush()?;
         if self.unsynced {
-            self.csv.get_ref().get_ref().sync_data()?;
+            self.file.get_ref().sync_data()?;
         }
         self.unsynced = false;
         self.last_sync = Instant::now();
         Ok(())
     }
+}
+
+/// Refuses a record made against another target.
+fn check_target(header: &Header, target: &str, path: &Path) -> anyhow::Result<()> {
+    if header.target != target {
+        bail!(
+            "{} records a run against {}, and this run goes to {}: results from one never stand for the other. Give this run its own --output, or move {} and its results file away to start afresh",
+            path.display(),
+            shown(&header.target),
+            shown(target),
+            path.display()
+        );
+    }
+    Ok(())
+}
+
+/// A target as the user knows it.
+fn shown(target: &str) -> String {
+    if target == SIMULATOR {
+        "the built-in simulator (--simulate)".into()
+    } else {
+        format!("the endpoint {target}")
+    }
+}
+
+/// The target of a run against the in-process simulator.
+pub const SIMULATOR: &str = "simulator";
+
+/// Reads the header line; `None` if the file has no whole line yet.
+fn read_header(reader: &mut impl BufRead, path: &Path) -> anyhow::Result<Option<Header>> {
+    let mut line = String::new();
+    reader.read_line(&mut line)?;
+    if !line.ends_with('\n') {
+        return Ok(None);
+    }
+    match serde_json::from_str::<Header>(&line) {
+        Ok(header) if header.record == RECORD && header.version == VERSION => Ok(Some(header)),
+        _ => bail!(
+            "{} is not a record of lighthouse-share: give this run another --output, or move that file away",
+            path.display()
+        ),
+    }
+}
+
+/// The intact rows of a record at `path`, made against `target`, with the byte offset of
+/// each; nothing if there is no record.
+pub fn read(path: &Path, target: &str) -> anyhow::Result<Records> {
+    let file = match open_no_follow(OpenOptions::new().read(true), path) {
+        Err(error) if error.kind() == io::ErrorKind::NotFound => None,
+        opened => {
+            Some(opened.with_context(|| format!("cannot read the record {}", path.display()))?)
+        }
+    };
+    let mut reader = file.map(BufReader::new);
+    let mut offset = 0;
+    if let Some(reader) = &mut reader {
+        if let Some(header) = read_header(reader, path)? {
+            check_target(&header, target, path)?;
+        }
+        offset = reader.stream_position()?;
+    }
+    Ok(Records {
+        reader,
+        path: path.to_path_buf(),
+        offset,
+        line: String::new(),
+        n_line: 1,
+    })
+}
+
+/// The rows of a record, in the order they were written.
+pub struct Records {
+    reader: Option<BufReader<File>>,
+    path: PathBuf,
+    offset: u64,
+    line: String,
+    n_line: u64,
+}
+
+impl Iterator for Records {
+    type Item = anyhow::Result<(u64, Outcome)>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let reader = self.reader.as_mut()?;
+        self.line.clear();
+        let read = match reader.read_line(&mut self.line) {
+            Ok(n) => n,
+            Err(error) => return Some(Err(error.into())),
+        };
+        // The end, or a torn last line: a crash in the middle of a write.
+        if read == 0 || !self.line.ends_with('\n') {
+            self.reader = None;
+            return None;
+        }
+        let at = self.offset;
+        self.offset += read as u64;
+        self.n_line += 1;
+        Some(
+            serde_json::from_str::<Outcome>(&self.line)
+                .map(|outcome| (at, outcome))
+                .with_context(|| {
+                    format!(
+                        "{} is damaged at line {}: it was edited, or is not a record of this program. Move it away to start afresh",
+                        self.path.display(),
+                        self.n_line
+                    )
+                }),
+        )
+    }
+}
+
+/// Reads the record line at `offset`.
+pub fn read_at(file: &mut BufReader<File>, offset: u64) -> anyhow::Result<Outcome> {
+    file.seek(SeekFrom::Start(offset))?;
+    let mut line = String::new();
+    file.read_line(&mut line)?;
+    Ok(serde_json::from_str(&line)?)
+}
+
+/// Opens the record for [`read_at`].
+pub fn open_for_reading(path: &Path) -> anyhow::Result<BufReader<File>> {
+    let file = open_no_follow(OpenOptions::new().read(true), path)
+        .with_context(|| format!("cannot read the record {}", path.display()))?;
+    Ok(BufReader::new(file))
+}
+
+/// The length of the file up to its last newline: what a crash left intact.
+fn complete_length(file: &mut File) -> io::Result<u64> {
+    let len = file.seek(SeekFrom::End(0))?;
+    let mut position = len;
+    let mut buffer = [0u8; 4096];
+    while position > 0 {
+        let chunk = position.min(buffer.len() as u64);
+        position -= chunk;
+        file.seek(SeekFrom::Start(position))?;
+        file.read_exact(&mut buffer[..chunk as usize])?;
+        if let Some(i) = buffer[..chunk as usize].iter().rposition(|b| *b == b'\n') {
+            return Ok(position + i as u64 + 1);
+        }
+    }
+    Ok(0)
 }
 
 /// Rows the journal writes with one flush, when that many finished together.
@@ -86,11 +281,13 @@ const JOURNAL_PAUSE: Duration = Duration::from_millis(1);
 /// first write that fails: the senders then find the channel closed and stop the run.
 pub fn spawn_journal(
     mut journal: Journal,
+    path: PathBuf,
     mut outcomes_rx: mpsc::Receiver<Outcome>,
     mut written: impl FnMut(&Outcome) + Send + 'static,
 ) -> tokio::task::JoinHandle<anyhow::Result<()>> {
     tokio::task::spawn_blocking(move || {
         let mut batch = Vec::with_capacity(JOURNAL_BATCH);
+        let failed = || format!("cannot append to the record {}", path.display());
         while let Some(outcome) = outcomes_rx.blocking_recv() {
             batch.push(outcome);
             while batch.len() < JOURNAL_BATCH {
@@ -99,62 +296,104 @@ pub fn spawn_journal(
                     Err(_) => break,
                 }
             }
-            journal
-                .append(&batch)
-                .context("cannot append to the results file")?;
+            journal.append(&batch).with_context(failed)?;
             batch.drain(..).for_each(|outcome| written(&outcome));
             // Rows that finish while this thread sleeps are written together, with one
             // wake-up instead of one each.
             std::thread::sleep(JOURNAL_PAUSE);
         }
-        journal.sync().context("cannot sync the results file")
+        journal.sync().with_context(failed)
     })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::results::{Record, Status};
-    use crate::results::{Resume, read_rows};
-    use std::fs::OpenOptions;
+    use crate::action::Permission;
+    use crate::results::{Identity, Status};
 
-    fn record(line: u64, image: &str) -> Record {
-        Record {
-            line,
+    fn outcome(image: &str, status: Status, message: &str) -> Outcome {
+        let identity = Identity {
             region: "ap-seoul".into(),
             image_id: image.into(),
-            permission: "SHARE".into(),
-        }
+            permission: Permission::Share,
+            occurrence: 1,
+        };
+        Outcome::new(identity, 2, status).with_error("Code", message)
     }
 
-    fn read_back(path: &Path) -> Vec<Outcome> {
-        read_rows(path).unwrap().map(Result::unwrap).collect()
+    fn images(path: &Path) -> Vec<String> {
+        read(path, "t")
+            .unwrap()
+            .map(|r| r.unwrap().1.identity.image_id)
+            .collect()
     }
 
     #[test]
-    fn a_torn_last_line_is_dropped_on_reading_and_cut_on_resuming() {
+    fn a_record_torn_at_any_byte_of_its_last_row_resumes_with_the_rows_before_it() {
         let dir = tempfile::tempdir().unwrap();
-        let results = dir.path().join("out.csv");
-        let mut journal = Journal::open(&results, false).unwrap();
+        let path = dir.path().join("r.journal");
+        let mut journal = Journal::create(&path, "t").unwrap();
         journal
-            .append(&[Outcome::new(&record(2, "img-00000002"), Status::Shared)])
+            .append(&[
+                outcome("img-00000001", Status::Shared, "ok"),
+                outcome(
+                    "img-00000002",
+                    Status::Failed,
+                    "a message\nover two lines, \"quoted\"",
+                ),
+            ])
             .unwrap();
-        journal.sync().unwrap();
         drop(journal);
-        let mut file = OpenOptions::new().append(true).open(&results).unwrap();
-        file.write_all(b"3,ap-seoul,img-00000003,SHARE,sha")
-            .unwrap();
-        let resume = Resume::load(&results).unwrap();
-        assert!(resume.is_kept(2) && !resume.is_kept(3));
-        let mut journal = Journal::open(&results, true).unwrap();
-        journal
-            .append(&[Outcome::new(&record(3, "img-00000003"), Status::Unshared)])
-            .unwrap();
-        journal.sync().unwrap();
-        let rows = read_back(&results);
-        assert_eq!(
-            rows.iter().map(|r| r.status).collect::<Vec<_>>(),
-            [Status::Shared, Status::Unshared]
+        let whole = std::fs::read(&path).unwrap();
+        let last_start = whole[..whole.len() - 1]
+            .iter()
+            .rposition(|b| *b == b'\n')
+            .unwrap()
+            + 1;
+        assert_eq!(images(&path), ["img-00000001", "img-00000002"]);
+        for cut in last_start..whole.len() {
+            std::fs::write(&path, &whole[..cut]).unwrap();
+            assert_eq!(images(&path), ["img-00000001"], "cut at byte {cut}");
+            let mut journal = Journal::resume(&path, "t").unwrap();
+            journal
+                .append(&[outcome("img-00000003", Status::Shared, "ok")])
+                .unwrap();
+            drop(journal);
+            assert_eq!(
+                images(&path),
+                ["img-00000001", "img-00000003"],
+                "cut at byte {cut}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_record_of_another_target_is_refused_naming_both() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("r.journal");
+        drop(Journal::create(&path, SIMULATOR).unwrap());
+        let error = Journal::resume(&path, "https://lighthouse.{region}.tencentcloudapi.com")
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            error.contains("the built-in simulator") && error.contains("tencentcloudapi.com"),
+            "{error}"
         );
+        assert!(read(&path, "https://x").is_err());
+    }
+
+    #[test]
+    fn nothing_planted_at_the_record_name_is_followed() {
+        let dir = tempfile::tempdir().unwrap();
+        let victim = dir.path().join("victim");
+        std::fs::write(&victim, "precious").unwrap();
+        let path = dir.path().join("r.journal");
+        std::os::unix::fs::symlink(&victim, &path).unwrap();
+        assert!(Journal::create(&path, "t").is_err());
+        assert!(Journal::resume(&path, "t").is_err());
+        assert!(read(&path, "t").is_err());
+        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious");
     }
 }

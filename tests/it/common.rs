@@ -4,7 +4,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use lighthouse_share::action::{self, Permission};
 use lighthouse_share::credentials::Credentials;
-use lighthouse_share::results::Outcome;
+use lighthouse_share::results::Status;
 use lighthouse_share::sign::{self, Tc3Input};
 use lighthouse_share::simulator::{
     DEFAULT_SECRET_ID, DEFAULT_SECRET_KEY, Simulator, SimulatorConfig, SimulatorHandle,
@@ -174,18 +174,57 @@ impl Job {
     pub async fn run(
         &self,
         sim: &SimulatorHandle,
-    ) -> (lighthouse_share::output::Report, Vec<Outcome>) {
+    ) -> (lighthouse_share::output::Report, Vec<ResultRow>) {
         let report = lighthouse_share::run::run(self.config(sim).await, std::future::pending())
             .await
             .unwrap();
         (report, self.results())
     }
 
-    pub fn results(&self) -> Vec<Outcome> {
-        csv::Reader::from_path(self.output())
-            .unwrap()
-            .deserialize()
-            .map(Result::unwrap)
+    pub fn results(&self) -> Vec<ResultRow> {
+        read_results(&self.output())
+    }
+
+    /// Removes the results and the record, so the next run starts afresh.
+    pub fn forget(&self) {
+        for path in [self.output(), self.record()] {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+
+    /// The run's record, beside the results.
+    pub fn record(&self) -> std::path::PathBuf {
+        self.dir.path().join("images.results.csv.journal")
+    }
+
+    /// The rows of the record (after its header line), as JSON.
+    pub fn recorded(&self) -> Vec<Value> {
+        std::fs::read_to_string(self.record())
+            .unwrap_or_default()
+            .lines()
+            .skip(1)
+            .filter_map(|line| serde_json::from_str(line).ok())
             .collect()
     }
+}
+
+/// A row of a results file, by column name: the input's own columns in these tests are
+/// `region,image_id,permission`.
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct ResultRow {
+    pub line: u64,
+    pub region: String,
+    pub status: Status,
+    pub blueprint_id: Option<String>,
+    pub error_code: Option<String>,
+    pub error_message: Option<String>,
+    pub attempts: u32,
+}
+
+pub fn read_results(path: &std::path::Path) -> Vec<ResultRow> {
+    csv::Reader::from_path(path)
+        .unwrap()
+        .deserialize()
+        .map(Result::unwrap)
+        .collect()
 }

@@ -195,7 +195,7 @@ async fn the_session_token_is_sent_when_present() {
         "temporary credentials without their token are refused"
     );
     assert_eq!(sim.stats().answers("AuthFailure.TokenFailure"), 1);
-    std::fs::remove_file(job.output()).unwrap();
+    job.forget();
     let with = run(Some("AKIDtemp-fake-token")).await;
     assert_eq!(with.ending(), Ending::Done);
     assert_eq!(sim.stats().answers("OK"), 5);

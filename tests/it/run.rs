@@ -251,25 +251,6 @@ async fn a_region_that_refuses_the_action_fails_its_rows_and_the_others_go_on() 
     );
 }
 
-#[tokio::test]
-async fn resume_refuses_a_results_file_whose_finished_rows_the_input_no_longer_has() {
-    let sim = start(fast_simulator()).await;
-    let mut job = Job::with_rows(5, "ap-seoul", Permission::Share);
-    let (report, _) = job.run(&sim).await;
-    assert_eq!(report.ending(), Ending::Done);
-    let text = std::fs::read_to_string(&job.input).unwrap();
-    let shorter: Vec<&str> = text.lines().take(5).collect();
-    std::fs::write(&job.input, shorter.join("\n") + "\n").unwrap();
-    job.resume = true;
-    let error = lighthouse_share::run::run(job.config(&sim).await, std::future::pending())
-        .await
-        .unwrap_err();
-    assert_eq!(error.ending(), Ending::Unusable);
-    assert!(error.to_string().contains("line 6"), "{error}");
-    assert_eq!(job.results().len(), 5, "the results file is left as it was");
-    assert_eq!(sim.stats().requests, 5, "nothing was sent");
-}
-
 /// The pacing promise end to end: real requests at `--rate 20` to a simulator that allows
 /// 20 per second and measures every arrival. A limiter with a burst, or one that paces what
 /// leaves it rather than what it lets go, would put more than 20 in some second.

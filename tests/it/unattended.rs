@@ -4,7 +4,7 @@ use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use lighthouse_share::results::{Resume, Status};
+use lighthouse_share::results::Status;
 use lighthouse_share::simulator::{
     DEFAULT_SECRET_ID, DEFAULT_SECRET_KEY, Faults, SimulatorConfig, SimulatorHandle,
 };
@@ -79,14 +79,17 @@ async fn sigkill_then_resume_finishes_every_row_once_and_resends_nothing_final()
         "ap-guangzhou",
         lighthouse_share::action::Permission::Share,
     );
-    let output = job.output();
     let mut child = command(&job, &sim, &["--rate", "100"]).spawn().unwrap();
-    wait_until("50 rows are written", || rows_written(&output) >= 50);
+    wait_until("50 rows are written", || rows_written(&job.record()) >= 50);
     signal(&child, libc::SIGKILL);
     let _ = child.wait();
 
-    let kept = Resume::load(&output).unwrap();
-    let kept_lines: Vec<u64> = (2..=301).filter(|line| kept.is_kept(*line)).collect();
+    let kept_lines: Vec<u64> = job
+        .recorded()
+        .iter()
+        .filter(|row| row["status"] == "shared")
+        .map(|row| row["line"].as_u64().unwrap())
+        .collect();
     assert!(
         kept_lines.len() >= 50 && kept_lines.len() < 300,
         "killed mid-run: {}",
@@ -118,9 +121,8 @@ async fn sigkill_then_resume_finishes_every_row_once_and_resends_nothing_final()
 async fn sigterm_exits_130_with_the_rest_skipped_and_resume_finishes() {
     let sim = start(fast_simulator()).await;
     let job = Job::with_rows(200, "ap-tokyo", lighthouse_share::action::Permission::Share);
-    let output = job.output();
     let child = command(&job, &sim, &["--rate", "50"]).spawn().unwrap();
-    wait_until("20 rows are written", || rows_written(&output) >= 20);
+    wait_until("20 rows are written", || rows_written(&job.record()) >= 20);
     signal(&child, libc::SIGTERM);
     let stopped = finish(child).await;
     assert_eq!(
@@ -152,10 +154,9 @@ async fn sigterm_exits_130_with_the_rest_skipped_and_resume_finishes() {
 async fn a_second_run_on_the_same_results_file_exits_5_naming_the_lock() {
     let sim = start(fast_simulator()).await;
     let job = Job::with_rows(100, "ap-seoul", lighthouse_share::action::Permission::Share);
-    let output = job.output();
     let first = command(&job, &sim, &["--rate", "20"]).spawn().unwrap();
     wait_until("the first run has started writing", || {
-        rows_written(&output) >= 1
+        rows_written(&job.record()) >= 1
     });
     let second = finish(command(&job, &sim, &["--resume"]).spawn().unwrap()).await;
     assert_eq!(exit_code(&second), 5);
@@ -187,7 +188,7 @@ async fn json_logs_are_one_object_per_line_and_quiet_keeps_only_problems_and_the
     }
     assert!(stderr.contains(r#""summary":true"#));
 
-    std::fs::remove_file(job.output()).unwrap();
+    job.forget();
     let quiet = finish(command(&job, &sim, &["-q"]).spawn().unwrap()).await;
     let stderr = String::from_utf8(quiet.stderr).unwrap();
     assert!(!stderr.contains("INFO"), "{stderr}");
@@ -231,7 +232,7 @@ async fn a_second_signal_stops_at_once_keeping_what_was_written() {
     assert_eq!(exit_code(&output), 130);
     assert!(logged("second signal: stopping at once"));
     assert!(
-        job.results().is_empty(),
-        "it did not wait the minute for the stalled requests to rewrite the file"
+        !job.output().exists(),
+        "it did not wait the minute for the stalled requests to write the results"
     );
 }
