@@ -196,6 +196,9 @@ fn read_rows(path: &Path) -> anyhow::Result<impl Iterator<Item = anyhow::Result<
     }))
 }
 
+/// The `error_code` of an `invalid` row: the input's, not the service's.
+pub const INVALID_INPUT: &str = "InvalidInput";
+
 /// How many rows ended in each status.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Counts {

@@ -53,6 +53,8 @@ pub struct Faults {
     pub stall: f64,
     /// The share of images that do not exist (always the same images for one seed).
     pub missing: f64,
+    /// `UnauthorizedOperation.NoPermission`: the CAM policy lacks the action.
+    pub unauthorized: f64,
 }
 
 #[derive(Clone, Debug)]
@@ -205,6 +207,13 @@ impl World {
             )));
         }
         let faults = self.config.faults.clone();
+        // Drawn only when asked for, so that the other faults of a seed stay as they were.
+        if faults.unauthorized > 0.0 && self.rng.random_bool(faults.unauthorized) {
+            return Fate::Answer(Err(Refusal::new(
+                "UnauthorizedOperation.NoPermission",
+                "No permission.",
+            )));
+        }
         if self.rng.random_bool(faults.reset) {
             return Fate::Reset;
         }
@@ -529,8 +538,12 @@ pub async fn serve(
         .unwrap_or_default();
     let (rate, scope) = (config.rate, config.rate_scope);
     let handle = Simulator::start(listener, config).map_err(ServeError::Start)?;
+    let limit = match scope {
+        RateScope::Region => "per region".to_string(),
+        RateScope::Endpoint => format!("one limit for all regions through {}", handle.endpoint()),
+    };
     eprintln!(
-        "simulator listening on {} (secret id {secret_id}; {rate} requests/s per {scope:?} bucket); stats at {}/__stats",
+        "simulator listening on {} (secret id {secret_id}; {rate} requests/s {limit}); stats at {}/__stats",
         handle.addr(),
         handle.endpoint()
     );
