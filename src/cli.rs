@@ -168,7 +168,10 @@ pub struct RunArgs {
 }
 
 /// Writes the completion script for `shell` to `out`.
-pub fn completions(shell: clap_complete::Shell, out: &mut impl std::io::Write) -> std::io::Result<()> {
+pub fn completions(
+    shell: clap_complete::Shell,
+    out: &mut impl std::io::Write,
+) -> std::io::Result<()> {
     // Generated into memory first: clap_complete panics on a write error, and a reader
     // such as `head` may close the pipe early.
     let mut script = Vec::new();
@@ -182,7 +185,10 @@ pub fn man(command: Option<&str>, out: &mut impl std::io::Write) -> std::io::Res
     let page = match command {
         None => cli,
         Some(name) => {
-            let known: Vec<String> = cli.get_subcommands().map(|c| c.get_name().to_string()).collect();
+            let known: Vec<String> = cli
+                .get_subcommands()
+                .map(|c| c.get_name().to_string())
+                .collect();
             let Some(sub) = cli.find_subcommand(name) else {
                 return Err(std::io::Error::new(
                     std::io::ErrorKind::InvalidInput,

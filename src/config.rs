@@ -262,7 +262,10 @@ impl RunConfig {
                 endpoint,
             },
         };
-        if !simulate && profile.named && env("TENCENTCLOUD_SECRET_ID").is_some_and(|id| !id.is_empty()) {
+        if !simulate
+            && profile.named
+            && env("TENCENTCLOUD_SECRET_ID").is_some_and(|id| !id.is_empty())
+        {
             // Surprising to someone used to the environment winning: said even with -q.
             warnings.push(format!(
                 "TENCENTCLOUD_SECRET_ID in the environment is not used: the profile `{}` was named, and a named profile wins",
@@ -292,6 +295,36 @@ impl RunConfig {
             verbose,
             warnings,
         })
+    }
+}
+
+impl RunConfig {
+    /// The settings in force, for `-v`: where each came from (flag, environment, file,
+    /// default) is otherwise invisible.
+    pub fn settings(&self) -> String {
+        let mode = match &self.mode {
+            Mode::DryRun { endpoint, .. } => format!("dry run for {}", endpoint.template()),
+            Mode::Remote { endpoint, .. } => format!("endpoint {}", endpoint.template()),
+            Mode::Simulator => "the in-process simulator".into(),
+        };
+        let max_failures = self
+            .max_failures
+            .map_or_else(|| "off".to_string(), |limit| limit.to_string());
+        format!(
+            "{mode}; output {}; rate {}/s per {}; concurrency {}; max attempts {}; backoff {}-{} ms; max failures {max_failures}; timeout {}s; resume {}; log format {}; quiet {}; verbose {}",
+            self.output.display(),
+            self.rate,
+            format!("{:?}", self.rate_scope).to_lowercase(),
+            self.concurrency,
+            self.retry.max_attempts,
+            self.retry.backoff.base.as_millis(),
+            self.retry.backoff.max.as_millis(),
+            self.timeout.as_secs_f64(),
+            self.resume,
+            format!("{:?}", self.log_format).to_lowercase(),
+            self.quiet,
+            self.verbose,
+        )
     }
 }
 

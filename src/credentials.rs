@@ -180,13 +180,21 @@ impl ProfileFiles {
     /// Every profile these files hold, sorted: the INI sections and tccli's profiles.
     fn names(&self) -> Vec<String> {
         let mut names = std::collections::BTreeSet::new();
-        if let Some(text) = self.ini.as_ref().and_then(|p| std::fs::read_to_string(p).ok()) {
+        if let Some(text) = self
+            .ini
+            .as_ref()
+            .and_then(|p| std::fs::read_to_string(p).ok())
+        {
             names.extend(text.lines().filter_map(|line| {
                 let name = line.trim().strip_prefix('[')?.strip_suffix(']')?;
                 Some(name.trim().to_string())
             }));
         }
-        if let Some(entries) = self.tccli_dir.as_ref().and_then(|d| std::fs::read_dir(d).ok()) {
+        if let Some(entries) = self
+            .tccli_dir
+            .as_ref()
+            .and_then(|d| std::fs::read_dir(d).ok())
+        {
             names.extend(entries.filter_map(|entry| {
                 let name = entry.ok()?.file_name().into_string().ok()?;
                 Some(name.strip_suffix(".credential")?.to_string())

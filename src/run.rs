@@ -58,6 +58,7 @@ impl Error {
 /// Runs the job until it is done, stopped by a job-fatal answer, or `shutdown` resolves.
 pub async fn run(config: RunConfig, shutdown: impl Future<Output = ()>) -> Result<Report, Error> {
     let started = Instant::now();
+    tracing::debug!("settings: {}", config.settings());
     let spooled = spool_stdin(&config.input)?;
     let input = spooled
         .as_ref()

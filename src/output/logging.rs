@@ -11,9 +11,9 @@ use std::sync::OnceLock;
 
 use indicatif::ProgressBar;
 use tracing::Level;
-use tracing_subscriber::filter::Targets;
 use tracing::field::Field;
 use tracing_subscriber::field::MakeExt;
+use tracing_subscriber::filter::Targets;
 use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::fmt::format::{Writer, debug_fn};
 use tracing_subscriber::prelude::*;

@@ -168,10 +168,16 @@ mod tests {
         let rows: FailureLimit = "3".parse().unwrap();
         assert!(!rows.is_passed(3, 3) && rows.is_passed(4, 4));
         let share: FailureLimit = "10%".parse().unwrap();
-        assert!(!share.is_passed(5, 19), "fewer than 20 finished: not judged");
+        assert!(
+            !share.is_passed(5, 19),
+            "fewer than 20 finished: not judged"
+        );
         assert!(!share.is_passed(2, 20), "exactly 10% is not more than 10%");
         assert!(share.is_passed(3, 20));
-        assert!(FailureLimit::Rows(0).is_passed(1, 1), "0: the first failure stops");
+        assert!(
+            FailureLimit::Rows(0).is_passed(1, 1),
+            "0: the first failure stops"
+        );
     }
 
     #[test]
