@@ -246,8 +246,8 @@ impl RunConfig {
                 let credentials = credentials::find(env, &file.credentials, &profile).await?;
                 if credentials.is_none() {
                     warnings.push(format!(
-                        "dry run: {}; a real run would stop here (exit 2)",
-                        credentials::not_found(&profile)
+                        "dry run: no credentials found (profile `{}`): a real run would stop here (exit 2), listing the places it looked",
+                        profile.name
                     ));
                 }
                 Mode::DryRun {

@@ -12,7 +12,6 @@ use std::sync::OnceLock;
 use indicatif::ProgressBar;
 use tracing::Level;
 use tracing::field::Field;
-use tracing_subscriber::field::MakeExt;
 use tracing_subscriber::filter::Targets;
 use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::fmt::format::{Writer, debug_fn};
@@ -50,7 +49,7 @@ pub fn init_logging(format: LogFormat, quiet: bool, verbose: u8) {
                 layer
                     .with_target(false)
                     .without_time()
-                    .fmt_fields(debug_fn(text_field).delimited(" "))
+                    .fmt_fields(debug_fn(text_field))
                     .with_filter(targets),
             )
             .try_init(),
@@ -58,7 +57,7 @@ pub fn init_logging(format: LogFormat, quiet: bool, verbose: u8) {
             .with(
                 layer
                     .with_target(false)
-                    .fmt_fields(debug_fn(text_field).delimited(" "))
+                    .fmt_fields(debug_fn(text_field))
                     .with_filter(targets),
             )
             .try_init(),
@@ -77,7 +76,7 @@ fn text_field(writer: &mut Writer<'_>, field: &Field, value: &dyn fmt::Debug) ->
     match field.name() {
         "message" => write!(writer, "{value:?}"),
         name if SAID_IN_WORDS.contains(&name) => Ok(()),
-        name => write!(writer, "{name}={value:?}"),
+        name => write!(writer, " {name}={value:?}"),
     }
 }
 
