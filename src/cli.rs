@@ -3,11 +3,62 @@
 
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
 
 use crate::action::RateScope;
 use crate::credentials::Credentials;
+use crate::pool::FailureLimit;
 use crate::simulator::{Count, Faults, SimulatorConfig};
+
+/// Help headings: the options of `run`, grouped as a user looks for them.
+const INPUT_OUTPUT: &str = "Input and output";
+const PACING: &str = "Pacing and retries";
+const CREDENTIALS: &str = "Credentials and endpoint";
+const LOGGING: &str = "Logging";
+
+/// The end of `run --help`: an example, the credential order and the exit codes. Lines are
+/// kept under 80 columns, since clap does not wrap this text.
+const RUN_AFTER_HELP: &str = "\
+Example:
+  lighthouse-share run images.csv --profile prod --max-failures 5% -q
+
+On/off options are also read from LIGHTHOUSE_SHARE_<OPTION> (true/false, 1/0,
+yes/no, on/off); -v from LIGHTHOUSE_SHARE_VERBOSE. A flag wins over the
+environment, which wins over the config file.
+
+Credentials, first found wins (the log names the source, never the secret):
+  1. a profile named by --profile (or LIGHTHOUSE_SHARE_PROFILE, or the config
+     file): its section of the file in 4, else its tccli file in 5; one that
+     does not exist is an error listing the profiles found
+  2. TENCENTCLOUD_SECRET_ID and TENCENTCLOUD_SECRET_KEY (+ _SESSION_TOKEN)
+  3. the config file's [credentials] table
+  4. TENCENTCLOUD_CREDENTIALS_FILE, else ~/.tencentcloud/credentials,
+     section [PROFILE] (PROFILE: $TCCLI_PROFILE, else default)
+  5. tccli's ~/.tccli/PROFILE.credential
+  6. the CAM role of this CVM instance
+
+Exit codes:
+  0    every row shared, unshared or already shared
+  1    internal failure (the results file could not be written)
+  2    usage, configuration or input error; nothing was sent
+  3    finished, and some rows are failed or invalid
+  4    stopped by a job-fatal answer or --max-failures; the rest are skipped
+  5    another run holds the lock on the results file
+  130  interrupted; the rest are skipped; --resume continues";
+
+const SIMULATE_AFTER_HELP: &str = "\
+GET /__stats answers the counters as JSON: requests (in all and per action),
+answers per error code (in all and per action), signature failures, connections
+accepted, the most requests that arrived in any one second per bucket
+(max_window for ModifyImageSharePermission, max_window_describe for
+DescribeBlueprints), requests per image and per secret id, and the most
+ModifyImageSharePermission requests ever in flight at once for one (region,
+image) (max_in_flight_per_image).
+
+Example: lighthouse-share simulate --rate-scope region --missing 0.1
+then: lighthouse-share run images.csv --endpoint http://127.0.0.1:8020
+with TENCENTCLOUD_SECRET_ID=AKIDsimulator
+and TENCENTCLOUD_SECRET_KEY=simulator-secret-key";
 
 #[derive(Debug, Parser)]
 #[command(
@@ -23,9 +74,21 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run every row of INPUT and write a results CSV.
+    #[command(after_help = RUN_AFTER_HELP)]
     Run(RunArgs),
     /// Serve a local stand-in for the Lighthouse API, for rehearsals and tests.
+    #[command(after_help = SIMULATE_AFTER_HELP)]
     Simulate(SimulateArgs),
+    /// Print a shell completion script (see the README for where to put it).
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print a man page in roff: the program's, or that of one subcommand (run, simulate).
+    Man {
+        /// The subcommand whose page to print.
+        command: Option<String>,
+    },
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, serde::Deserialize)]
@@ -43,77 +106,116 @@ pub struct RunArgs {
     pub input: PathBuf,
     /// Results file; `-` writes the results CSV to standard output [default: INPUT with its
     /// extension replaced by .results.csv, or .results.xlsx for a workbook].
-    #[arg(short, long, env = "LIGHTHOUSE_SHARE_OUTPUT")]
+    #[arg(short, long, env = "LIGHTHOUSE_SHARE_OUTPUT", help_heading = INPUT_OUTPUT)]
     pub output: Option<PathBuf>,
     /// The sheet of a workbook input [default: the first sheet].
-    #[arg(long, env = "LIGHTHOUSE_SHARE_SHEET")]
+    #[arg(long, env = "LIGHTHOUSE_SHARE_SHEET", help_heading = INPUT_OUTPUT)]
     pub sheet: Option<String>,
-    /// TOML config file.
-    #[arg(short, long, env = "LIGHTHOUSE_SHARE_CONFIG")]
+    /// TOML config file (every key: config.example.toml).
+    #[arg(short, long, env = "LIGHTHOUSE_SHARE_CONFIG", help_heading = INPUT_OUTPUT)]
     pub config: Option<PathBuf>,
-    /// Credentials profile [default: default].
-    #[arg(long, env = "LIGHTHOUSE_SHARE_PROFILE")]
+    /// Continue from the results file: keep its finished rows, run the rest.
+    #[arg(long, overrides_with = "no_resume", help_heading = INPUT_OUTPUT)]
+    pub resume: bool,
+    /// Start afresh even if the config file or the environment says --resume.
+    #[arg(long, overrides_with = "resume", help_heading = INPUT_OUTPUT)]
+    pub no_resume: bool,
+    /// Validate every row, print the plan and an ETA; send nothing, write nothing.
+    #[arg(long, overrides_with = "no_dry_run", help_heading = INPUT_OUTPUT)]
+    pub dry_run: bool,
+    /// Really run, even if the config file or the environment says --dry-run.
+    #[arg(long, overrides_with = "dry_run", help_heading = INPUT_OUTPUT)]
+    pub no_dry_run: bool,
+    /// Most requests per second per region (or per endpoint, see --rate-scope); may be
+    /// fractional [default: 20].
+    #[arg(long, env = "LIGHTHOUSE_SHARE_RATE", help_heading = PACING)]
+    pub rate: Option<f64>,
+    /// Whether each region has its own limit, or one endpoint has one limit for all
+    /// regions [default: region if the endpoint contains {region}, else endpoint].
+    #[arg(long, env = "LIGHTHOUSE_SHARE_RATE_SCOPE", help_heading = PACING)]
+    pub rate_scope: Option<RateScope>,
+    /// Most requests in flight per region (or endpoint) [default: 32].
+    #[arg(long, env = "LIGHTHOUSE_SHARE_CONCURRENCY", help_heading = PACING)]
+    pub concurrency: Option<usize>,
+    /// Attempts per row, the first included [default: 8].
+    #[arg(long, env = "LIGHTHOUSE_SHARE_MAX_ATTEMPTS", help_heading = PACING)]
+    pub max_attempts: Option<u32>,
+    /// Stop the job (exit 4) once more than N rows, or P% of the rows finished so far (after
+    /// at least 20), have failed [default: off].
+    #[arg(long, value_name = "N|P%", env = "LIGHTHOUSE_SHARE_MAX_FAILURES", help_heading = PACING)]
+    pub max_failures: Option<FailureLimit>,
+    /// Per-request timeout in seconds [default: 10].
+    #[arg(long, env = "LIGHTHOUSE_SHARE_TIMEOUT", help_heading = PACING)]
+    pub timeout: Option<f64>,
+    /// Credentials profile: a section of ~/.tencentcloud/credentials or a tccli profile.
+    /// Named, it wins over TENCENTCLOUD_SECRET_ID/KEY [default: $TCCLI_PROFILE, else default].
+    #[arg(long, env = "LIGHTHOUSE_SHARE_PROFILE", help_heading = CREDENTIALS)]
     pub profile: Option<String>,
     /// Endpoint template; `{region}` is replaced by the row's region
     /// [default: https://lighthouse.{region}.tencentcloudapi.com].
-    #[arg(long, env = "LIGHTHOUSE_SHARE_ENDPOINT")]
+    #[arg(long, env = "LIGHTHOUSE_SHARE_ENDPOINT", help_heading = CREDENTIALS)]
     pub endpoint: Option<String>,
-    /// Most requests per second per rate bucket; may be fractional [default: 20].
-    #[arg(long, env = "LIGHTHOUSE_SHARE_RATE")]
-    pub rate: Option<f64>,
-    /// What a rate bucket is [default: region if the endpoint contains {region}, else endpoint].
-    #[arg(long, env = "LIGHTHOUSE_SHARE_RATE_SCOPE")]
-    pub rate_scope: Option<RateScope>,
-    /// Most requests in flight per rate bucket [default: 32].
-    #[arg(long, env = "LIGHTHOUSE_SHARE_CONCURRENCY")]
-    pub concurrency: Option<usize>,
-    /// Attempts per row, the first included [default: 8].
-    #[arg(long, env = "LIGHTHOUSE_SHARE_MAX_ATTEMPTS")]
-    pub max_attempts: Option<u32>,
-    /// Per-request timeout in seconds [default: 10].
-    #[arg(long, env = "LIGHTHOUSE_SHARE_TIMEOUT")]
-    pub timeout: Option<f64>,
-    /// Continue from the results file: keep its finished rows, run the rest.
-    #[arg(long, overrides_with = "no_resume")]
-    pub resume: bool,
-    /// Start afresh even if the config file or the environment says --resume.
-    #[arg(long, overrides_with = "resume")]
-    pub no_resume: bool,
-    /// Validate every row, print the plan and an ETA; send nothing, write nothing.
-    #[arg(long, overrides_with = "no_dry_run")]
-    pub dry_run: bool,
-    /// Really run, even if the config file or the environment says --dry-run.
-    #[arg(long, overrides_with = "dry_run")]
-    pub no_dry_run: bool,
     /// Run against an in-process simulator with its built-in credentials (no account needed).
-    #[arg(long, overrides_with = "no_simulate")]
+    #[arg(long, overrides_with = "no_simulate", help_heading = CREDENTIALS)]
     pub simulate: bool,
     /// Use the real endpoint, even if the config file or the environment says --simulate.
-    #[arg(long, overrides_with = "simulate")]
+    #[arg(long, overrides_with = "simulate", help_heading = CREDENTIALS)]
     pub no_simulate: bool,
     /// Log lines on stderr [default: text].
-    #[arg(long, env = "LIGHTHOUSE_SHARE_LOG_FORMAT")]
+    #[arg(long, env = "LIGHTHOUSE_SHARE_LOG_FORMAT", help_heading = LOGGING)]
     pub log_format: Option<LogFormat>,
-    /// Only warnings, errors and the final summary.
-    #[arg(short, long, conflicts_with = "verbose", overrides_with = "no_quiet")]
+    /// Only warnings and errors; a run that ends with exit 0 prints nothing at all.
+    #[arg(short, long, conflicts_with = "verbose", overrides_with = "no_quiet", help_heading = LOGGING)]
     pub quiet: bool,
     /// Every log line, even if the config file or the environment says --quiet.
-    #[arg(long, overrides_with = "quiet")]
+    #[arg(long, overrides_with = "quiet", help_heading = LOGGING)]
     pub no_quiet: bool,
     /// More log lines (-vv for every request).
-    #[arg(short, long, action = clap::ArgAction::Count)]
+    #[arg(short, long, action = clap::ArgAction::Count, help_heading = LOGGING)]
     pub verbose: u8,
 }
 
+/// Writes the completion script for `shell` to `out`.
+pub fn completions(
+    shell: clap_complete::Shell,
+    out: &mut impl std::io::Write,
+) -> std::io::Result<()> {
+    // Generated into memory first: clap_complete panics on a write error, and a reader
+    // such as `head` may close the pipe early.
+    let mut script = Vec::new();
+    clap_complete::generate(shell, &mut Cli::command(), "lighthouse-share", &mut script);
+    out.write_all(&script)
+}
+
+/// Writes the man page of the program, or of its subcommand `command`, to `out`.
+pub fn man(command: Option<&str>, out: &mut impl std::io::Write) -> std::io::Result<()> {
+    let cli = Cli::command();
+    let page = match command {
+        None => cli,
+        Some(name) => {
+            let known: Vec<String> = cli
+                .get_subcommands()
+                .map(|c| c.get_name().to_string())
+                .collect();
+            let Some(sub) = cli.find_subcommand(name) else {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::InvalidInput,
+                    format!("no subcommand `{name}`: give one of {}", known.join(", ")),
+                ));
+            };
+            // Named as man pages of subcommands usually are: lighthouse-share-run(1).
+            sub.clone()
+                .display_name(format!("lighthouse-share-{name}"))
+                .bin_name(format!("lighthouse-share {name}"))
+                .version(env!("CARGO_PKG_VERSION"))
+        }
+    };
+    let mut roff = Vec::new();
+    clap_mangen::Man::new(page).render(&mut roff)?;
+    out.write_all(&roff)
+}
+
 #[derive(Debug, Args)]
-#[command(
-    after_help = "GET /__stats answers the counters as JSON: requests (in all and \
-per action), answers per error code (in all and per action), signature failures, connections \
-accepted, the most requests that arrived in any one second per bucket (max_window for \
-ModifyImageSharePermission, max_window_describe for DescribeBlueprints), requests per image \
-and per secret id, and the most ModifyImageSharePermission requests ever in flight at once \
-for one (region, image) (max_in_flight_per_image)."
-)]
 pub struct SimulateArgs {
     /// Address to serve on.
     #[arg(long, default_value = "127.0.0.1:8020")]

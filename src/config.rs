@@ -10,8 +10,9 @@ use serde::Deserialize;
 use crate::action::RateScope;
 use crate::api::{Endpoint, is_loopback};
 use crate::cli::{LogFormat, RunArgs};
-use crate::credentials::{self, CredentialsError, Env, FileCredentials, Provider};
+use crate::credentials::{self, CredentialsError, Env, FileCredentials, Profile, Provider};
 use crate::input::is_workbook;
+use crate::pool::FailureLimit;
 use crate::results::{Destination, SIMULATOR_TARGET};
 use crate::retry::{Backoff, Policy};
 use crate::suggest;
@@ -54,6 +55,8 @@ pub struct RunConfig {
     pub rate_scope: RateScope,
     pub concurrency: usize,
     pub retry: Policy,
+    /// `--max-failures`: the job stops once more rows than this have failed.
+    pub max_failures: Option<FailureLimit>,
     pub timeout: Duration,
     pub resume: bool,
     pub log_format: LogFormat,
@@ -67,8 +70,12 @@ pub struct RunConfig {
 #[derive(Debug, Clone)]
 pub enum Mode {
     /// `--dry-run`: check the input and print the plan; send nothing, write nothing. The
-    /// endpoint names the rate buckets of the plan.
-    DryRun { endpoint: Endpoint },
+    /// endpoint names the rate buckets of the plan; the credentials a run would use are
+    /// looked up, so that the plan can say where they come from (`None`: none found).
+    DryRun {
+        endpoint: Endpoint,
+        credentials: Option<Provider>,
+    },
     /// Send to an endpoint with the credentials found for it.
     Remote {
         endpoint: Endpoint,
@@ -101,6 +108,7 @@ pub struct RunSection {
     pub rate_scope: Option<RateScope>,
     pub concurrency: Option<usize>,
     pub max_attempts: Option<u32>,
+    pub max_failures: Option<FailureLimit>,
     pub timeout: Option<f64>,
     pub resume: Option<bool>,
     pub dry_run: Option<bool>,
@@ -130,6 +138,7 @@ const KNOWN_KEYS: [(&str, &[&str]); 3] = [
             "rate_scope",
             "concurrency",
             "max_attempts",
+            "max_failures",
             "timeout",
             "resume",
             "dry_run",
@@ -254,22 +263,45 @@ impl RunConfig {
         for ours in [&beside, &record, &lock] {
             refuse_input(&args.input, ours)?;
         }
-        let profile = args
-            .profile
-            .or(run.profile.clone())
-            .unwrap_or_else(|| "default".into());
+        let profile = profile(args.profile, run.profile.clone(), env);
+        let mut warnings = warnings;
         let target = match simulate {
             true => SIMULATOR_TARGET.to_string(),
             false => endpoint.template().to_string(),
         };
         let mode = match (dry_run, simulate) {
-            (true, _) => Mode::DryRun { endpoint },
             (false, true) => Mode::Simulator,
+            (true, _) => {
+                let credentials = credentials::find(env, &file.credentials, &profile).await?;
+                if credentials.is_none() {
+                    warnings.push(format!(
+                        "dry run: no credentials found (profile `{}`): a real run would stop here (exit 2), listing the places it looked",
+                        profile.name
+                    ));
+                }
+                Mode::DryRun {
+                    endpoint,
+                    credentials,
+                }
+            }
             (false, false) => Mode::Remote {
-                credentials: credentials::find(env, &file.credentials, &profile).await?,
+                credentials: credentials::find(env, &file.credentials, &profile)
+                    .await?
+                    .ok_or_else(|| credentials::not_found(&profile))?,
                 endpoint,
             },
         };
+        if !simulate
+            && profile.named
+            && env("TENCENTCLOUD_SECRET_ID").is_some_and(|id| !id.is_empty())
+        {
+            // Surprising to someone used to the environment winning: said even with -q.
+            warnings.push(format!(
+                "TENCENTCLOUD_SECRET_ID in the environment is not used: the profile `{}` was named, and a named profile wins",
+                profile.name
+            ));
+        }
+        let verbose = verbosity(args.verbose, env, run.verbose)?;
         Ok(Self {
             input: args.input,
             sheet: args.sheet.or(run.sheet.clone()),
@@ -285,6 +317,7 @@ impl RunConfig {
                 max_attempts,
                 backoff,
             },
+            max_failures: args.max_failures.or(run.max_failures),
             timeout: Duration::from_secs_f64(timeout),
             resume,
             log_format: args
@@ -292,13 +325,70 @@ impl RunConfig {
                 .or(run.log_format)
                 .unwrap_or(LogFormat::Text),
             quiet,
-            verbose: if args.verbose > 0 {
-                args.verbose
-            } else {
-                run.verbose.unwrap_or(0)
-            },
+            verbose,
             warnings,
         })
+    }
+}
+
+impl RunConfig {
+    /// The settings in force, for `-v`: where each came from (flag, environment, file,
+    /// default) is otherwise invisible.
+    pub fn settings(&self) -> String {
+        let mode = match &self.mode {
+            Mode::DryRun { endpoint, .. } => format!("dry run for {}", endpoint.template()),
+            Mode::Remote { endpoint, .. } => format!("endpoint {}", endpoint.template()),
+            Mode::Simulator => "the in-process simulator".into(),
+        };
+        let max_failures = self
+            .max_failures
+            .map_or_else(|| "off".to_string(), |limit| limit.to_string());
+        format!(
+            "{mode}; output {}; sheet {}; rate {}/s per {}; concurrency {}; max attempts {}; backoff {}-{} ms; max failures {max_failures}; timeout {}s; resume {}; log format {}; quiet {}; verbose {}",
+            self.output,
+            self.sheet.as_deref().unwrap_or("the first"),
+            self.rate,
+            format!("{:?}", self.rate_scope).to_lowercase(),
+            self.concurrency,
+            self.retry.max_attempts,
+            self.retry.backoff.base.as_millis(),
+            self.retry.backoff.max.as_millis(),
+            self.timeout.as_secs_f64(),
+            self.resume,
+            format!("{:?}", self.log_format).to_lowercase(),
+            self.quiet,
+            self.verbose,
+        )
+    }
+}
+
+/// The profile to read: named by `--profile` (or its variable) or the config file, else
+/// tccli's `TCCLI_PROFILE` as the default name, else `default`; only a named one wins over
+/// the environment's keys (as `AWS_PROFILE` does not, in aws-cli).
+fn profile(flag: Option<String>, from_file: Option<String>, env: Env<'_>) -> Profile {
+    match flag.or(from_file).filter(|name| !name.is_empty()) {
+        Some(name) => Profile { name, named: true },
+        None => Profile {
+            name: env("TCCLI_PROFILE")
+                .filter(|name| !name.is_empty())
+                .unwrap_or_else(|| "default".into()),
+            named: false,
+        },
+    }
+}
+
+/// `-v` counted on the command line, else `LIGHTHOUSE_SHARE_VERBOSE`, else the file.
+fn verbosity(flags: u8, env: Env<'_>, from_file: Option<u8>) -> Result<u8, ConfigError> {
+    if flags > 0 {
+        return Ok(flags);
+    }
+    match env("LIGHTHOUSE_SHARE_VERBOSE").as_deref().map(str::trim) {
+        None | Some("") => Ok(from_file.unwrap_or(0)),
+        Some(value) => value.parse().map_err(|_| {
+            error(format!(
+                "LIGHTHOUSE_SHARE_VERBOSE={value}: give 0, 1 (debug) or 2 (every request)"
+            ))
+        }),
     }
 }
 
@@ -539,12 +629,32 @@ mod tests {
     }
 
     #[test]
+    fn only_a_named_profile_wins_and_tccli_profile_names_the_default() {
+        let tccli = |key: &str| (key == "TCCLI_PROFILE").then(|| "staging".to_string());
+        let none = |_: &str| None;
+        let named = |name: &str| Profile {
+            name: name.into(),
+            named: true,
+        };
+        assert_eq!(profile(Some("prod".into()), None, &tccli), named("prod"));
+        assert_eq!(profile(None, Some("file".into()), &tccli), named("file"));
+        assert_eq!(
+            profile(None, None, &tccli),
+            Profile {
+                name: "staging".into(),
+                named: false
+            }
+        );
+        assert_eq!(profile(None, None, &none).name, "default");
+    }
+
+    #[test]
     fn the_later_of_a_flag_and_its_no_form_wins() {
         use crate::cli::{Cli, Command};
         use clap::Parser;
         let parse = |args: &[&str]| match Cli::parse_from(args).command {
             Command::Run(run) => (run.resume, run.no_resume),
-            Command::Simulate(_) => unreachable!("a run was parsed"),
+            _ => unreachable!("a run was parsed"),
         };
         let run = ["lighthouse-share", "run", "in.csv"];
         assert_eq!(

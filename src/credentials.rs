@@ -118,24 +118,141 @@ const REFRESH_BEFORE_SECS: u64 = 300;
 const METADATA_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// The places credentials are looked for, in order, for the message when none is found.
-const PLACES: &str = "1. TENCENTCLOUD_SECRET_ID and TENCENTCLOUD_SECRET_KEY in the environment (with TENCENTCLOUD_SESSION_TOKEN or TENCENTCLOUD_TOKEN for temporary ones)\n  \
-  2. the config file's [credentials] table (secret_id, secret_key, token)\n  \
-  3. TENCENTCLOUD_CREDENTIALS_FILE, else ~/.tencentcloud/credentials (INI, section [PROFILE], keys secret_id, secret_key, token)\n  \
-  4. tccli's ~/.tccli/PROFILE.credential (JSON secretId, secretKey, token)\n  \
-  5. the CAM role of this CVM instance, from the metadata service";
+const PLACES: &str = "1. a profile named by --profile (or LIGHTHOUSE_SHARE_PROFILE, or `profile` in the config file): its section of the credentials file (4), else its tccli file (5)\n  \
+  2. TENCENTCLOUD_SECRET_ID and TENCENTCLOUD_SECRET_KEY in the environment (with TENCENTCLOUD_SESSION_TOKEN or TENCENTCLOUD_TOKEN for temporary ones)\n  \
+  3. the config file's [credentials] table (secret_id, secret_key, token)\n  \
+  4. TENCENTCLOUD_CREDENTIALS_FILE, else ~/.tencentcloud/credentials (INI, section [PROFILE], keys secret_id, secret_key, token)\n  \
+  5. tccli's ~/.tccli/PROFILE.credential (JSON secretId, secretKey, token)\n  \
+  6. the CAM role of this CVM instance, from the metadata service";
+
+/// The profile whose credentials to read.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Profile {
+    pub name: String,
+    /// Named by the user (`--profile`, its variable, the config file): it then wins over
+    /// credentials in the environment, as a named profile does in aws-cli, and one that does
+    /// not exist is an error rather than a silent fall-through.
+    pub named: bool,
+}
+
+/// The files that hold profiles: the INI credentials file and tccli's folder.
+struct ProfileFiles {
+    ini: Option<PathBuf>,
+    tccli_dir: Option<PathBuf>,
+}
+
+impl ProfileFiles {
+    fn new(env: Env<'_>) -> Self {
+        let var = |key: &str| env(key).filter(|value| !value.is_empty());
+        let home = var("HOME").map(PathBuf::from);
+        Self {
+            ini: var("TENCENTCLOUD_CREDENTIALS_FILE")
+                .map(PathBuf::from)
+                .or_else(|| home.as_ref().map(|h| h.join(".tencentcloud/credentials"))),
+            tccli_dir: home.map(|h| h.join(".tccli")),
+        }
+    }
+
+    /// The profile's credentials and where they were found: the INI section first, then
+    /// tccli's file.
+    fn find(&self, profile: &str) -> Result<Option<(Credentials, String)>, CredentialsError> {
+        let unreadable = |e: anyhow::Error| CredentialsError(format!("{e:#}"));
+        if let Some(path) = self.ini.as_ref().filter(|p| p.exists())
+            && let Some(credentials) = from_ini(path, profile).map_err(unreadable)?
+        {
+            return Ok(Some((
+                credentials,
+                format!("profile `{profile}` of {}", path.display()),
+            )));
+        }
+        let tccli = self
+            .tccli_dir
+            .as_ref()
+            .map(|dir| dir.join(format!("{profile}.credential")));
+        if let Some(path) = tccli.filter(|p| p.exists())
+            && let Some(credentials) = from_tccli(&path).map_err(unreadable)?
+        {
+            return Ok(Some((credentials, path.display().to_string())));
+        }
+        Ok(None)
+    }
+
+    /// Every profile these files hold, sorted: the INI sections and tccli's profiles.
+    fn names(&self) -> Vec<String> {
+        let mut names = std::collections::BTreeSet::new();
+        if let Some(text) = self
+            .ini
+            .as_ref()
+            .and_then(|p| std::fs::read_to_string(p).ok())
+        {
+            names.extend(text.lines().filter_map(|line| {
+                let name = line.trim().strip_prefix('[')?.strip_suffix(']')?;
+                Some(name.trim().to_string())
+            }));
+        }
+        if let Some(entries) = self
+            .tccli_dir
+            .as_ref()
+            .and_then(|d| std::fs::read_dir(d).ok())
+        {
+            names.extend(entries.filter_map(|entry| {
+                let name = entry.ok()?.file_name().into_string().ok()?;
+                Some(name.strip_suffix(".credential")?.to_string())
+            }));
+        }
+        names.into_iter().collect()
+    }
+
+    /// A named profile that is nowhere: the places looked at and the profiles found there.
+    fn missing(&self, profile: &str) -> CredentialsError {
+        let places: Vec<String> = [
+            self.ini.as_ref().map(|p| p.display().to_string()),
+            self.tccli_dir
+                .as_ref()
+                .map(|d| format!("{}/{profile}.credential", d.display())),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        let found = match self.names() {
+            names if names.is_empty() => "no profiles were found there".to_string(),
+            names => format!("the profiles found: {}", names.join(", ")),
+        };
+        CredentialsError(format!(
+            "the profile `{profile}` does not exist (looked in {}); {found}. Give one of them with --profile, or add [{profile}] with secret_id and secret_key to the credentials file",
+            places.join(" and ")
+        ))
+    }
+}
+
+/// The error when no place holds credentials.
+pub fn not_found(profile: &Profile) -> CredentialsError {
+    CredentialsError(format!(
+        "no credentials found (profile `{}`); they are looked for in this order:\n  {PLACES}",
+        profile.name
+    ))
+}
 
 /// Finds credentials along the chain of SPEC §6; the first place that has them wins.
+/// `None`: no place has any (a dry run goes on without; a run stops with [`not_found`]).
 pub async fn find(
     env: Env<'_>,
     file: &FileCredentials,
-    profile: &str,
-) -> Result<Provider, CredentialsError> {
+    profile: &Profile,
+) -> Result<Option<Provider>, CredentialsError> {
     let found = |credentials, source: String| {
-        Ok(Provider::Static {
+        Ok(Some(Provider::Static {
             credentials,
             source,
-        })
+        }))
     };
+    let files = ProfileFiles::new(env);
+    if profile.named {
+        return match files.find(&profile.name)? {
+            Some((credentials, source)) => found(credentials, source),
+            None => Err(files.missing(&profile.name)),
+        };
+    }
     let var = |key: &str| env(key).filter(|value| !value.is_empty());
     if let (Some(id), Some(key)) = (
         var("TENCENTCLOUD_SECRET_ID"),
@@ -153,29 +270,14 @@ pub async fn find(
             "the config file's [credentials]".into(),
         );
     }
-    let home = var("HOME").map(PathBuf::from);
-    let ini = var("TENCENTCLOUD_CREDENTIALS_FILE")
-        .map(PathBuf::from)
-        .or_else(|| home.as_ref().map(|h| h.join(".tencentcloud/credentials")));
-    let unreadable = |e: anyhow::Error| CredentialsError(format!("{e:#}"));
-    if let Some(path) = ini.filter(|p| p.exists())
-        && let Some(credentials) = from_ini(&path, profile).map_err(unreadable)?
-    {
-        return found(credentials, path.display().to_string());
-    }
-    let tccli = home.map(|h| h.join(format!(".tccli/{profile}.credential")));
-    if let Some(path) = tccli.filter(|p| p.exists())
-        && let Some(credentials) = from_tccli(&path).map_err(unreadable)?
-    {
-        return found(credentials, path.display().to_string());
+    if let Some((credentials, source)) = files.find(&profile.name)? {
+        return found(credentials, source);
     }
     let metadata = var("LIGHTHOUSE_SHARE_METADATA_URL").unwrap_or_else(|| METADATA_URL.to_string());
     if let Some(role) = CvmRole::discover(&metadata).await {
-        return Ok(Provider::CvmRole(Arc::new(role)));
+        return Ok(Some(Provider::CvmRole(Arc::new(role))));
     }
-    Err(CredentialsError(format!(
-        "no credentials found (profile `{profile}`); they are looked for in this order:\n  {PLACES}"
-    )))
+    Ok(None)
 }
 
 /// `[PROFILE]` of an INI credentials file; `None` if the file has no such section.

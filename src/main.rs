@@ -2,7 +2,7 @@
 //! the library, and maps how the job ended to the exit code: the one place that does.
 
 use clap::Parser;
-use lighthouse_share::cli::{Cli, Command, LogFormat, RunArgs};
+use lighthouse_share::cli::{self, Cli, Command, LogFormat, RunArgs};
 use lighthouse_share::config::RunConfig;
 use lighthouse_share::output::{self, Ending};
 use lighthouse_share::simulator;
@@ -25,6 +25,8 @@ async fn main() {
                 Ending::Unusable
             }
         },
+        Command::Completions { shell } => printed(cli::completions(shell, &mut std::io::stdout())),
+        Command::Man { command } => printed(cli::man(command.as_deref(), &mut std::io::stdout())),
     };
     std::process::exit(exit_code(&ending));
 }
@@ -43,11 +45,14 @@ async fn run(args: RunArgs) -> Ending {
     for warning in &config.warnings {
         tracing::warn!("{warning}");
     }
-    let format = config.log_format;
+    let (format, quiet) = (config.log_format, config.quiet);
     match lighthouse_share::run::run(config, interrupted()).await {
         Ok(report) => {
-            output::print_summary(&report, format);
             let ending = report.ending();
+            // With -q a run that did all it was asked is silent: cron mails nothing.
+            if !(quiet && ending == Ending::Done) {
+                output::print_summary(&report, format);
+            }
             if let Ending::Internal(why) = &ending {
                 tracing::error!("{why}");
             }
@@ -57,6 +62,20 @@ async fn run(args: RunArgs) -> Ending {
             tracing::error!("{error}");
             error.ending()
         }
+    }
+}
+
+/// A generated text written to standard output: a reader that closes the pipe early
+/// (`| head`) is no failure.
+fn printed(written: std::io::Result<()>) -> Ending {
+    match written {
+        Ok(()) => Ending::Done,
+        Err(error) if error.kind() == std::io::ErrorKind::BrokenPipe => Ending::Done,
+        Err(error) if error.kind() == std::io::ErrorKind::InvalidInput => {
+            eprintln!("error: {error}");
+            Ending::Unusable
+        }
+        Err(error) => Ending::Internal(format!("cannot write to standard output: {error}")),
     }
 }
 

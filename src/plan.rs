@@ -14,7 +14,7 @@ use crate::input::{InputError, Row, Source};
 use crate::limiter::UTILISATION;
 use crate::output::plural;
 use crate::pool::Incoming;
-use crate::results::{Occurrences, Resume};
+use crate::results::{INVALID_INPUT, Occurrences, Resume};
 
 /// What a rate bucket is, given the scope and the endpoint.
 #[derive(Clone, Debug)]
@@ -62,7 +62,15 @@ impl Plan {
                 Err(message) => {
                     plan.n_invalid += 1;
                     if plan.n_invalid <= SHOWN_INVALID {
-                        tracing::warn!("line {}: {message}", record.line);
+                        tracing::warn!(
+                            line = record.line,
+                            region = record.region,
+                            image_id = record.image_id,
+                            status = "invalid",
+                            code = INVALID_INPUT,
+                            "line {}: {message}",
+                            record.line
+                        );
                     }
                 }
                 Ok(mut row) => {
@@ -91,20 +99,27 @@ impl Plan {
         self.rows_per_bucket.values().sum()
     }
 
-    pub fn log(&self, rate: f64, scope: RateScope) {
+    pub fn log(&self, rate: f64, buckets: &Buckets) {
         let pace = rate * UTILISATION;
         let slowest = self.rows_per_bucket.values().max().copied().unwrap_or(0);
         let eta = slowest as f64 / pace;
-        tracing::info!(
-            "plan: {} to send in {} at {:.2}/s each ({:?} scope); {} invalid; {} already done (kept); about {} at full rate",
-            plural(self.n_to_send(), "row", "rows"),
-            plural(
-                self.rows_per_bucket.len() as u64,
-                "rate bucket",
-                "rate buckets"
+        let limit = match buckets.scope {
+            RateScope::Region => format!(
+                "at {pace:.2}/s per region ({})",
+                plural(self.rows_per_bucket.len() as u64, "region", "regions")
             ),
-            pace,
-            scope,
+            RateScope::Endpoint if buckets.endpoint.has_region() => format!(
+                "at {pace:.2}/s per endpoint ({})",
+                plural(self.rows_per_bucket.len() as u64, "endpoint", "endpoints")
+            ),
+            RateScope::Endpoint => format!(
+                "at {pace:.2}/s, one limit for all regions through {}",
+                buckets.endpoint.template()
+            ),
+        };
+        tracing::info!(
+            "plan: {} to send {limit}; {} invalid; {} already done (kept); about {} at full rate",
+            plural(self.n_to_send(), "row", "rows"),
             self.n_invalid,
             self.n_kept,
             humantime::format_duration(Duration::from_secs(eta.ceil() as u64)),

@@ -145,6 +145,9 @@ mod tests {
             ("AuthFailure.SignatureFailure", first, false, StopJob),
             ("AuthFailure.SecretIdNotFound", first, false, StopJob),
             ("AuthFailure.TokenFailure", first, false, StopJob),
+            ("AuthFailure.UnauthorizedOperation", first, false, StopJob),
+            ("UnauthorizedOperation.NoPermission", first, false, StopJob),
+            ("UnauthorizedOperation.NoPermission", first, true, StopJob),
             ("ResourceNotFound.RoleNotFound", first, false, StopJob),
             (
                 "UnsupportedOperation.AssumeRoleFailed",

@@ -56,13 +56,22 @@ impl Error {
 /// Runs the job until it is done, stopped by a job-fatal answer, or `shutdown` resolves.
 pub async fn run(config: RunConfig, shutdown: impl Future<Output = ()>) -> Result<Report, Error> {
     let started = Instant::now();
+    tracing::debug!("settings: {}", config.settings());
     let input = {
         let (path, sheet) = (config.input.clone(), config.sheet.clone());
         Arc::new(blocking(move || Source::open(&path, sheet.as_deref())).await??)
     };
     // The simulator lives as long as this function: it is dropped after the last request.
     let (target, _simulator) = match &config.mode {
-        Mode::DryRun { endpoint } => (Target::None(endpoint.clone()), None),
+        Mode::DryRun {
+            endpoint,
+            credentials,
+        } => {
+            if let Some(credentials) = credentials {
+                tracing::info!("credentials from {}", credentials.source());
+            }
+            (Target::None(endpoint.clone()), None)
+        }
         Mode::Remote {
             endpoint,
             credentials,
@@ -85,7 +94,7 @@ pub async fn run(config: RunConfig, shutdown: impl Future<Output = ()>) -> Resul
         let (input, buckets) = (input.clone(), buckets.clone());
         blocking(move || Plan::make(&input, &buckets, &resume).map(|p| (p, resume))).await??
     };
-    plan.log(config.rate, config.rate_scope);
+    plan.log(config.rate, &buckets);
     let mut report = Report {
         output: config.output.clone(),
         n_unmatched: 0,
@@ -189,10 +198,28 @@ async fn send(
     .map_err(Error::Setup)?;
     let progress = Arc::new(Progress::new(plan.n_to_send()));
     let (outcomes_tx, outcomes_rx) = mpsc::channel(1024);
-    let written = progress.clone();
-    let journal = results::spawn_journal(journal, config.record.clone(), outcomes_rx, move |o| {
-        written.record(o)
-    });
+    let stop = Stop::default();
+    let written = (progress.clone(), stop.clone(), config.max_failures);
+    let journal = results::spawn_journal(
+        journal,
+        config.record.clone(),
+        outcomes_rx,
+        move |outcome| {
+            let (progress, stop, max_failures) = &written;
+            progress.record(outcome);
+            // Counted here, where every finished row of every bucket passes once.
+            if let Some(threshold) = *max_failures {
+                let (n_failed, n_finished) = (progress.n_failed(), progress.n_finished());
+                if threshold.is_passed(n_failed, n_finished) {
+                    stop.trigger(Reason::TooManyFailures {
+                        threshold,
+                        n_failed,
+                        n_finished,
+                    });
+                }
+            }
+        },
+    );
     let counters = Arc::new(Counters::default());
     let pool = Arc::new(Pool {
         client,
@@ -201,10 +228,9 @@ async fn send(
             concurrency: config.concurrency,
             retry: config.retry,
         },
-        stop: Stop::default(),
+        stop: stop.clone(),
         counters: counters.clone(),
     });
-    let stop = pool.stop.clone();
     let reporter = output::report(progress.clone(), counters, config.quiet);
     let resume = Arc::new(resume);
     let mut tasks = JoinSet::new();
@@ -237,8 +263,14 @@ async fn send(
         tracing::error!("{why}");
         stop.trigger(Reason::Journal(why));
     }
-    if let Some(Reason::Fatal(error)) = stop.reason() {
-        tracing::error!("stopped: {}", fatal_advice(&error));
+    match stop.reason() {
+        Some(Reason::Fatal(error)) => tracing::error!("stopped: {}", fatal_advice(&error)),
+        Some(reason @ Reason::TooManyFailures { .. }) => {
+            if let Some(passed) = reason.threshold_passed() {
+                tracing::error!("stopped: {passed}; the rest are skipped");
+            }
+        }
+        _ => {}
     }
     for problem in &problems {
         tracing::error!("{problem}");

@@ -18,8 +18,10 @@ pub fn fatal_advice(error: &ApiError) -> String {
         "AuthFailure.TokenFailure" => {
             "the session token is wrong or expired: get fresh temporary credentials"
         }
-        "AuthFailure.UnauthorizedOperation" | "UnauthorizedOperation.NoPermission" => {
-            "these credentials may not call ModifyImageSharePermission: grant the CAM permission"
+        code if code == "AuthFailure.UnauthorizedOperation"
+            || code.starts_with("UnauthorizedOperation") =>
+        {
+            "the CAM policy of these credentials does not allow the action: grant `lighthouse:ModifyImageSharePermission` (in the CAM console, or a policy with that action on the images' resources) and resume"
         }
         "ResourceNotFound.RoleNotFound" => {
             "the Lighthouse service role does not exist: create it in the CAM console (authorise Lighthouse) and resume"
@@ -36,4 +38,31 @@ pub fn fatal_advice(error: &ApiError) -> String {
         "{} ({}): {advice}. The rows not run are marked skipped; fix this and rerun with --resume",
         error.code, error.message
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::Class;
+
+    #[test]
+    fn a_missing_cam_permission_names_the_action_to_grant() {
+        for code in [
+            "UnauthorizedOperation.NoPermission",
+            "UnauthorizedOperation",
+            "AuthFailure.UnauthorizedOperation",
+        ] {
+            let error = ApiError {
+                code: code.into(),
+                message: "No permission.".into(),
+                request_id: None,
+                class: Class::JobFatal,
+            };
+            let advice = fatal_advice(&error);
+            assert!(
+                advice.contains("lighthouse:ModifyImageSharePermission") && advice.contains(code),
+                "{advice}"
+            );
+        }
+    }
 }

@@ -46,7 +46,8 @@ pub fn classify(code: &str, permission: Permission) -> Class {
         | "IpInBlacklist"
         | "IpNotInWhitelist"
         | "UnsupportedProtocol" => Class::JobFatal,
-        _ if family("AuthFailure") => Class::JobFatal,
+        // The CAM policy lacks the action: no other row can get past it either.
+        _ if family("AuthFailure") || family("UnauthorizedOperation") => Class::JobFatal,
         "UnsupportedRegion" => Class::RegionFatal,
         _ => Class::Permanent,
     }
@@ -92,7 +93,9 @@ mod tests {
             ("ResourceNotFound.ImageIdNotFound", Permanent),
             ("UnsupportedOperation.ImageUnableToShare", Permanent),
             ("ResourceInUse.ImageInUse", Permanent),
-            ("UnauthorizedOperation.NoPermission", Permanent),
+            ("UnauthorizedOperation.NoPermission", JobFatal),
+            ("UnauthorizedOperation", JobFatal),
+            ("AuthFailure.UnauthorizedOperation", JobFatal),
             ("InternalErrorish", Permanent),
             ("SomethingNew", Permanent),
         ];

@@ -1,12 +1,20 @@
 //! Log lines on stderr, text or JSON, written around the progress bar when there is one.
+//!
+//! Text on a terminal is for a person: no timestamps, and no `key=value` tail for the fields
+//! that a row's messages already say in words (`line`, `region`, `image_id`, `status`,
+//! `code`). Off a terminal (cron mail, journald, a file) text keeps its timestamps, and JSON
+//! always carries timestamps and those fields, for a machine to filter on.
 
+use std::fmt;
 use std::io::{IsTerminal, Write};
 use std::sync::OnceLock;
 
 use indicatif::ProgressBar;
 use tracing::Level;
+use tracing::field::Field;
 use tracing_subscriber::filter::Targets;
 use tracing_subscriber::fmt::MakeWriter;
+use tracing_subscriber::fmt::format::{Writer, debug_fn};
 use tracing_subscriber::prelude::*;
 
 use crate::cli::LogFormat;
@@ -34,15 +42,42 @@ pub fn init_logging(format: LogFormat, quiet: bool, verbose: u8) {
         });
     let layer = tracing_subscriber::fmt::layer()
         .with_writer(BarAwareStderr)
-        .with_ansi(std::io::stderr().is_terminal());
+        .with_ansi(super::colour());
     let _ = match format {
+        LogFormat::Text if std::io::stderr().is_terminal() => tracing_subscriber::registry()
+            .with(
+                layer
+                    .with_target(false)
+                    .without_time()
+                    .fmt_fields(debug_fn(text_field))
+                    .with_filter(targets),
+            )
+            .try_init(),
         LogFormat::Text => tracing_subscriber::registry()
-            .with(layer.with_target(false).with_filter(targets))
+            .with(
+                layer
+                    .with_target(false)
+                    .fmt_fields(debug_fn(text_field))
+                    .with_filter(targets),
+            )
             .try_init(),
         LogFormat::Json => tracing_subscriber::registry()
             .with(layer.json().flatten_event(true).with_filter(targets))
             .try_init(),
     };
+}
+
+/// Fields that messages say in words: in JSON they are fields, in text only words.
+const SAID_IN_WORDS: [&str; 5] = ["line", "region", "image_id", "status", "code"];
+
+/// One field of a text log line: the message as it is, the fields it says in words left out,
+/// any other as `name=value`.
+fn text_field(writer: &mut Writer<'_>, field: &Field, value: &dyn fmt::Debug) -> fmt::Result {
+    match field.name() {
+        "message" => write!(writer, "{value:?}"),
+        name if SAID_IN_WORDS.contains(&name) => Ok(()),
+        name => write!(writer, " {name}={value:?}"),
+    }
 }
 
 /// Writes to stderr, suspending the progress bar while it does.

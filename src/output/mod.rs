@@ -8,3 +8,9 @@ mod summary;
 pub use logging::init_logging;
 pub use progress::{Progress, Reporter, report};
 pub use summary::{Ending, Report, plural, print_summary};
+
+/// Whether stderr gets colour: a terminal, and no `NO_COLOR` (https://no-color.org).
+pub(crate) fn colour() -> bool {
+    use std::io::IsTerminal;
+    std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+}

@@ -49,13 +49,23 @@ impl Progress {
         self.retries.load(Ordering::Relaxed)
     }
 
-    fn done(&self) -> u64 {
+    /// Rows finished so far by this run.
+    pub fn n_finished(&self) -> u64 {
         self.counts.iter().map(|c| c.load(Ordering::Relaxed)).sum()
+    }
+
+    /// Rows `failed` so far, for `--max-failures`.
+    pub fn n_failed(&self) -> u64 {
+        let i = Status::ALL
+            .iter()
+            .position(|s| *s == Status::Failed)
+            .expect("failed is a status");
+        self.counts[i].load(Ordering::Relaxed)
     }
 
     /// `138/600 rows, 58.7/s, eta 8s; 138 shared; 9 waiting to retry`.
     fn line(&self, n_retrying: u64) -> String {
-        let done = self.done();
+        let done = self.n_finished();
         let rate = done as f64 / self.started.elapsed().as_secs_f64().max(1e-9);
         let eta = match self.total.saturating_sub(done) {
             0 => "0s".to_string(),
@@ -124,7 +134,7 @@ pub fn report(progress: Arc<Progress>, counters: Arc<Counters>, quiet: bool) -> 
             let line = progress.line(counters.n_retrying.load(Ordering::Relaxed));
             match &shown {
                 Some(bar) => {
-                    bar.set_position(progress.done());
+                    bar.set_position(progress.n_finished());
                     bar.set_message(line);
                 }
                 None if !quiet => tracing::info!("progress: {line}"),

@@ -2,7 +2,6 @@
 //! summary on stderr.
 
 use std::collections::BTreeMap;
-use std::io::IsTerminal;
 use std::time::Duration;
 
 use crate::cli::LogFormat;
@@ -18,7 +17,7 @@ pub enum Ending {
     SomeRowsFailed,
     /// Usage, configuration or input error; nothing was sent.
     Unusable,
-    /// Stopped by a job-fatal answer; rows left are `skipped`.
+    /// Stopped by a job-fatal answer or `--max-failures`; rows left are `skipped`.
     Stopped,
     /// Another run holds the lock.
     Locked,
@@ -62,7 +61,7 @@ pub struct Report {
 impl Report {
     pub fn ending(&self) -> Ending {
         match &self.stop {
-            Some(Reason::Fatal(_)) => return Ending::Stopped,
+            Some(Reason::Fatal(_) | Reason::TooManyFailures { .. }) => return Ending::Stopped,
             Some(Reason::Interrupted) => return Ending::Interrupted,
             Some(Reason::Journal(why)) => return Ending::Internal(why.clone()),
             None => {}
@@ -86,6 +85,40 @@ impl Report {
     }
 }
 
+/// Retries per error code over all buckets.
+fn retries_by_code(report: &Report) -> BTreeMap<&str, u64> {
+    let mut total = BTreeMap::new();
+    for (code, n) in report.buckets.iter().flat_map(|b| &b.retries_by_code) {
+        *total.entry(code.as_str()).or_default() += n;
+    }
+    total
+}
+
+/// `RequestLimitExceeded 150, UnsupportedOperation.ImageOccupied 3`, most first; and, when
+/// most retries were throttled answers, what that means.
+fn retries_lines(by_code: &BTreeMap<&str, u64>) -> Vec<String> {
+    if by_code.is_empty() {
+        return Vec::new();
+    }
+    let mut sorted: Vec<(&str, u64)> = by_code.iter().map(|(c, n)| (*c, *n)).collect();
+    sorted.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
+    let listed: Vec<String> = sorted.iter().map(|(c, n)| format!("{c} {n}")).collect();
+    let mut lines = vec![format!("  retries by error code: {}", listed.join(", "))];
+    let total: u64 = sorted.iter().map(|(_, n)| n).sum();
+    let throttled: u64 = sorted
+        .iter()
+        .filter(|(c, _)| *c == "RequestLimitExceeded" || c.starts_with("RequestLimitExceeded."))
+        .map(|(_, n)| n)
+        .sum();
+    if throttled * 2 > total {
+        lines.push(
+            "  most retries were RequestLimitExceeded: another client (a second run, a colleague, the console, Terraform) is using this account's quota; lower --rate, or run when it is idle"
+                .into(),
+        );
+    }
+    lines
+}
+
 /// The summary on stderr: counts per status, elapsed time, rate per bucket, retries, path.
 pub fn print_summary(report: &Report, format: LogFormat) {
     let counts: Vec<(&str, u64)> = Status::ALL
@@ -104,9 +137,11 @@ pub fn print_summary(report: &Report, format: LogFormat) {
             "rows": report.counts.total(),
             "statuses": counts.iter().copied().collect::<BTreeMap<_, _>>(),
             "retries": report.counts.retries,
+            "retries_by_code": retries_by_code(report),
+            "stopped_by": report.stop.as_ref().and_then(Reason::threshold_passed),
             "elapsed_seconds": report.elapsed.as_secs_f64(),
             "requests_per_second": rates,
-            "results": shown(&report.output),
+            "results": report.output.to_string(),
             "earlier_rows_not_in_input": report.n_unmatched,
             "ending": report.ending().as_str(),
         });
@@ -121,7 +156,7 @@ pub fn print_summary(report: &Report, format: LogFormat) {
         return;
     }
     let statuses: Vec<String> = counts.iter().map(|(s, n)| format!("{n} {s}")).collect();
-    let colour = std::io::stderr().is_terminal();
+    let colour = super::colour();
     let bold = |s: String| {
         if colour {
             format!("\x1b[1m{s}\x1b[0m")
@@ -142,6 +177,12 @@ pub fn print_summary(report: &Report, format: LogFormat) {
         report.counts.retries,
         report.elapsed.as_secs_f64()
     );
+    for line in retries_lines(&retries_by_code(report)) {
+        eprintln!("{line}");
+    }
+    if let Some(passed) = report.stop.as_ref().and_then(Reason::threshold_passed) {
+        eprintln!("  stopped: {passed}");
+    }
     for bucket in &report.buckets {
         match bucket.rate() {
             Some(rate) => eprintln!(
@@ -161,15 +202,7 @@ pub fn print_summary(report: &Report, format: LogFormat) {
             plural(report.n_unmatched, "row", "rows")
         );
     }
-    eprintln!("  results: {}", shown(&report.output));
-}
-
-/// Where the results went, as the user names it.
-fn shown(output: &Destination) -> String {
-    match output {
-        Destination::File(path) => path.display().to_string(),
-        Destination::Stdout => "standard output".to_string(),
-    }
+    eprintln!("  results: {}", report.output);
 }
 
 /// `1 row`, `2 rows`.
@@ -178,5 +211,28 @@ pub fn plural(n: u64, one: &str, many: &str) -> String {
         format!("1 {one}")
     } else {
         format!("{n} {many}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retries_are_listed_per_code_and_a_shared_quota_is_named_when_most_are_throttled() {
+        let throttled = BTreeMap::from([
+            ("RequestLimitExceeded", 5),
+            ("RequestLimitExceeded.UinLimitExceeded", 2),
+            ("UnsupportedOperation.ImageOccupied", 6),
+        ]);
+        let lines = retries_lines(&throttled);
+        assert_eq!(
+            lines[0],
+            "  retries by error code: UnsupportedOperation.ImageOccupied 6, RequestLimitExceeded 5, RequestLimitExceeded.UinLimitExceeded 2"
+        );
+        assert!(lines[1].contains("another client"), "{lines:?}");
+        let busy = BTreeMap::from([("RequestLimitExceeded", 3), ("InternalError", 3)]);
+        assert_eq!(retries_lines(&busy).len(), 1, "half is not most");
+        assert!(retries_lines(&BTreeMap::new()).is_empty());
     }
 }

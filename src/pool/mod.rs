@@ -11,7 +11,7 @@
 mod queue;
 mod stop;
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
@@ -27,7 +27,7 @@ use crate::limiter::Limiter;
 use crate::results::{Identity, Outcome, Status};
 use crate::retry::{History, Policy, Step};
 use queue::{ImageQueue, Job, RetryQueue};
-pub use stop::{Reason, Stop};
+pub use stop::{FailureLimit, Reason, Stop};
 
 /// How many rows a bucket may hold back behind busy images before it stops reading ahead.
 const MAX_PARKED: usize = 4096;
@@ -62,6 +62,9 @@ pub struct BucketReport {
     pub n_requests: u64,
     pub first_sent: Option<Instant>,
     pub last_sent: Option<Instant>,
+    /// Retries by the error code that caused them: the summary tells a quota shared with
+    /// another client (`RequestLimitExceeded`) from a busy service.
+    pub retries_by_code: BTreeMap<String, u64>,
 }
 
 impl BucketReport {
@@ -71,6 +74,7 @@ impl BucketReport {
             n_requests: 0,
             first_sent: None,
             last_sent: None,
+            retries_by_code: BTreeMap::new(),
         }
     }
 
@@ -249,7 +253,14 @@ impl Bucket {
         let pool = self.pool.clone();
         in_flight.spawn(async move {
             job.attempts += 1;
-            tracing::trace!(line = job.row.line, region = job.row.region, image_id = %job.row.image_id, attempt = job.attempts, "sending");
+            tracing::trace!(
+                line = job.row.line,
+                region = job.row.region,
+                image_id = %job.row.image_id,
+                "line {}: sending attempt {}",
+                job.row.line,
+                job.attempts
+            );
             let result = pool.client.send(&job.row).await;
             (job, result)
         });
@@ -325,7 +336,16 @@ impl Bucket {
             }
             Err(error) => error,
         };
-        tracing::debug!(line = job.row.line, code = %error.code, attempts = job.attempts, "attempt failed");
+        tracing::debug!(
+            line = job.row.line,
+            region = job.row.region,
+            image_id = %job.row.image_id,
+            code = %error.code,
+            "line {}: attempt {} failed: {}",
+            job.row.line,
+            job.attempts,
+            error.code
+        );
         let history = History {
             attempts: job.attempts,
             clock_retried: job.clock_retried,
@@ -345,6 +365,7 @@ impl Bucket {
             }
             Step::Leave => self.release(&job.row),
             Step::RetryAfter(delay) => {
+                self.retried(&error.code);
                 self.pool
                     .counters
                     .n_retrying
@@ -352,12 +373,22 @@ impl Bucket {
                 self.retries.push(job, Instant::now() + delay);
             }
             Step::RetryNow => {
+                self.retried(&error.code);
                 job.clock_retried = true;
                 self.ready.push_front(job);
             }
             Step::Fail => self.fail(&job, &error).await,
             Step::StopRegion => {
-                tracing::error!(region = job.row.region, code = %error.code, "the region refuses this action: its rows fail, the others go on");
+                // Other rows of the region in flight answer the same: say it once.
+                if !self.dead_regions.contains_key(job.row.region) {
+                    tracing::error!(
+                        region = job.row.region,
+                        code = %error.code,
+                        "{} refuses this action ({}): its rows fail, the other regions go on",
+                        job.row.region,
+                        error.code
+                    );
+                }
                 self.dead_regions.insert(job.row.region, error.clone());
                 self.fail(&job, &error).await;
             }
@@ -366,6 +397,14 @@ impl Bucket {
                 self.pool.stop.trigger(Reason::Fatal(error));
             }
         }
+    }
+
+    fn retried(&mut self, code: &str) {
+        *self
+            .report
+            .retries_by_code
+            .entry(code.to_string())
+            .or_default() += 1;
     }
 
     async fn fail(&mut self, job: &Job, error: &ApiError) {

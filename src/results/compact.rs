@@ -43,7 +43,7 @@ fn compact_in_chunks(input: &Path, results: &Path, chunk_rows: usize) -> anyhow:
         }
         let outcome = last.unwrap_or_else(|| match record.validate() {
             Err(message) => {
-                Outcome::new(&record, Status::Invalid).with_error("InvalidInput", &message)
+                Outcome::new(&record, Status::Invalid).with_error(super::INVALID_INPUT, &message)
             }
             Ok(_) => Outcome::new(&record, Status::Skipped),
         });

@@ -139,6 +139,9 @@ fn now_rfc3339() -> String {
     humantime::format_rfc3339_seconds(shown).to_string()
 }
 
+/// The `error_code` of an `invalid` row: the input's, not the service's.
+pub const INVALID_INPUT: &str = "InvalidInput";
+
 /// How many rows ended in each status.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Counts {

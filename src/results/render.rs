@@ -22,6 +22,16 @@ pub enum Destination {
     Stdout,
 }
 
+impl std::fmt::Display for Destination {
+    /// Where the results go, as the user names it.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Destination::File(path) => write!(f, "{}", path.display()),
+            Destination::Stdout => f.write_str("standard output"),
+        }
+    }
+}
+
 impl Destination {
     fn is_workbook(&self) -> bool {
         matches!(self, Destination::File(path) if path
@@ -188,7 +198,10 @@ fn sync_dir(dir: &Path) {
 
 /// Where rendered rows go.
 enum Sink {
-    Csv(Box<csv::Writer<Box<dyn Write>>>, Option<tempfile::NamedTempFile>),
+    Csv(
+        Box<csv::Writer<Box<dyn Write>>>,
+        Option<tempfile::NamedTempFile>,
+    ),
     /// The workbook, the rows written, and the columns.
     Workbook(Box<rust_xlsxwriter::Workbook>, u32, u16),
 }

@@ -769,8 +769,12 @@ pub async fn serve(
         .unwrap_or_default();
     let (rate, describe_rate, scope) = (config.rate, config.describe_rate, config.rate_scope);
     let handle = Simulator::start(listener, config).map_err(ServeError::Start)?;
+    let limit = match scope {
+        RateScope::Region => "per region".to_string(),
+        RateScope::Endpoint => format!("one limit for all regions through {}", handle.endpoint()),
+    };
     eprintln!(
-        "simulator listening on {} (secret id {secret_id}; {rate} shares/s and {describe_rate} look-ups/s per {scope:?} bucket); stats at {}/__stats",
+        "simulator listening on {} (secret id {secret_id}; {rate} shares/s and {describe_rate} look-ups/s {limit}); stats at {}/__stats",
         handle.addr(),
         handle.endpoint()
     );

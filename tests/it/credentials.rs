@@ -341,7 +341,7 @@ async fn no_secret_appears_in_any_output_or_file_even_at_the_most_verbose_level(
 }
 
 #[test]
-fn plain_http_to_a_remote_host_is_refused_and_no_credentials_lists_the_five_places() {
+fn plain_http_to_a_remote_host_is_refused_and_no_credentials_lists_the_six_places() {
     let home = home_with_one_row();
     let input = home.path().join("in.csv");
     let refused = binary(home.path())
@@ -367,11 +367,12 @@ fn plain_http_to_a_remote_host_is_refused_and_no_credentials_lists_the_five_plac
     assert_eq!(none.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&none.stderr);
     for place in [
-        "1. TENCENTCLOUD_SECRET_ID",
-        "2. the config file",
-        "3. TENCENTCLOUD_CREDENTIALS_FILE",
-        "4. tccli",
-        "5. the CAM role",
+        "1. a profile named by --profile",
+        "2. TENCENTCLOUD_SECRET_ID",
+        "3. the config file",
+        "4. TENCENTCLOUD_CREDENTIALS_FILE",
+        "5. tccli",
+        "6. the CAM role",
     ] {
         assert!(stderr.contains(place), "{place} missing from: {stderr}");
     }
