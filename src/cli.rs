@@ -36,38 +36,39 @@ pub enum LogFormat {
 }
 
 /// `run` options. Those that the config file can also set are `Option`s here, so that
-/// "not given" can fall through to the environment, the file and the default.
+/// "not given" can fall through to the environment, the file and the default. `config`
+/// reads the environment, not clap, so that a bad value is named by its variable.
 #[derive(Debug, Default, Args)]
 pub struct RunArgs {
     /// The CSV to run (columns region, image_id, permission); `-` reads standard input.
     pub input: PathBuf,
-    /// Results file [default: INPUT with its extension replaced by .results.csv].
-    #[arg(short, long, env = "LIGHTHOUSE_SHARE_OUTPUT")]
+    /// Results file [default: INPUT with its extension replaced by .results.csv]. [env: LIGHTHOUSE_SHARE_OUTPUT]
+    #[arg(short, long)]
     pub output: Option<PathBuf>,
-    /// TOML config file.
-    #[arg(short, long, env = "LIGHTHOUSE_SHARE_CONFIG")]
+    /// TOML config file. [env: LIGHTHOUSE_SHARE_CONFIG]
+    #[arg(short, long)]
     pub config: Option<PathBuf>,
-    /// Credentials profile [default: default].
-    #[arg(long, env = "LIGHTHOUSE_SHARE_PROFILE")]
+    /// Credentials profile [default: default]. [env: LIGHTHOUSE_SHARE_PROFILE]
+    #[arg(long)]
     pub profile: Option<String>,
     /// Endpoint template; `{region}` is replaced by the row's region
-    /// [default: https://lighthouse.{region}.tencentcloudapi.com].
-    #[arg(long, env = "LIGHTHOUSE_SHARE_ENDPOINT")]
+    /// [default: https://lighthouse.{region}.tencentcloudapi.com]. [env: LIGHTHOUSE_SHARE_ENDPOINT]
+    #[arg(long)]
     pub endpoint: Option<String>,
-    /// Most requests per second per rate bucket; may be fractional [default: 20].
-    #[arg(long, env = "LIGHTHOUSE_SHARE_RATE")]
+    /// Most requests per second per rate bucket; may be fractional [default: 20]. [env: LIGHTHOUSE_SHARE_RATE]
+    #[arg(long)]
     pub rate: Option<f64>,
-    /// What a rate bucket is [default: region if the endpoint contains {region}, else endpoint].
-    #[arg(long, env = "LIGHTHOUSE_SHARE_RATE_SCOPE")]
+    /// What a rate bucket is [default: region if the endpoint contains {region}, else endpoint]. [env: LIGHTHOUSE_SHARE_RATE_SCOPE]
+    #[arg(long)]
     pub rate_scope: Option<RateScope>,
-    /// Most requests in flight per rate bucket [default: 32].
-    #[arg(long, env = "LIGHTHOUSE_SHARE_CONCURRENCY")]
+    /// Most requests in flight per rate bucket [default: 32]. [env: LIGHTHOUSE_SHARE_CONCURRENCY]
+    #[arg(long)]
     pub concurrency: Option<usize>,
-    /// Attempts per row, the first included [default: 8].
-    #[arg(long, env = "LIGHTHOUSE_SHARE_MAX_ATTEMPTS")]
+    /// Attempts per row, the first included [default: 8]. [env: LIGHTHOUSE_SHARE_MAX_ATTEMPTS]
+    #[arg(long)]
     pub max_attempts: Option<u32>,
-    /// Per-request timeout in seconds [default: 10].
-    #[arg(long, env = "LIGHTHOUSE_SHARE_TIMEOUT")]
+    /// Per-request timeout in seconds [default: 10]. [env: LIGHTHOUSE_SHARE_TIMEOUT]
+    #[arg(long)]
     pub timeout: Option<f64>,
     /// Continue from the results file: keep its finished rows, run the rest.
     #[arg(long, overrides_with = "no_resume")]
@@ -87,8 +88,8 @@ pub struct RunArgs {
     /// Use the real endpoint, even if the config file or the environment says --simulate.
     #[arg(long, overrides_with = "simulate")]
     pub no_simulate: bool,
-    /// Log lines on stderr [default: text].
-    #[arg(long, env = "LIGHTHOUSE_SHARE_LOG_FORMAT")]
+    /// Log lines on stderr [default: text]. [env: LIGHTHOUSE_SHARE_LOG_FORMAT]
+    #[arg(long)]
     pub log_format: Option<LogFormat>,
     /// Only warnings, errors and the final summary.
     #[arg(short, long, conflicts_with = "verbose", overrides_with = "no_quiet")]

@@ -88,7 +88,9 @@ impl Outcome {
             error_code: None,
             error_message: None,
             attempts: 0,
-            finished_at: humantime::format_rfc3339_seconds(SystemTime::now()).to_string(),
+            // Empty when the clock reads no date: the sender stops the job on that clock
+            // (`clock::ClockError`) before a row could be recorded with a wrong time.
+            finished_at: crate::clock::rfc3339(SystemTime::now()).unwrap_or_default(),
         }
     }
 
