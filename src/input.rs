@@ -17,6 +17,8 @@ use crate::suggest;
 pub enum InputError {
     #[error("cannot read {path}: {source}")]
     Open { path: PathBuf, source: io::Error },
+    #[error("{path} is a directory: give the CSV file to run")]
+    Directory { path: PathBuf },
     #[error(
         "{path}: the file is empty; it needs a header row with region, image_id and permission"
     )]
@@ -37,6 +39,42 @@ pub enum InputError {
         line: u64,
         problem: String,
     },
+}
+
+impl InputError {
+    /// The same error naming the input as the user gave it (`-`: standard input) rather
+    /// than the file it was read from, a temporary copy of standard input.
+    pub fn shown_as(self, given: &Path) -> Self {
+        let shown = if given == Path::new("-") {
+            PathBuf::from("standard input")
+        } else {
+            given.to_path_buf()
+        };
+        match self {
+            InputError::Open { source, .. } => InputError::Open {
+                path: shown,
+                source,
+            },
+            InputError::Directory { .. } => InputError::Directory { path: shown },
+            InputError::Empty { .. } => InputError::Empty { path: shown },
+            InputError::MissingColumn {
+                column,
+                found,
+                hint,
+                ..
+            } => InputError::MissingColumn {
+                path: shown,
+                column,
+                found,
+                hint,
+            },
+            InputError::Malformed { line, problem, .. } => InputError::Malformed {
+                path: shown,
+                line,
+                problem,
+            },
+        }
+    }
 }
 
 /// One data row as the file gives it, cells trimmed.
@@ -79,6 +117,11 @@ impl Reader {
             path: path.to_path_buf(),
             source,
         })?;
+        if file.metadata().is_ok_and(|meta| meta.is_dir()) {
+            return Err(InputError::Directory {
+                path: path.to_path_buf(),
+            });
+        }
         Self::from_reader(path, Box::new(BufReader::with_capacity(64 * 1024, file)))
     }
 
@@ -97,7 +140,7 @@ impl Reader {
                 Ok(false) => return Err(InputError::Empty { path }),
                 Ok(true) if is_skipped(&header) => continue,
                 Ok(true) => break header,
-                Err(error) => return Err(malformed(&path, &error)),
+                Err(error) => return Err(malformed(&path, error)),
             }
         };
         let columns = find_columns(&path, &found)?;
@@ -116,7 +159,7 @@ impl Reader {
                 Ok(false) => return None,
                 Ok(true) if is_skipped(&self.record) => continue,
                 Ok(true) => {}
-                Err(error) => return Some(Err(malformed(&self.path, &error))),
+                Err(error) => return Some(Err(malformed(&self.path, error))),
             }
             let cell = |i: usize| self.record.get(i).unwrap_or("").trim().to_string();
             let line = self.record.position().map_or(0, |p| p.line());
@@ -148,8 +191,18 @@ fn is_skipped(record: &csv::StringRecord) -> bool {
     first.starts_with('#') || record.iter().all(|cell| cell.trim().is_empty())
 }
 
-fn malformed(path: &Path, error: &csv::Error) -> InputError {
-    let line = error.position().map_or(0, |p| p.line());
+fn malformed(path: &Path, error: csv::Error) -> InputError {
+    let Some(line) = error.position().map(|p| p.line()) else {
+        // Not a fault at a line: the file could not be read at all.
+        let source = match error.into_kind() {
+            csv::ErrorKind::Io(source) => source,
+            other => io::Error::other(format!("{other:?}")),
+        };
+        return InputError::Open {
+            path: path.to_path_buf(),
+            source,
+        };
+    };
     let problem = match error.kind() {
         csv::ErrorKind::Utf8 { .. } => {
             "not UTF-8 text; save the spreadsheet as \"CSV UTF-8\" and try again".to_string()

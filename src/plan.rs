@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use tokio::sync::mpsc;
@@ -41,6 +42,9 @@ pub enum PlanError {
     Input(#[from] InputError),
     #[error("{0:#}")]
     Resume(anyhow::Error),
+    /// The run was told to stop while validating.
+    #[error("interrupted while checking the input")]
+    Interrupted,
 }
 
 /// What the validation pass found.
@@ -56,11 +60,14 @@ pub struct Plan {
 const SHOWN_INVALID: u64 = 20;
 
 impl Plan {
+    /// Reads the whole input once; stops early with [`PlanError::Interrupted`] once
+    /// `cancel` is set, so that a signal during a long validation ends the run promptly.
     pub fn make(
         input: &Path,
         buckets: &Buckets,
         resume: &Resume,
         output: &Path,
+        cancel: &AtomicBool,
     ) -> Result<Self, PlanError> {
         let mut plan = Plan {
             rows_per_bucket: BTreeMap::new(),
@@ -78,6 +85,9 @@ impl Plan {
             ))
         };
         for record in Reader::open(input)? {
+            if cancel.load(Ordering::Relaxed) {
+                return Err(PlanError::Interrupted);
+            }
             let record = record?;
             while let Some(line) = kept_lines.next_if(|line| *line <= record.line) {
                 if line < record.line {

@@ -8,8 +8,10 @@
 
 use std::fs::{File, OpenOptions};
 use std::future::Future;
+use std::io::{Read as _, Write as _};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
@@ -43,14 +45,19 @@ pub enum Error {
     /// Something failed after requests were sent (the results file could not be written).
     #[error("{0:#}")]
     Failed(anyhow::Error),
+    /// A signal came before anything was sent: nothing was sent or written.
+    #[error("interrupted before anything was sent: nothing was sent, no results were written")]
+    Interrupted,
 }
 
 impl Error {
     pub fn ending(&self) -> Ending {
         match self {
+            Error::Plan(PlanError::Interrupted) => Ending::Interrupted,
             Error::Input(_) | Error::Plan(_) | Error::Setup(_) => Ending::Unusable,
             Error::Locked { .. } => Ending::Locked,
             Error::Failed(error) => Ending::Internal(format!("{error:#}")),
+            Error::Interrupted => Ending::Interrupted,
         }
     }
 }
@@ -58,6 +65,7 @@ impl Error {
 /// Runs the job until it is done, stopped by a job-fatal answer, or `shutdown` resolves.
 pub async fn run(config: RunConfig, shutdown: impl Future<Output = ()>) -> Result<Report, Error> {
     let started = Instant::now();
+    let mut shutdown = std::pin::pin!(shutdown);
     let spooled = spool_stdin(&config.input)?;
     let input = spooled
         .as_ref()
@@ -85,8 +93,24 @@ pub async fn run(config: RunConfig, shutdown: impl Future<Output = ()>) -> Resul
     };
     let (plan, resume) = {
         let (input, output, buckets) = (input.clone(), config.output.clone(), buckets.clone());
-        blocking(move || Plan::make(&input, &buckets, &resume, &output).map(|p| (p, resume)))
-            .await??
+        let cancel = Arc::new(AtomicBool::new(false));
+        let cancelled = cancel.clone();
+        let mut planning = std::pin::pin!(blocking(move || {
+            Plan::make(&input, &buckets, &resume, &output, &cancelled).map(|p| (p, resume))
+        }));
+        tokio::select! {
+            biased;
+            () = shutdown.as_mut() => {
+                // The validation pass stops at its next row; the lock is let go after it.
+                cancel.store(true, Ordering::Relaxed);
+                let _ = planning.await;
+                return Err(Error::Interrupted);
+            }
+            planned = &mut planning => planned?.map_err(|error| match error {
+                PlanError::Input(error) => PlanError::Input(error.shown_as(&config.input)),
+                error => error,
+            })?,
+        }
     };
     plan.log(config.rate, config.rate_scope);
     let mut report = Report {
@@ -112,9 +136,16 @@ pub async fn run(config: RunConfig, shutdown: impl Future<Output = ()>) -> Resul
             let sent = send(&config, client, &input, &buckets, &plan, resume, shutdown).await?;
             (report.buckets, report.stop, report.problems) = sent;
             let output = config.output.clone();
-            report.counts = blocking(move || results::compact(&input, &output))
-                .await?
-                .map_err(Error::Failed)?;
+            report.counts = blocking(move || {
+                results::compact(&input, &output).with_context(|| {
+                    format!(
+                        "cannot write the final results file {} (what is recorded is kept: run again with --resume)",
+                        output.display()
+                    )
+                })
+            })
+            .await?
+            .map_err(Error::Failed)?;
         }
     }
     drop(spooled);
@@ -138,12 +169,22 @@ impl Target {
 }
 
 /// Checks that the input opens (so a mistyped path leaves no lock file behind), then takes
-/// the lock on the results file and refuses to overwrite one without `--resume`.
+/// the lock on the results file and refuses to overwrite one without `--resume`. Whatever
+/// could stop the run at its end (an output that is a directory, a directory that cannot
+/// take the final rewrite) is found here, before the first request.
 fn claim_output(config: &RunConfig, input: &Path) -> Result<Option<File>, Error> {
-    Reader::open(input)?;
+    Reader::open(input).map_err(|e| e.shown_as(&config.input))?;
     if matches!(config.mode, Mode::DryRun { .. }) {
         return Ok(None);
     }
+    if config.output.is_dir() {
+        return Err(Error::Setup(anyhow::anyhow!(
+            "the output {} is a directory: give --output a file path, such as {}",
+            config.output.display(),
+            config.output.join("images.results.csv").display()
+        )));
+    }
+    check_writable(&config.output)?;
     let lock = lock(&config.output)?;
     if !config.resume && config.output.exists() {
         return Err(Error::Setup(anyhow::anyhow!(
@@ -152,6 +193,28 @@ fn claim_output(config: &RunConfig, input: &Path) -> Result<Option<File>, Error>
         )));
     }
     Ok(Some(lock))
+}
+
+/// Creates and removes a file beside the results file: the final rewrite needs to, and a
+/// directory that refuses it should stop the run before the first request, not after the
+/// last.
+fn check_writable(output: &Path) -> Result<(), Error> {
+    let dir = match output.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    };
+    tempfile::Builder::new()
+        .prefix(".lighthouse-share-check")
+        .tempfile_in(dir)
+        .map(drop)
+        .with_context(|| {
+            format!(
+                "cannot write in {}, where the results file {} goes: make the directory writable, or give another --output",
+                dir.display(),
+                output.display()
+            )
+        })
+        .map_err(Error::Setup)
 }
 
 /// What sending found: each bucket's report, why the run stopped early if it did, and why
@@ -208,13 +271,16 @@ async fn send(
     for reader in readers {
         match reader.await {
             Ok(Ok(())) => {}
-            Ok(Err(error)) => problems.push(format!("reading the input failed: {error}")),
+            Ok(Err(error)) => problems.push(format!(
+                "reading the input failed: {}",
+                error.shown_as(&config.input)
+            )),
             Err(error) => problems.push(format!("a reader thread failed: {error}")),
         }
     }
     let journaled = journal.await.map_err(|e| Error::Failed(e.into()))?;
     if let Err(error) = journaled {
-        let why = format!("{error:#}");
+        let why = format!("{}: {error:#}", config.output.display());
         tracing::error!("{why}");
         stop.trigger(Reason::Journal(why));
     }
@@ -267,10 +333,32 @@ fn spool_stdin(input: &Path) -> Result<Option<(tempfile::TempPath, PathBuf)>, Er
     if input != Path::new("-") {
         return Ok(None);
     }
-    let mut file = tempfile::NamedTempFile::new().map_err(|e| Error::Setup(e.into()))?;
-    std::io::copy(&mut std::io::stdin().lock(), &mut file)
-        .context("cannot read standard input")
+    let spool = || {
+        format!(
+            "cannot copy standard input to a temporary file in {} (set TMPDIR to a directory with room)",
+            std::env::temp_dir().display()
+        )
+    };
+    let mut file = tempfile::NamedTempFile::new()
+        .with_context(spool)
         .map_err(Error::Setup)?;
+    let mut stdin = std::io::stdin().lock();
+    let mut buffer = vec![0; 64 * 1024];
+    loop {
+        let n = match stdin.read(&mut buffer) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => {
+                return Err(Error::Setup(
+                    anyhow::Error::new(e).context("cannot read standard input"),
+                ));
+            }
+        };
+        file.write_all(&buffer[..n])
+            .with_context(spool)
+            .map_err(Error::Setup)?;
+    }
     let path = file.into_temp_path();
     let owned = path.to_path_buf();
     Ok(Some((path, owned)))

@@ -6,6 +6,7 @@ use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use super::say;
 use crate::cli::LogFormat;
 use crate::pool::{BucketReport, Reason};
 use crate::results::{Counts, Status};
@@ -108,14 +109,14 @@ pub fn print_summary(report: &Report, format: LogFormat) {
             "results": report.output,
             "ending": report.ending().as_str(),
         });
-        eprintln!("{summary}");
+        say(&summary.to_string());
         return;
     }
     if report.dry_run {
-        eprintln!(
+        say(&format!(
             "dry run: nothing sent, nothing written; {} invalid rows",
             report.counts.get(Status::Invalid)
-        );
+        ));
         return;
     }
     let statuses: Vec<String> = counts.iter().map(|(s, n)| format!("{n} {s}")).collect();
@@ -127,33 +128,30 @@ pub fn print_summary(report: &Report, format: LogFormat) {
             s
         }
     };
-    eprintln!(
-        "{}",
-        bold(format!(
-            "summary: {} rows: {}",
-            report.counts.total(),
-            statuses.join(", ")
-        ))
-    );
-    eprintln!(
+    say(&bold(format!(
+        "summary: {} rows: {}",
+        report.counts.total(),
+        statuses.join(", ")
+    )));
+    say(&format!(
         "  retries: {}; elapsed: {:.1}s",
         report.counts.retries,
         report.elapsed.as_secs_f64()
-    );
+    ));
     for bucket in &report.buckets {
         match bucket.rate() {
-            Some(rate) => eprintln!(
+            Some(rate) => say(&format!(
                 "  {}: {} requests at {rate:.2}/s",
                 bucket.name, bucket.n_requests
-            ),
-            None => eprintln!(
+            )),
+            None => say(&format!(
                 "  {}: {}",
                 bucket.name,
                 plural(bucket.n_requests, "request", "requests")
-            ),
+            )),
         }
     }
-    eprintln!("  results: {}", report.output.display());
+    say(&format!("  results: {}", report.output.display()));
 }
 
 /// `1 row`, `2 rows`.

@@ -7,6 +7,7 @@ mod check;
 mod window;
 
 use std::collections::{BTreeMap, HashMap};
+use std::io::Write as _;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -529,7 +530,9 @@ pub async fn serve(
         .unwrap_or_default();
     let (rate, scope) = (config.rate, config.rate_scope);
     let handle = Simulator::start(listener, config).map_err(ServeError::Start)?;
-    eprintln!(
+    // Ignored if stderr is gone: the simulator serves on without anyone reading it.
+    let _ = writeln!(
+        std::io::stderr(),
         "simulator listening on {} (secret id {secret_id}; {rate} requests/s per {scope:?} bucket); stats at {}/__stats",
         handle.addr(),
         handle.endpoint()

@@ -3,6 +3,7 @@
 
 mod common;
 mod credentials;
+mod hostile;
 mod run;
 mod simulator;
 mod unattended;
