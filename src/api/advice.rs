@@ -40,9 +40,13 @@ pub fn fatal_advice(error: &ApiError) -> String {
         }
         _ => "no row can get past this answer",
     };
+    let words = match error.message.as_str() {
+        "" => String::new(),
+        message => format!(" ({message})"),
+    };
     format!(
-        "{} ({}): {advice}. The rows not run are marked skipped; fix this and rerun with --resume",
-        error.code, error.message
+        "{}{words}: {advice}. The rows not run are marked skipped; fix this and rerun with --resume",
+        error.code
     )
 }
 
