@@ -99,20 +99,21 @@ pub enum LogFormat {
 }
 
 /// `run` options. Those that the config file can also set are `Option`s here, so that
-/// "not given" can fall through to the environment, the file and the default.
+/// "not given" can fall through to the environment, the file and the default. `config`
+/// reads the environment, not clap, so that a bad value is named by its variable.
 #[derive(Debug, Default, Args)]
 pub struct RunArgs {
     /// The CSV to run (columns region, image_id, permission); `-` reads standard input.
     pub input: PathBuf,
     /// Results file; `-` writes the results CSV to standard output [default: INPUT with its
-    /// extension replaced by .results.csv, or .results.xlsx for a workbook].
-    #[arg(short, long, env = "LIGHTHOUSE_SHARE_OUTPUT", help_heading = INPUT_OUTPUT)]
+    /// extension replaced by .results.csv, or .results.xlsx for a workbook]. [env: LIGHTHOUSE_SHARE_OUTPUT]
+    #[arg(short, long, help_heading = INPUT_OUTPUT)]
     pub output: Option<PathBuf>,
-    /// The sheet of a workbook input [default: the first sheet].
-    #[arg(long, env = "LIGHTHOUSE_SHARE_SHEET", help_heading = INPUT_OUTPUT)]
+    /// The sheet of a workbook input [default: the first sheet]. [env: LIGHTHOUSE_SHARE_SHEET]
+    #[arg(long, help_heading = INPUT_OUTPUT)]
     pub sheet: Option<String>,
-    /// TOML config file (every key: config.example.toml).
-    #[arg(short, long, env = "LIGHTHOUSE_SHARE_CONFIG", help_heading = INPUT_OUTPUT)]
+    /// TOML config file (every key: config.example.toml). [env: LIGHTHOUSE_SHARE_CONFIG]
+    #[arg(short, long, help_heading = INPUT_OUTPUT)]
     pub config: Option<PathBuf>,
     /// Continue from the results file: keep its finished rows, run the rest.
     #[arg(long, overrides_with = "no_resume", help_heading = INPUT_OUTPUT)]
@@ -127,33 +128,33 @@ pub struct RunArgs {
     #[arg(long, overrides_with = "dry_run", help_heading = INPUT_OUTPUT)]
     pub no_dry_run: bool,
     /// Most requests per second per region (or per endpoint, see --rate-scope); may be
-    /// fractional [default: 20].
-    #[arg(long, env = "LIGHTHOUSE_SHARE_RATE", help_heading = PACING)]
+    /// fractional [default: 20]. [env: LIGHTHOUSE_SHARE_RATE]
+    #[arg(long, help_heading = PACING)]
     pub rate: Option<f64>,
     /// Whether each region has its own limit, or one endpoint has one limit for all
-    /// regions [default: region if the endpoint contains {region}, else endpoint].
-    #[arg(long, env = "LIGHTHOUSE_SHARE_RATE_SCOPE", help_heading = PACING)]
+    /// regions [default: region if the endpoint contains {region}, else endpoint]. [env: LIGHTHOUSE_SHARE_RATE_SCOPE]
+    #[arg(long, help_heading = PACING)]
     pub rate_scope: Option<RateScope>,
-    /// Most requests in flight per region (or endpoint) [default: 32].
-    #[arg(long, env = "LIGHTHOUSE_SHARE_CONCURRENCY", help_heading = PACING)]
+    /// Most requests in flight per region (or endpoint) [default: 32]. [env: LIGHTHOUSE_SHARE_CONCURRENCY]
+    #[arg(long, help_heading = PACING)]
     pub concurrency: Option<usize>,
-    /// Attempts per row, the first included [default: 8].
-    #[arg(long, env = "LIGHTHOUSE_SHARE_MAX_ATTEMPTS", help_heading = PACING)]
+    /// Attempts per row, the first included [default: 8]. [env: LIGHTHOUSE_SHARE_MAX_ATTEMPTS]
+    #[arg(long, help_heading = PACING)]
     pub max_attempts: Option<u32>,
     /// Stop the job (exit 4) once more than N rows, or P% of the rows finished so far (after
-    /// at least 20), have failed [default: off].
-    #[arg(long, value_name = "N|P%", env = "LIGHTHOUSE_SHARE_MAX_FAILURES", help_heading = PACING)]
+    /// at least 20), have failed [default: off]. [env: LIGHTHOUSE_SHARE_MAX_FAILURES]
+    #[arg(long, value_name = "N|P%", help_heading = PACING)]
     pub max_failures: Option<FailureLimit>,
-    /// Per-request timeout in seconds [default: 10].
-    #[arg(long, env = "LIGHTHOUSE_SHARE_TIMEOUT", help_heading = PACING)]
+    /// Per-request timeout in seconds [default: 10]. [env: LIGHTHOUSE_SHARE_TIMEOUT]
+    #[arg(long, help_heading = PACING)]
     pub timeout: Option<f64>,
     /// Credentials profile: a section of ~/.tencentcloud/credentials or a tccli profile.
-    /// Named, it wins over TENCENTCLOUD_SECRET_ID/KEY [default: $TCCLI_PROFILE, else default].
-    #[arg(long, env = "LIGHTHOUSE_SHARE_PROFILE", help_heading = CREDENTIALS)]
+    /// Named, it wins over TENCENTCLOUD_SECRET_ID/KEY [default: $TCCLI_PROFILE, else default]. [env: LIGHTHOUSE_SHARE_PROFILE]
+    #[arg(long, help_heading = CREDENTIALS)]
     pub profile: Option<String>,
     /// Endpoint template; `{region}` is replaced by the row's region
-    /// [default: https://lighthouse.{region}.tencentcloudapi.com].
-    #[arg(long, env = "LIGHTHOUSE_SHARE_ENDPOINT", help_heading = CREDENTIALS)]
+    /// [default: https://lighthouse.{region}.tencentcloudapi.com]. [env: LIGHTHOUSE_SHARE_ENDPOINT]
+    #[arg(long, help_heading = CREDENTIALS)]
     pub endpoint: Option<String>,
     /// Run against an in-process simulator with its built-in credentials (no account needed).
     #[arg(long, overrides_with = "no_simulate", help_heading = CREDENTIALS)]
@@ -161,8 +162,8 @@ pub struct RunArgs {
     /// Use the real endpoint, even if the config file or the environment says --simulate.
     #[arg(long, overrides_with = "simulate", help_heading = CREDENTIALS)]
     pub no_simulate: bool,
-    /// Log lines on stderr [default: text].
-    #[arg(long, env = "LIGHTHOUSE_SHARE_LOG_FORMAT", help_heading = LOGGING)]
+    /// Log lines on stderr [default: text]. [env: LIGHTHOUSE_SHARE_LOG_FORMAT]
+    #[arg(long, help_heading = LOGGING)]
     pub log_format: Option<LogFormat>,
     /// Only warnings and errors; a run that ends with exit 0 prints nothing at all.
     #[arg(short, long, conflicts_with = "verbose", overrides_with = "no_quiet", help_heading = LOGGING)]

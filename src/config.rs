@@ -1,10 +1,15 @@
 //! Configuration: the command line, the environment and the config file become one validated
-//! [`RunConfig`] before the first request. A flag wins over the environment (clap reads the
-//! `LIGHTHOUSE_SHARE_*` variables), which wins over the file, which wins over the default.
+//! [`RunConfig`] before the first request. A flag wins over the environment (the
+//! `LIGHTHOUSE_SHARE_*` variables, read here rather than by clap so that a bad value is named
+//! by its variable), which wins over the file, which wins over the default. Each value keeps
+//! where it came from, so that a message names the flag, the variable or the file's key.
 
+use std::fmt::Display;
 use std::path::{Path, PathBuf};
+use std::str::FromStr;
 use std::time::Duration;
 
+use clap::ValueEnum;
 use serde::Deserialize;
 
 use crate::action::RateScope;
@@ -201,7 +206,11 @@ fn check_keys(path: &Path, table: &toml::Table) -> Result<(), ConfigError> {
 impl RunConfig {
     /// Resolves the arguments, the environment (through `env`) and the config file.
     pub async fn resolve(args: RunArgs, env: Env<'_>) -> Result<Self, ConfigError> {
-        let (file, warnings) = match &args.config {
+        let config_path = args
+            .config
+            .clone()
+            .or_else(|| env_value(env, "LIGHTHOUSE_SHARE_CONFIG").map(PathBuf::from));
+        let (file, mut warnings) = match &config_path {
             Some(path) => {
                 let file = FileConfig::load(path)?;
                 let exposed = file
@@ -209,11 +218,15 @@ impl RunConfig {
                     .secret_key
                     .as_ref()
                     .and_then(|_| readable_by_others(path));
-                (file, exposed.into_iter().collect())
+                (file, exposed.into_iter().collect::<Vec<_>>())
             }
             None => (FileConfig::default(), Vec::new()),
         };
         let run = &file.run;
+        let sources = Sources {
+            env,
+            file: config_path.as_deref(),
+        };
         let switch = |on: bool, off: bool, name: &str, from_file: Option<bool>| {
             switch(on, off, env, name, from_file)
         };
@@ -221,33 +234,56 @@ impl RunConfig {
         let dry_run = switch(args.dry_run, args.no_dry_run, "DRY_RUN", run.dry_run)?;
         let resume = switch(args.resume, args.no_resume, "RESUME", run.resume)?;
         let quiet = switch(args.quiet, args.no_quiet, "QUIET", run.quiet)?;
-        let endpoint = Endpoint::new(
-            args.endpoint
-                .as_deref()
-                .or(run.endpoint.as_deref())
-                .unwrap_or(DEFAULT_ENDPOINT),
-        );
+        let endpoint = sources.pick(
+            "endpoint",
+            args.endpoint,
+            run.endpoint.clone(),
+            DEFAULT_ENDPOINT.to_string(),
+            text,
+        )?;
         if !simulate {
             check_endpoint(&endpoint)?;
         }
+        let endpoint = Endpoint::new(&endpoint.value);
+        let scope = sources.get("rate_scope", args.rate_scope, run.rate_scope, choice)?;
         let rate_scope =
-            args.rate_scope
-                .or(run.rate_scope)
+            scope
+                .map(|scope| scope.value)
                 .unwrap_or(if endpoint.has_region() || simulate {
                     RateScope::Region
                 } else {
                     RateScope::Endpoint
                 });
-        let rate = args.rate.or(run.rate).unwrap_or(20.0);
-        let concurrency = args.concurrency.or(run.concurrency).unwrap_or(32);
-        let max_attempts = args.max_attempts.or(run.max_attempts).unwrap_or(8);
-        let timeout = args.timeout.or(run.timeout).unwrap_or(10.0);
-        let backoff = Backoff {
-            base: Duration::from_millis(file.retry.base_ms.unwrap_or(500)),
-            max: Duration::from_millis(file.retry.max_ms.unwrap_or(20_000)),
+        let numbers = Numbers {
+            rate: sources.pick("rate", args.rate, run.rate, 20.0, number)?,
+            concurrency: sources.pick(
+                "concurrency",
+                args.concurrency,
+                run.concurrency,
+                32,
+                number,
+            )?,
+            max_attempts: sources.pick(
+                "max_attempts",
+                args.max_attempts,
+                run.max_attempts,
+                8,
+                number,
+            )?,
+            timeout: sources.pick("timeout", args.timeout, run.timeout, 10.0, number)?,
+            base_ms: sources.retry("base_ms", file.retry.base_ms, 500),
+            max_ms: sources.retry("max_ms", file.retry.max_ms, 20_000),
         };
-        check_numbers(rate, concurrency, max_attempts, timeout, backoff)?;
-        let output = args.output.or(run.output.clone());
+        numbers.check()?;
+        let max_failures = sources
+            .get("max_failures", args.max_failures, run.max_failures, number)?
+            .map(|setting| setting.value);
+        let sheet = sources
+            .get("sheet", args.sheet, run.sheet.clone(), text)?
+            .map(|setting| setting.value);
+        let output = sources
+            .get("output", args.output, run.output.clone(), path)?
+            .map(|setting| setting.value);
         let (output, beside) = match output {
             Some(path) if path == Path::new("-") => {
                 (Destination::Stdout, default_output(&args.input))
@@ -263,8 +299,10 @@ impl RunConfig {
         for ours in [&beside, &record, &lock] {
             refuse_input(&args.input, ours)?;
         }
-        let profile = profile(args.profile, run.profile.clone(), env);
-        let mut warnings = warnings;
+        let named = sources
+            .get("profile", args.profile, run.profile.clone(), text)?
+            .map(|setting| setting.value);
+        let profile = profile(named, env);
         let target = match simulate {
             true => SIMULATOR_TARGET.to_string(),
             false => endpoint.template().to_string(),
@@ -301,29 +339,36 @@ impl RunConfig {
                 profile.name
             ));
         }
+        let log_format = sources.pick(
+            "log_format",
+            args.log_format,
+            run.log_format,
+            LogFormat::Text,
+            choice,
+        )?;
         let verbose = verbosity(args.verbose, env, run.verbose)?;
         Ok(Self {
             input: args.input,
-            sheet: args.sheet.or(run.sheet.clone()),
+            sheet,
             output,
             record,
             lock,
             mode,
             target,
-            rate,
+            rate: numbers.rate.value,
             rate_scope,
-            concurrency,
+            concurrency: numbers.concurrency.value,
             retry: Policy {
-                max_attempts,
-                backoff,
+                max_attempts: numbers.max_attempts.value,
+                backoff: Backoff {
+                    base: Duration::from_millis(numbers.base_ms.value),
+                    max: Duration::from_millis(numbers.max_ms.value),
+                },
             },
-            max_failures: args.max_failures.or(run.max_failures),
-            timeout: Duration::from_secs_f64(timeout),
+            max_failures,
+            timeout: Duration::from_secs_f64(numbers.timeout.value),
             resume,
-            log_format: args
-                .log_format
-                .or(run.log_format)
-                .unwrap_or(LogFormat::Text),
+            log_format: log_format.value,
             quiet,
             verbose,
             warnings,
@@ -365,8 +410,8 @@ impl RunConfig {
 /// The profile to read: named by `--profile` (or its variable) or the config file, else
 /// tccli's `TCCLI_PROFILE` as the default name, else `default`; only a named one wins over
 /// the environment's keys (as `AWS_PROFILE` does not, in aws-cli).
-fn profile(flag: Option<String>, from_file: Option<String>, env: Env<'_>) -> Profile {
-    match flag.or(from_file).filter(|name| !name.is_empty()) {
+fn profile(named: Option<String>, env: Env<'_>) -> Profile {
+    match named.filter(|name| !name.is_empty()) {
         Some(name) => Profile { name, named: true },
         None => Profile {
             name: env("TCCLI_PROFILE")
@@ -390,6 +435,152 @@ fn verbosity(flags: u8, env: Env<'_>, from_file: Option<u8>) -> Result<u8, Confi
             ))
         }),
     }
+}
+
+/// Where a setting's value came from.
+#[derive(Clone, Debug)]
+enum Origin {
+    Flag,
+    Env,
+    File(PathBuf),
+    Default,
+}
+
+/// A setting's value, and where it came from, to name that place in a message.
+#[derive(Clone, Debug)]
+struct Setting<T> {
+    value: T,
+    origin: Origin,
+    /// The key in snake case: `max_attempts` (the flag `--max-attempts`, the variable
+    /// `LIGHTHOUSE_SHARE_MAX_ATTEMPTS`).
+    name: &'static str,
+    /// The config file's table that holds the key.
+    table: &'static str,
+}
+
+impl<T: Display> Setting<T> {
+    /// The setting as the user wrote it, showing `shown` for its value:
+    /// `--rate -5`, `LIGHTHOUSE_SHARE_RATE=-5`, `config.toml: [run] rate = -5`.
+    fn written(&self, shown: &str) -> String {
+        match &self.origin {
+            Origin::Flag | Origin::Default => format!("--{} {shown}", self.name.replace('_', "-")),
+            Origin::Env => format!("{}={shown}", env_key(self.name)),
+            Origin::File(path) => format!(
+                "{}: [{}] {} = {shown}",
+                path.display(),
+                self.table,
+                self.name
+            ),
+        }
+    }
+
+    /// Refuses the value, naming where it was set and the fix.
+    fn refuse(&self, fix: &str) -> ConfigError {
+        error(format!("{}: {fix}", self.written(&self.value.to_string())))
+    }
+}
+
+/// `LIGHTHOUSE_SHARE_MAX_ATTEMPTS` for `max_attempts`.
+fn env_key(name: &str) -> String {
+    format!("LIGHTHOUSE_SHARE_{}", name.to_ascii_uppercase())
+}
+
+/// A variable's value; an empty one counts as unset.
+fn env_value(env: Env<'_>, key: &str) -> Option<String> {
+    env(key).filter(|value| !value.trim().is_empty())
+}
+
+/// The places a setting can come from, besides its flag.
+struct Sources<'a> {
+    env: Env<'a>,
+    /// The config file, if there is one.
+    file: Option<&'a Path>,
+}
+
+impl Sources<'_> {
+    /// The `[run]` setting `name`: its flag, else its variable (parsed by `parse`), else the
+    /// file's value; `None` if none is given.
+    fn get<T>(
+        &self,
+        name: &'static str,
+        flag: Option<T>,
+        from_file: Option<T>,
+        parse: fn(&str) -> Result<T, String>,
+    ) -> Result<Option<Setting<T>>, ConfigError> {
+        let setting = |value, origin| Setting {
+            value,
+            origin,
+            name,
+            table: "run",
+        };
+        if let Some(value) = flag {
+            return Ok(Some(setting(value, Origin::Flag)));
+        }
+        let key = env_key(name);
+        if let Some(text) = env_value(self.env, &key) {
+            let value = parse(text.trim()).map_err(|why| error(format!("{key}={text}: {why}")))?;
+            return Ok(Some(setting(value, Origin::Env)));
+        }
+        let file = self.file.map(Path::to_path_buf).unwrap_or_default();
+        Ok(from_file.map(|value| setting(value, Origin::File(file))))
+    }
+
+    /// [`Sources::get`], with `default` when nothing is given.
+    fn pick<T>(
+        &self,
+        name: &'static str,
+        flag: Option<T>,
+        from_file: Option<T>,
+        default: T,
+        parse: fn(&str) -> Result<T, String>,
+    ) -> Result<Setting<T>, ConfigError> {
+        Ok(self.get(name, flag, from_file, parse)?.unwrap_or(Setting {
+            value: default,
+            origin: Origin::Default,
+            name,
+            table: "run",
+        }))
+    }
+
+    /// A `[retry]` setting: the file alone sets it.
+    fn retry(&self, name: &'static str, from_file: Option<u64>, default: u64) -> Setting<u64> {
+        let origin = match (from_file, self.file) {
+            (Some(_), Some(path)) => Origin::File(path.to_path_buf()),
+            _ => Origin::Default,
+        };
+        Setting {
+            value: from_file.unwrap_or(default),
+            origin,
+            name,
+            table: "retry",
+        }
+    }
+}
+
+fn number<T: FromStr>(text: &str) -> Result<T, String>
+where
+    T::Err: Display,
+{
+    text.parse()
+        .map_err(|e| format!("not a number of the kind expected ({e})"))
+}
+
+fn choice<T: ValueEnum>(text: &str) -> Result<T, String> {
+    T::from_str(text, true).map_err(|_| {
+        let names: Vec<String> = T::value_variants()
+            .iter()
+            .filter_map(|v| v.to_possible_value().map(|p| p.get_name().to_string()))
+            .collect();
+        format!("give one of {}", names.join(", "))
+    })
+}
+
+fn text(text: &str) -> Result<String, String> {
+    Ok(text.to_string())
+}
+
+fn path(text: &str) -> Result<PathBuf, String> {
+    Ok(PathBuf::from(text))
 }
 
 /// An on/off option: `--NAME` or `--no-NAME` on the command line wins, then
@@ -418,39 +609,58 @@ fn switch(
     }
 }
 
-/// Numbers a run can work with: no zero, no negative, nothing so large a `Duration` cannot
-/// hold it.
-fn check_numbers(
-    rate: f64,
-    concurrency: usize,
-    max_attempts: u32,
-    timeout: f64,
-    backoff: Backoff,
-) -> Result<(), ConfigError> {
-    if !(rate.is_finite() && rate >= 0.001) {
-        return Err(error(format!(
-            "--rate {rate}: give the most requests per second, at least 0.001, such as 20"
-        )));
+/// The numbers of a run, each with where it was set.
+struct Numbers {
+    rate: Setting<f64>,
+    concurrency: Setting<usize>,
+    max_attempts: Setting<u32>,
+    timeout: Setting<f64>,
+    base_ms: Setting<u64>,
+    max_ms: Setting<u64>,
+}
+
+/// The longest wait between attempts: a longer one looks like a hang.
+const MAX_BACKOFF_MS: u64 = 600_000;
+
+impl Numbers {
+    /// Numbers a run can work with: no zero, no negative, no wait that looks like a hang,
+    /// nothing so large a `Duration` cannot hold it.
+    fn check(&self) -> Result<(), ConfigError> {
+        let rate = self.rate.value;
+        if !(rate.is_finite() && rate >= 0.001) {
+            return Err(self
+                .rate
+                .refuse("give the most requests per second, at least 0.001, such as 20"));
+        }
+        if self.concurrency.value == 0 {
+            return Err(self.concurrency.refuse("give at least 1"));
+        }
+        if self.max_attempts.value == 0 {
+            return Err(self
+                .max_attempts
+                .refuse("give at least 1 (the first attempt counts)"));
+        }
+        let timeout = self.timeout.value;
+        if !(timeout.is_finite() && timeout > 0.0 && timeout <= 86_400.0) {
+            return Err(self
+                .timeout
+                .refuse("give a number of seconds above 0 and at most 86400, such as 10"));
+        }
+        for wait in [&self.base_ms, &self.max_ms] {
+            if wait.value > MAX_BACKOFF_MS {
+                return Err(wait.refuse(&format!(
+                    "give at most {MAX_BACKOFF_MS} (10 minutes): a longer wait between attempts looks like a hang"
+                )));
+            }
+        }
+        if self.base_ms.value > self.max_ms.value {
+            return Err(self.base_ms.refuse(&format!(
+                "larger than max_ms ({}): make base_ms the smaller",
+                self.max_ms.value
+            )));
+        }
+        Ok(())
     }
-    if concurrency == 0 {
-        return Err(error("--concurrency 0: give at least 1"));
-    }
-    if max_attempts == 0 {
-        return Err(error(
-            "--max-attempts 0: give at least 1 (the first attempt counts)",
-        ));
-    }
-    if !(timeout.is_finite() && timeout > 0.0 && timeout <= 86_400.0) {
-        return Err(error(format!(
-            "--timeout {timeout}: give a number of seconds above 0 and at most 86400, such as 10"
-        )));
-    }
-    if backoff.base > backoff.max {
-        return Err(error(
-            "[retry] base_ms is larger than max_ms: make base_ms the smaller",
-        ));
-    }
-    Ok(())
 }
 
 /// A warning if a file holding a secret key can be read by group or others.
@@ -502,26 +712,58 @@ fn refuse_input(input: &Path, ours: &Path) -> Result<(), ConfigError> {
     }
 }
 
-/// Only `https://`, or `http://` to a loopback host: nothing signed crosses a network in clear.
-fn check_endpoint(endpoint: &Endpoint) -> Result<(), ConfigError> {
-    let example = endpoint.url("ap-guangzhou");
+/// Only `https://`, or `http://` to a loopback host: nothing signed crosses a network in
+/// clear. No user or password in the URL (the client would send it as Basic auth, and it
+/// would be shown): it is never echoed. No placeholder but `{region}`.
+fn check_endpoint(endpoint: &Setting<String>) -> Result<(), ConfigError> {
+    let template = endpoint.value.as_str();
+    let shown = without_userinfo(template);
+    let refuse = |why: String| error(format!("{}: {why}", endpoint.written(&shown)));
+    if let Some(placeholder) = unknown_placeholder(template) {
+        return Err(refuse(format!(
+            "`{placeholder}` is not a placeholder: the only one is `{{region}}`, replaced by each row's region"
+        )));
+    }
+    let example = Endpoint::new(template).url("ap-guangzhou");
     let url = reqwest::Url::parse(&example).map_err(|e| {
-        error(format!(
-            "--endpoint {}: not a URL ({e}); give one such as {DEFAULT_ENDPOINT}",
-            endpoint.template()
+        refuse(format!(
+            "not a URL ({e}); give one such as {DEFAULT_ENDPOINT}"
         ))
     })?;
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(refuse(
+            "a user name or password in the endpoint is refused: requests are signed with the credentials, and a password there would be sent in clear text; remove the `user:password@` part".into(),
+        ));
+    }
     match url.scheme() {
         "https" => Ok(()),
         "http" if is_loopback(url.host()) => Ok(()),
-        "http" => Err(error(format!(
-            "--endpoint {}: plain http:// is refused for a host that is not loopback, since the request would cross the network unencrypted; use https://",
-            endpoint.template()
+        "http" => Err(refuse("plain http:// is refused for a host that is not loopback, since the request would cross the network unencrypted; use https://".into())),
+        scheme => Err(refuse(format!(
+            "the scheme `{scheme}` is not supported; use https://"
         ))),
-        scheme => Err(error(format!(
-            "--endpoint {}: the scheme `{scheme}` is not supported; use https://",
-            endpoint.template()
-        ))),
+    }
+}
+
+/// The first `{...}` (or stray brace) in the template that is not `{region}`.
+fn unknown_placeholder(template: &str) -> Option<String> {
+    let rest = template.replace("{region}", "");
+    let start = rest.find(['{', '}'])?;
+    let end = rest[start..]
+        .find('}')
+        .map_or(rest.len(), |end| start + end + 1);
+    Some(rest[start..end].to_string())
+}
+
+/// The template with any `user:password@` replaced by `***@`, to show it safely.
+fn without_userinfo(template: &str) -> String {
+    let Some((scheme, rest)) = template.split_once("://") else {
+        return template.to_string();
+    };
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    match rest[..authority_end].rfind('@') {
+        Some(at) => format!("{scheme}://***{}", &rest[at..]),
+        None => template.to_string(),
     }
 }
 
@@ -560,31 +802,148 @@ mod tests {
         assert!(error.contains("did you mean `retry`?"), "{error}");
     }
 
+    fn flag<T>(name: &'static str, value: T) -> Setting<T> {
+        Setting {
+            value,
+            origin: Origin::Flag,
+            name,
+            table: "run",
+        }
+    }
+
+    fn numbers() -> Numbers {
+        Numbers {
+            rate: flag("rate", 20.0),
+            concurrency: flag("concurrency", 32),
+            max_attempts: flag("max_attempts", 8),
+            timeout: flag("timeout", 10.0),
+            base_ms: Setting {
+                table: "retry",
+                ..flag("base_ms", 500)
+            },
+            max_ms: Setting {
+                table: "retry",
+                ..flag("max_ms", 20_000)
+            },
+        }
+    }
+
     #[test]
     fn numbers_that_cannot_work_are_refused_with_the_fix() {
-        let backoff = Backoff {
-            base: Duration::from_millis(500),
-            max: Duration::from_secs(20),
-        };
-        assert!(check_numbers(20.0, 32, 8, 10.0, backoff).is_ok());
-        assert!(check_numbers(0.5, 1, 1, 0.1, backoff).is_ok());
-        for (rate, concurrency, attempts, timeout, flag) in [
-            (0.0, 32, 8, 10.0, "--rate"),
-            (f64::NAN, 32, 8, 10.0, "--rate"),
-            (1e-300, 32, 8, 10.0, "--rate"),
-            (20.0, 0, 8, 10.0, "--concurrency"),
-            (20.0, 32, 0, 10.0, "--max-attempts"),
-            (20.0, 32, 8, -1.0, "--timeout"),
-            (20.0, 32, 8, 1e300, "--timeout"),
-        ] {
-            let error = check_numbers(rate, concurrency, attempts, timeout, backoff).unwrap_err();
-            assert!(error.to_string().starts_with(flag), "{error}");
+        assert!(numbers().check().is_ok());
+        let refused = |numbers: Numbers| numbers.check().unwrap_err().to_string();
+        for rate in [0.0, f64::NAN, 1e-300] {
+            let error = refused(Numbers {
+                rate: flag("rate", rate),
+                ..numbers()
+            });
+            assert!(error.starts_with("--rate"), "{error}");
         }
-        let upside_down = Backoff {
-            base: Duration::from_secs(30),
-            max: Duration::from_secs(20),
+        let error = refused(Numbers {
+            concurrency: flag("concurrency", 0),
+            ..numbers()
+        });
+        assert!(error.starts_with("--concurrency 0"), "{error}");
+        let error = refused(Numbers {
+            max_attempts: flag("max_attempts", 0),
+            ..numbers()
+        });
+        assert!(error.starts_with("--max-attempts 0"), "{error}");
+        for timeout in [-1.0, 1e300] {
+            let error = refused(Numbers {
+                timeout: flag("timeout", timeout),
+                ..numbers()
+            });
+            assert!(error.starts_with("--timeout"), "{error}");
+        }
+        let file = |name, value| Setting {
+            value,
+            origin: Origin::File(PathBuf::from("c.toml")),
+            name,
+            table: "retry",
         };
-        assert!(check_numbers(20.0, 32, 8, 10.0, upside_down).is_err());
+        let error = refused(Numbers {
+            max_ms: file("max_ms", 9_223_372_036_854_775_807),
+            ..numbers()
+        });
+        assert_eq!(
+            error,
+            "c.toml: [retry] max_ms = 9223372036854775807: give at most 600000 (10 minutes): a longer wait between attempts looks like a hang"
+        );
+        let error = refused(Numbers {
+            base_ms: file("base_ms", 30_000),
+            ..numbers()
+        });
+        assert!(
+            error.starts_with("c.toml: [retry] base_ms = 30000: larger than max_ms"),
+            "{error}"
+        );
+    }
+
+    /// A value is named where it was set: the flag, the variable, or the file and its key.
+    #[tokio::test]
+    async fn a_bad_value_is_named_by_its_flag_variable_or_file_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("config.toml");
+        std::fs::write(&config, "[run]\nrate = -5\n").unwrap();
+        let args = || RunArgs {
+            input: "in.csv".into(),
+            dry_run: true,
+            ..Default::default()
+        };
+        let resolve = |args: RunArgs, vars: &'static [(&'static str, &'static str)]| async move {
+            let env = |key: &str| {
+                vars.iter()
+                    .find(|(name, _)| *name == key)
+                    .map(|(_, value)| value.to_string())
+            };
+            RunConfig::resolve(args, &env)
+                .await
+                .unwrap_err()
+                .to_string()
+        };
+        let error = resolve(args(), &[("LIGHTHOUSE_SHARE_RATE", "abc")]).await;
+        assert!(
+            error.starts_with("LIGHTHOUSE_SHARE_RATE=abc: not a number"),
+            "{error}"
+        );
+        let error = resolve(args(), &[("LIGHTHOUSE_SHARE_RATE", "-5")]).await;
+        assert!(
+            error.starts_with("LIGHTHOUSE_SHARE_RATE=-5: give"),
+            "{error}"
+        );
+        let error = resolve(args(), &[("LIGHTHOUSE_SHARE_RATE_SCOPE", "zone")]).await;
+        assert_eq!(
+            error,
+            "LIGHTHOUSE_SHARE_RATE_SCOPE=zone: give one of region, endpoint"
+        );
+        let from_file = RunArgs {
+            config: Some(config.clone()),
+            ..args()
+        };
+        let error = resolve(from_file, &[]).await;
+        let expected = format!("{}: [run] rate = -5: give", config.display());
+        assert!(error.starts_with(&expected), "{error}");
+        let flag_wins = RunArgs {
+            config: Some(config.clone()),
+            rate: Some(0.0),
+            ..args()
+        };
+        let error = resolve(flag_wins, &[("LIGHTHOUSE_SHARE_RATE", "abc")]).await;
+        assert!(error.starts_with("--rate 0: give"), "{error}");
+        let env_beats_file = RunArgs {
+            config: Some(config),
+            ..args()
+        };
+        let error = resolve(env_beats_file, &[("LIGHTHOUSE_SHARE_RATE", "0")]).await;
+        assert!(
+            error.starts_with("LIGHTHOUSE_SHARE_RATE=0: give"),
+            "{error}"
+        );
+    }
+
+    fn endpoint(template: &str) -> Result<(), ConfigError> {
+        check_endpoint(&flag("endpoint", template.to_string()))
     }
 
     #[test]
@@ -595,11 +954,37 @@ mod tests {
             "http://localhost:1",
             "http://[::1]:2",
         ] {
-            assert!(check_endpoint(&Endpoint::new(ok)).is_ok(), "{ok}");
+            assert!(endpoint(ok).is_ok(), "{ok}");
         }
-        let error =
-            check_endpoint(&Endpoint::new("http://lighthouse.tencentcloudapi.com")).unwrap_err();
+        let error = endpoint("http://lighthouse.tencentcloudapi.com").unwrap_err();
         assert!(error.to_string().contains("use https://"), "{error}");
+    }
+
+    #[test]
+    fn a_placeholder_other_than_region_is_named() {
+        let error = endpoint("https://lighthouse.{REGION}.tencentcloudapi.com")
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("`{REGION}` is not a placeholder"), "{error}");
+        let error = endpoint("https://lighthouse.{region.tencentcloudapi.com")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("`{region.tencentcloudapi.com` is not"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn user_info_in_the_endpoint_is_refused_and_never_shown() {
+        let error = endpoint("https://user:hunter2@lighthouse.{region}.tencentcloudapi.com")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.starts_with("--endpoint https://***@lighthouse.{region}"),
+            "{error}"
+        );
+        assert!(!error.contains("hunter2"), "{error}");
     }
 
     #[test]
@@ -636,16 +1021,16 @@ mod tests {
             name: name.into(),
             named: true,
         };
-        assert_eq!(profile(Some("prod".into()), None, &tccli), named("prod"));
-        assert_eq!(profile(None, Some("file".into()), &tccli), named("file"));
+        assert_eq!(profile(Some("prod".into()), &tccli), named("prod"));
+        assert_eq!(profile(Some("file".into()), &tccli), named("file"));
         assert_eq!(
-            profile(None, None, &tccli),
+            profile(None, &tccli),
             Profile {
                 name: "staging".into(),
                 named: false
             }
         );
-        assert_eq!(profile(None, None, &none).name, "default");
+        assert_eq!(profile(None, &none).name, "default");
     }
 
     #[test]

@@ -2,8 +2,8 @@
 //! sharing, in bulk.
 //!
 //! The data's path, one module per stage, each depending only on the ones before it:
-//! - `action` (regions, permission, image id: the API's vocabulary), `suggest`, `credentials`
-//!   and `sign` (TC3-HMAC-SHA256) at the bottom;
+//! - `action` (regions, permission, image id: the API's vocabulary), `suggest`, `clock`,
+//!   `credentials` and `sign` (TC3-HMAC-SHA256) at the bottom;
 //! - `input`: a spreadsheet export → validated rows;
 //! - `limiter`: pacing; `api`: sign, call, classify (with the advice for job-fatal answers);
 //!   `retry`: what a failed attempt leads to;
@@ -20,6 +20,7 @@
 pub mod action;
 pub mod api;
 pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod credentials;
 pub mod input;

@@ -9,19 +9,26 @@ use lighthouse_share::simulator;
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() {
+    // A file-size limit (`ulimit -f`) would kill the process with SIGXFSZ and no word;
+    // ignored, the write fails with EFBIG and the run reports it with the file's path.
+    // SAFETY: only sets the signal's disposition, before any other thread exists.
+    unsafe {
+        libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+    }
     let cli = Cli::parse();
+    let shutdown = interrupted();
     let ending = match cli.command {
-        Command::Run(args) => run(args).await,
+        Command::Run(args) => run(args, shutdown).await,
         Command::Simulate(args) => match args.simulator_config() {
-            Ok(config) => match simulator::serve(&args.listen, config, interrupted()).await {
+            Ok(config) => match simulator::serve(&args.listen, config, shutdown).await {
                 Ok(()) => Ending::Done,
                 Err(error) => {
-                    eprintln!("error: {error}");
+                    output::say(&format!("error: {error}"));
                     Ending::Unusable
                 }
             },
             Err(error) => {
-                eprintln!("error: {error}");
+                output::say(&format!("error: {error}"));
                 Ending::Unusable
             }
         },
@@ -32,7 +39,7 @@ async fn main() {
 }
 
 /// `lighthouse-share run`: resolves the configuration, runs, prints the summary.
-async fn run(args: RunArgs) -> Ending {
+async fn run(args: RunArgs, shutdown: impl Future<Output = ()>) -> Ending {
     let config = match RunConfig::resolve(args, &|key| std::env::var(key).ok()).await {
         Ok(config) => config,
         Err(error) => {
@@ -46,7 +53,7 @@ async fn run(args: RunArgs) -> Ending {
         tracing::warn!("{warning}");
     }
     let (format, quiet) = (config.log_format, config.quiet);
-    match lighthouse_share::run::run(config, interrupted()).await {
+    match lighthouse_share::run::run(config, shutdown).await {
         Ok(report) => {
             let ending = report.ending();
             // With -q a run that did all it was asked is silent: cron mails nothing.
@@ -72,7 +79,7 @@ fn printed(written: std::io::Result<()>) -> Ending {
         Ok(()) => Ending::Done,
         Err(error) if error.kind() == std::io::ErrorKind::BrokenPipe => Ending::Done,
         Err(error) if error.kind() == std::io::ErrorKind::InvalidInput => {
-            eprintln!("error: {error}");
+            output::say(&format!("error: {error}"));
             Ending::Unusable
         }
         Err(error) => Ending::Internal(format!("cannot write to standard output: {error}")),
@@ -92,26 +99,34 @@ fn exit_code(ending: &Ending) -> i32 {
     }
 }
 
-/// Resolves on the first SIGINT or SIGTERM; a second one exits the process at once with 130
-/// (what was already flushed to the results file is kept).
-async fn interrupted() {
+/// Resolves on the first SIGINT, SIGTERM or SIGHUP (a closed terminal, an ssh session
+/// gone); a second one exits the process at once with 130 (what was already flushed to the
+/// results file is kept). The handlers are installed when this is called, before any work,
+/// so that a signal during validation stops the run as cleanly as one during sending.
+fn interrupted() -> impl Future<Output = ()> {
     use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut int), Ok(mut term)) = (
+    let signals = (
         signal(SignalKind::interrupt()),
         signal(SignalKind::terminate()),
-    ) else {
-        return std::future::pending().await;
-    };
-    tokio::select! {
-        _ = int.recv() => {}
-        _ = term.recv() => {}
-    }
-    tokio::spawn(async move {
+        signal(SignalKind::hangup()),
+    );
+    async move {
+        let (Ok(mut int), Ok(mut term), Ok(mut hup)) = signals else {
+            return std::future::pending().await;
+        };
         tokio::select! {
             _ = int.recv() => {}
             _ = term.recv() => {}
+            _ = hup.recv() => {}
         }
-        eprintln!("second signal: stopping at once; rows already written are kept");
-        std::process::exit(exit_code(&Ending::Interrupted));
-    });
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = int.recv() => {}
+                _ = term.recv() => {}
+                _ = hup.recv() => {}
+            }
+            output::say("second signal: stopping at once; rows already written are kept");
+            std::process::exit(exit_code(&Ending::Interrupted));
+        });
+    }
 }

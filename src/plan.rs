@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use tokio::sync::mpsc;
@@ -33,6 +34,16 @@ impl Buckets {
     }
 }
 
+/// Why the plan could not be made: exit 2 for the input, 130 for a signal; nothing sent.
+#[derive(Debug, thiserror::Error)]
+pub enum PlanError {
+    #[error(transparent)]
+    Input(#[from] InputError),
+    /// The run was told to stop while validating.
+    #[error("interrupted while checking the input")]
+    Interrupted,
+}
+
 /// What the validation pass found.
 #[derive(Debug)]
 pub struct Plan {
@@ -48,8 +59,14 @@ const SHOWN_INVALID: u64 = 20;
 
 impl Plan {
     /// Reads every row of `input` once: checks it, and counts it in its bucket unless an
-    /// earlier run finished it.
-    pub fn make(input: &Source, buckets: &Buckets, resume: &Resume) -> Result<Self, InputError> {
+    /// earlier run finished it. Stops early with [`PlanError::Interrupted`] once `cancel` is
+    /// set, so that a signal during a long validation ends the run promptly.
+    pub fn make(
+        input: &Source,
+        buckets: &Buckets,
+        resume: &Resume,
+        cancel: &AtomicBool,
+    ) -> Result<Self, PlanError> {
         let mut plan = Plan {
             rows_per_bucket: BTreeMap::new(),
             n_invalid: 0,
@@ -57,6 +74,9 @@ impl Plan {
         };
         let mut occurrences = Occurrences::default();
         for record in input.reader()? {
+            if cancel.load(Ordering::Relaxed) {
+                return Err(PlanError::Interrupted);
+            }
             let record = record?;
             match record.validate() {
                 Err(message) => {

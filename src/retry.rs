@@ -4,7 +4,12 @@
 
 use std::time::Duration;
 
-use crate::api::Class;
+use crate::api::{ApiError, Class, HTTP_STATUS, INVALID_RESPONSE, Success};
+
+/// How many attempts of a bucket must fail to connect, with nothing ever answering, before
+/// its region is given up: enough to ride out one dropped packet, few enough that a
+/// mistyped host does not cost every row its attempts.
+pub const UNREACHABLE_LIMIT: u64 = 3;
 
 /// Capped exponential backoff with full jitter.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -30,6 +35,37 @@ pub struct History {
     pub attempts: u32,
     /// Whether `AuthFailure.SignatureExpire` was already retried once.
     pub clock_retried: bool,
+}
+
+/// What a bucket has heard from its endpoint so far, to tell a wrong endpoint (nothing but
+/// refusals, or nothing at all) from a row's bad luck.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Heard {
+    /// Attempts the API answered (a success, or one of its error codes).
+    pub n_api_answers: u64,
+    /// Attempts that got any HTTP answer.
+    pub n_http_answers: u64,
+    /// Attempts that could not connect at all.
+    pub n_unreachable: u64,
+}
+
+impl Heard {
+    /// Counts one attempt's result.
+    pub fn note(&mut self, result: &Result<Success, ApiError>) {
+        let (api, http) = match result {
+            Ok(_) => (true, true),
+            Err(error) if error.request_id.is_some() => (true, true),
+            Err(error) => {
+                if error.class == Class::Unreachable {
+                    self.n_unreachable += 1;
+                }
+                let http = error.code.starts_with(HTTP_STATUS) || error.code == INVALID_RESPONSE;
+                (false, http)
+            }
+        };
+        self.n_api_answers += u64::from(api);
+        self.n_http_answers += u64::from(http);
+    }
 }
 
 /// The retry settings of a run.
@@ -60,12 +96,30 @@ pub enum Step {
 }
 
 impl Policy {
-    /// The next step for a row whose last attempt failed with `class`. `stopping` is whether
-    /// the job is stopping (a signal, a job-fatal answer elsewhere); `jitter` is a uniform
-    /// draw from [0, 1), passed in so the function stays pure.
-    pub fn next_step(&self, class: Class, history: History, stopping: bool, jitter: f64) -> Step {
+    /// The next step for a row whose last attempt failed with `class`. `heard` is what the
+    /// row's bucket has heard so far, that attempt included; `stopping` is whether the job
+    /// is stopping (a signal, a job-fatal answer elsewhere); `jitter` is a uniform draw from
+    /// [0, 1), passed in so the function stays pure.
+    pub fn next_step(
+        &self,
+        class: Class,
+        history: History,
+        heard: Heard,
+        stopping: bool,
+        jitter: f64,
+    ) -> Step {
+        let never_answered = heard.n_http_answers == 0;
         match class {
             Class::AlreadyDone => Step::AlreadyDone,
+            Class::Unreachable if never_answered && heard.n_unreachable >= UNREACHABLE_LIMIT => {
+                Step::StopRegion
+            }
+            Class::Unreachable => {
+                self.next_step(Class::Transient, history, heard, stopping, jitter)
+            }
+            // Every answer so far is an HTTP refusal: the endpoint is not the API.
+            Class::Rejected if heard.n_api_answers == 0 => Step::StopJob,
+            Class::Rejected => Step::Fail,
             Class::Transient if stopping => Step::Leave,
             Class::Transient if history.attempts < self.max_attempts => {
                 Step::RetryAfter(self.backoff.delay(history.attempts, jitter))
@@ -177,11 +231,81 @@ mod tests {
         for (code, history, stopping, step) in cases {
             let class = classify(code, Permission::Share);
             assert_eq!(
-                POLICY.next_step(class, *history, *stopping, 0.5),
+                POLICY.next_step(class, *history, ANSWERING, *stopping, 0.5),
                 *step,
                 "{code} after {history:?}, stopping: {stopping}"
             );
         }
+    }
+
+    /// A bucket whose endpoint has answered as the API does.
+    const ANSWERING: Heard = Heard {
+        n_api_answers: 5,
+        n_http_answers: 5,
+        n_unreachable: 0,
+    };
+
+    /// A wrong endpoint is told from bad luck by what the bucket has heard.
+    #[test]
+    fn an_endpoint_that_never_answers_as_the_api_stops_early() {
+        use Step::*;
+        let first = history(1, false);
+        let silent = |n_unreachable| Heard {
+            n_unreachable,
+            ..Heard::default()
+        };
+        let step = |code: &str, heard: Heard| {
+            POLICY.next_step(classify(code, Permission::Share), first, heard, false, 0.5)
+        };
+        let retry = RetryAfter(Duration::from_millis(250));
+        assert_eq!(step("CannotConnect", silent(UNREACHABLE_LIMIT - 1)), retry);
+        assert_eq!(step("CannotConnect", silent(UNREACHABLE_LIMIT)), StopRegion);
+        let answered_once = Heard {
+            n_http_answers: 1,
+            ..silent(UNREACHABLE_LIMIT)
+        };
+        assert_eq!(
+            step("CannotConnect", answered_once),
+            retry,
+            "it did answer once"
+        );
+        assert_eq!(step("CannotConnect", ANSWERING), retry);
+        let refused = Heard {
+            n_http_answers: 3,
+            ..Heard::default()
+        };
+        assert_eq!(step("HttpStatus404", refused), StopJob);
+        assert_eq!(step("HttpStatus404", ANSWERING), Fail, "not transient");
+        assert_eq!(step("HttpStatus429", refused), retry);
+        assert_eq!(step("HttpStatus408", refused), retry);
+        assert_eq!(step("HttpStatus301", ANSWERING), StopJob);
+    }
+
+    #[test]
+    fn heard_counts_api_answers_http_answers_and_connect_failures() {
+        let mut heard = Heard::default();
+        let error = |code: &str, request_id: Option<&str>| ApiError {
+            code: code.to_string(),
+            message: String::new(),
+            request_id: request_id.map(str::to_string),
+            class: classify(code, Permission::Share),
+        };
+        heard.note(&Err(error("CannotConnect", None)));
+        heard.note(&Err(error("HttpStatus404", None)));
+        heard.note(&Err(error("Timeout", None)));
+        heard.note(&Err(error("InternalError", Some("r"))));
+        heard.note(&Ok(Success {
+            blueprint_id: None,
+            request_id: "r".into(),
+        }));
+        assert_eq!(
+            heard,
+            Heard {
+                n_api_answers: 2,
+                n_http_answers: 3,
+                n_unreachable: 1
+            }
+        );
     }
 
     #[test]

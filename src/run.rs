@@ -10,6 +10,7 @@ use std::fs::{File, OpenOptions};
 use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
@@ -21,7 +22,7 @@ use crate::config::{Mode, RunConfig};
 use crate::credentials::{Credentials, Provider};
 use crate::input::{InputError, Source};
 use crate::output::{self, Ending, Progress, Report};
-use crate::plan::{self, Buckets, Plan};
+use crate::plan::{self, Buckets, Plan, PlanError};
 use crate::pool::{self, BucketReport, Counters, Pool, Reason, Settings, Stop};
 use crate::results::{self, Counts, Destination, Journal, Resume, Status};
 use crate::simulator::{self, Faults, Simulator, SimulatorConfig, SimulatorHandle};
@@ -32,6 +33,8 @@ pub enum Error {
     /// Usage, configuration or input: nothing was sent.
     #[error(transparent)]
     Input(#[from] InputError),
+    #[error(transparent)]
+    Plan(#[from] PlanError),
     #[error("{0:#}")]
     Setup(anyhow::Error),
     #[error(
@@ -41,14 +44,19 @@ pub enum Error {
     /// Something failed after requests were sent (the results file could not be written).
     #[error("{0:#}")]
     Failed(anyhow::Error),
+    /// A signal came before anything was sent: nothing was sent or written.
+    #[error("interrupted before anything was sent: nothing was sent, no results were written")]
+    Interrupted,
 }
 
 impl Error {
     pub fn ending(&self) -> Ending {
         match self {
-            Error::Input(_) | Error::Setup(_) => Ending::Unusable,
+            Error::Plan(PlanError::Interrupted) => Ending::Interrupted,
+            Error::Input(_) | Error::Plan(_) | Error::Setup(_) => Ending::Unusable,
             Error::Locked { .. } => Ending::Locked,
             Error::Failed(error) => Ending::Internal(format!("{error:#}")),
+            Error::Interrupted => Ending::Interrupted,
         }
     }
 }
@@ -57,6 +65,7 @@ impl Error {
 pub async fn run(config: RunConfig, shutdown: impl Future<Output = ()>) -> Result<Report, Error> {
     let started = Instant::now();
     tracing::debug!("settings: {}", config.settings());
+    let mut shutdown = std::pin::pin!(shutdown);
     let input = {
         let (path, sheet) = (config.input.clone(), config.sheet.clone());
         Arc::new(blocking(move || Source::open(&path, sheet.as_deref())).await??)
@@ -92,7 +101,21 @@ pub async fn run(config: RunConfig, shutdown: impl Future<Output = ()>) -> Resul
     };
     let (plan, resume) = {
         let (input, buckets) = (input.clone(), buckets.clone());
-        blocking(move || Plan::make(&input, &buckets, &resume).map(|p| (p, resume))).await??
+        let cancel = Arc::new(AtomicBool::new(false));
+        let cancelled = cancel.clone();
+        let mut planning = std::pin::pin!(blocking(move || {
+            Plan::make(&input, &buckets, &resume, &cancelled).map(|p| (p, resume))
+        }));
+        tokio::select! {
+            biased;
+            () = shutdown.as_mut() => {
+                // The validation pass stops at its next row; the lock is let go after it.
+                cancel.store(true, Ordering::Relaxed);
+                let _ = planning.await;
+                return Err(Error::Interrupted);
+            }
+            planned = &mut planning => planned??,
+        }
     };
     plan.log(config.rate, &buckets);
     let mut report = Report {
@@ -155,11 +178,23 @@ impl Target {
 }
 
 /// Takes the lock, and refuses to start over an earlier run's results or record without
-/// `--resume`. A dry run takes nothing.
+/// `--resume`. Whatever could stop the run at its end (an output that is a directory, a
+/// directory that cannot take the final rewrite) is found here, before the first request.
+/// A dry run takes nothing.
 fn claim_output(config: &RunConfig) -> Result<Option<File>, Error> {
     if matches!(config.mode, Mode::DryRun { .. }) {
         return Ok(None);
     }
+    if let Destination::File(path) = &config.output
+        && path.is_dir()
+    {
+        return Err(Error::Setup(anyhow::anyhow!(
+            "the output {} is a directory: give --output a file path, such as {}",
+            path.display(),
+            path.join("images.results.csv").display()
+        )));
+    }
+    check_writable(&config.record)?;
     let lock = lock(&config.lock, &config.output)?;
     let earlier = match &config.output {
         Destination::File(path) if path.exists() => Some(path),
@@ -173,6 +208,28 @@ fn claim_output(config: &RunConfig) -> Result<Option<File>, Error> {
         )));
     }
     Ok(Some(lock))
+}
+
+/// Creates and removes a file beside the results file: the final rewrite needs to, and a
+/// directory that refuses it should stop the run before the first request, not after the
+/// last.
+fn check_writable(output: &Path) -> Result<(), Error> {
+    let dir = match output.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    };
+    tempfile::Builder::new()
+        .prefix(".lighthouse-share-check")
+        .tempfile_in(dir)
+        .map(drop)
+        .with_context(|| {
+            format!(
+                "cannot write in {}, where this run keeps {}: make the directory writable, or give another --output",
+                dir.display(),
+                output.display()
+            )
+        })
+        .map_err(Error::Setup)
 }
 
 /// What sending found: each bucket's report, why the run stopped early if it did, and why

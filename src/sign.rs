@@ -6,7 +6,6 @@
 
 use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
-use std::time::{Duration, UNIX_EPOCH};
 
 use crate::credentials::Credentials;
 
@@ -145,11 +144,25 @@ pub fn request_client() -> String {
     format!("lighthouse-share_{}", env!("CARGO_PKG_VERSION"))
 }
 
-/// `YYYY-MM-DD` of a unix timestamp, in UTC.
+/// `YYYY-MM-DD` of a unix timestamp, in UTC. Plain arithmetic (the civil calendar from days,
+/// after Howard Hinnant), so that no timestamp, not even one from a request the simulator
+/// checks, can make it panic; the sender refuses a clock outside 1970–9999 before this.
 fn utc_date(timestamp: u64) -> String {
-    let rfc3339 =
-        humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_secs(timestamp)).to_string();
-    rfc3339[..10].to_string()
+    let days = timestamp / 86_400 + 719_468;
+    let era = days / 146_097;
+    let day_of_era = days % 146_097;
+    let year_of_era =
+        (day_of_era - day_of_era / 1_460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
+    let month_index = (5 * day_of_year + 2) / 153;
+    let day = day_of_year - (153 * month_index + 2) / 5 + 1;
+    let month = if month_index < 10 {
+        month_index + 3
+    } else {
+        month_index - 9
+    };
+    let year = era * 400 + year_of_era + u64::from(month <= 2);
+    format!("{year:04}-{month:02}-{day:02}")
 }
 
 fn hmac(key: &[u8], message: &[u8]) -> Vec<u8> {
@@ -263,5 +276,21 @@ mod tests {
                 .bytes()
                 .all(|b| b.is_ascii_alphanumeric() || b"-_,;.".contains(&b))
         );
+    }
+
+    #[test]
+    fn the_date_is_the_calendar_date_and_never_panics() {
+        use std::time::{Duration, UNIX_EPOCH};
+        let mut timestamp = 0u64;
+        while timestamp < 253_402_300_800 {
+            let expected =
+                humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_secs(timestamp))
+                    .to_string();
+            assert_eq!(utc_date(timestamp), expected[..10], "{timestamp}");
+            timestamp += 7_777_777;
+        }
+        assert_eq!(utc_date(951_782_400), "2000-02-29");
+        assert_eq!(utc_date(253_402_300_800), "10000-01-01");
+        utc_date(u64::MAX);
     }
 }

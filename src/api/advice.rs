@@ -1,6 +1,7 @@
 //! What a job-fatal answer most likely means, and what to do about it.
 
-use super::ApiError;
+use super::{ApiError, Class, HTTP_STATUS, classify};
+use crate::action::Permission;
 
 /// The message that ends a job stopped by `error`: the code, the service's words, the
 /// likely cause and the fix.
@@ -32,18 +33,43 @@ pub fn fatal_advice(error: &ApiError) -> String {
         "IpInBlacklist" | "IpNotInWhitelist" => {
             "this machine's IP address is not allowed to call the API: check the account's IP allow list"
         }
+        "ClockOutOfRange" => "nothing can be signed with this clock",
+        code if classify(code, Permission::Share) == Class::Rejected => {
+            "every answer from this endpoint so far is an HTTP refusal, never the API's: check --endpoint (the default is https://lighthouse.{region}.tencentcloudapi.com)"
+        }
+        code if code.starts_with(HTTP_STATUS) => {
+            "the Lighthouse API never redirects, so --endpoint does not point at it"
+        }
         _ => "no row can get past this answer",
     };
+    let words = match error.message.as_str() {
+        "" => String::new(),
+        message => format!(" ({message})"),
+    };
     format!(
-        "{} ({}): {advice}. The rows not run are marked skipped; fix this and rerun with --resume",
-        error.code, error.message
+        "{}{words}: {advice}. The rows not run are marked skipped; fix this and rerun with --resume",
+        error.code
     )
+}
+
+/// Why a region's rows fail unsent: the region refuses the action, or its endpoint was
+/// never reached.
+pub fn region_advice(error: &ApiError) -> String {
+    match error.class {
+        Class::Unreachable => format!(
+            "no request to this region's endpoint could connect, so its other rows are not sent ({})",
+            error.message
+        ),
+        _ => format!(
+            "the region refuses this action ({}: {}): its rows fail, the others go on",
+            error.code, error.message
+        ),
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::Class;
 
     #[test]
     fn a_missing_cam_permission_names_the_action_to_grant() {

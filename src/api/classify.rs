@@ -8,6 +8,12 @@ use crate::action::Permission;
 pub enum Class {
     /// Worth another attempt, after a backoff, through the limiter again.
     Transient,
+    /// The endpoint could not be reached at all (DNS, refused, TLS): transient, unless the
+    /// bucket has never reached it (see `retry`).
+    Unreachable,
+    /// An HTTP 4xx (not 408 or 429): the API answers everything with 200, so this is some
+    /// other server's refusal; the endpoint is wrong if nothing else answered (see `retry`).
+    Rejected,
     /// The clock is off: one more attempt, then the job stops.
     Clock,
     /// SHARE of an image already shared: the image is as asked.
@@ -35,8 +41,15 @@ pub fn classify(code: &str, permission: Permission) -> Class {
         | TIMEOUT
         | CONNECTION_ERROR
         | INVALID_RESPONSE => Class::Transient,
+        CANNOT_CONNECT => Class::Unreachable,
         _ if family("RequestLimitExceeded") || family("InternalError") => Class::Transient,
-        _ if code.starts_with(HTTP_STATUS) => Class::Transient,
+        _ if code.starts_with(HTTP_STATUS) => match code[HTTP_STATUS.len()..].parse::<u16>() {
+            // The API never redirects: a redirect is the endpoint's, and is not followed.
+            Ok(300..=399) => Class::JobFatal,
+            Ok(408 | 429) => Class::Transient,
+            Ok(400..=499) => Class::Rejected,
+            _ => Class::Transient,
+        },
         "ResourceNotFound.RoleNotFound"
         | "UnsupportedOperation.AssumeRoleFailed"
         | "InvalidAction"
@@ -45,7 +58,8 @@ pub fn classify(code: &str, permission: Permission) -> Class {
         | "ActionOffline"
         | "IpInBlacklist"
         | "IpNotInWhitelist"
-        | "UnsupportedProtocol" => Class::JobFatal,
+        | "UnsupportedProtocol"
+        | CLOCK_OUT_OF_RANGE => Class::JobFatal,
         // The CAM policy lacks the action: no other row can get past it either.
         _ if family("AuthFailure") || family("UnauthorizedOperation") => Class::JobFatal,
         "UnsupportedRegion" => Class::RegionFatal,
@@ -56,6 +70,10 @@ pub fn classify(code: &str, permission: Permission) -> Class {
 /// Our own codes, for failures where the service gave none.
 pub const TIMEOUT: &str = "Timeout";
 pub const CONNECTION_ERROR: &str = "ConnectionError";
+/// No connection could be made: the name did not resolve, the port refused, TLS failed.
+pub const CANNOT_CONNECT: &str = "CannotConnect";
+/// This machine's clock reads a time outside 1970–9999: nothing can be signed.
+pub const CLOCK_OUT_OF_RANGE: &str = "ClockOutOfRange";
 pub const INVALID_RESPONSE: &str = "InvalidResponse";
 /// Followed by the status number: `HttpStatus503`.
 pub const HTTP_STATUS: &str = "HttpStatus";
@@ -78,6 +96,17 @@ mod tests {
             ("ResourceUnavailable", Transient),
             ("ServiceUnavailable", Transient),
             ("HttpStatus503", Transient),
+            ("HttpStatus500", Transient),
+            ("HttpStatus408", Transient),
+            ("HttpStatus429", Transient),
+            ("HttpStatus404", Rejected),
+            ("HttpStatus401", Rejected),
+            ("HttpStatus403", Rejected),
+            ("HttpStatus405", Rejected),
+            ("HttpStatus301", JobFatal),
+            ("HttpStatus307", JobFatal),
+            ("CannotConnect", Unreachable),
+            ("ClockOutOfRange", JobFatal),
             ("Timeout", Transient),
             ("ConnectionError", Transient),
             ("InvalidResponse", Transient),

@@ -6,7 +6,7 @@
 //! to tell the user when an answer stops the job.
 
 use std::collections::HashMap;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use anyhow::Context;
 
@@ -21,8 +21,15 @@ mod advice;
 mod classify;
 mod endpoint;
 
-pub use advice::fatal_advice;
-pub use classify::{CONNECTION_ERROR, Class, HTTP_STATUS, INVALID_RESPONSE, TIMEOUT, classify};
+pub use advice::{fatal_advice, region_advice};
+pub use classify::{
+    CANNOT_CONNECT, CLOCK_OUT_OF_RANGE, CONNECTION_ERROR, Class, HTTP_STATUS, INVALID_RESPONSE,
+    TIMEOUT, classify,
+};
+
+/// The most of an answer that is read: the API's answers are a few hundred bytes, and a
+/// server that sends gigabytes is not the API.
+pub const MAX_ANSWER_BYTES: usize = 1 << 20;
 pub use endpoint::{Endpoint, is_loopback};
 
 /// A failed attempt.
@@ -82,7 +89,10 @@ impl Client {
             .iter()
             .map(|region| Ok((*region, Target::new(&endpoint, region)?)))
             .collect::<anyhow::Result<_>>()?;
+        // The API never redirects; following one would hand the signed request, the session
+        // token and (on 307) the body to another host, past the check on plain http.
         let mut http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
             .pool_max_idle_per_host(256)
             .tcp_nodelay(true);
         // A proxy from the environment is for the network, not for this machine: without
@@ -118,6 +128,8 @@ impl Client {
             self.credentials.current().await.map_err(|e| {
                 transport(CONNECTION_ERROR, format!("cannot get credentials: {e:#}"))
             })?;
+        let timestamp =
+            crate::clock::unix_now().map_err(|e| transport(CLOCK_OUT_OF_RANGE, e.to_string()))?;
         let body = action::request_body(&row.image_id, row.permission);
         let headers = sign::headers(
             &credentials,
@@ -127,7 +139,7 @@ impl Client {
                 version: action::VERSION,
                 region: row.region,
                 body: &body,
-                timestamp: unix_now(),
+                timestamp,
             },
         );
         let mut request = self
@@ -145,21 +157,85 @@ impl Client {
                     TIMEOUT,
                     format!("no complete answer within {:?}", self.timeout),
                 )
+            } else if e.is_connect() {
+                transport(
+                    CANNOT_CONNECT,
+                    format!(
+                        "cannot connect to {url}: {}; check --endpoint, DNS and the network (firewall, proxy)",
+                        error_chain(&e)
+                    ),
+                )
             } else {
                 transport(CONNECTION_ERROR, error_chain(&e))
             }
         };
         let response = request.send().await.map_err(network)?;
         let status = response.status();
-        let bytes = response.bytes().await.map_err(network)?;
+        if status.is_redirection() {
+            let code = format!("{HTTP_STATUS}{}", status.as_u16());
+            return Err(transport(&code, redirect_message(url, &response)));
+        }
         if status != reqwest::StatusCode::OK {
             return Err(transport(
                 &format!("{HTTP_STATUS}{}", status.as_u16()),
                 format!("HTTP {status} from {url}, not an API answer"),
             ));
         }
+        let bytes = read_capped(response).await.map_err(|e| match e {
+            Read::Network(e) => network(e),
+            Read::TooLarge => transport(
+                INVALID_RESPONSE,
+                format!(
+                    "the answer from {url} is larger than {} MiB: not the API's",
+                    MAX_ANSWER_BYTES >> 20
+                ),
+            ),
+        })?;
         parse_answer(&bytes, row.permission)
     }
+}
+
+/// "the endpoint redirects to HOST: check --endpoint": where to, never followed.
+fn redirect_message(url: &reqwest::Url, response: &reqwest::Response) -> String {
+    let to = response
+        .headers()
+        .get(reqwest::header::LOCATION)
+        .and_then(|location| location.to_str().ok())
+        .and_then(|location| url.join(location).ok());
+    match to.as_ref().and_then(|to| to.host_str()) {
+        Some(host) => format!(
+            "the endpoint redirects to {host} (HTTP {}): check --endpoint; nothing was sent there",
+            response.status()
+        ),
+        None => format!(
+            "the endpoint answers with a redirect (HTTP {}): check --endpoint",
+            response.status()
+        ),
+    }
+}
+
+/// Why an answer could not be read.
+enum Read {
+    Network(reqwest::Error),
+    TooLarge,
+}
+
+/// The answer's body, read as it streams in, up to [`MAX_ANSWER_BYTES`].
+async fn read_capped(mut response: reqwest::Response) -> Result<Vec<u8>, Read> {
+    if response
+        .content_length()
+        .is_some_and(|length| length > MAX_ANSWER_BYTES as u64)
+    {
+        return Err(Read::TooLarge);
+    }
+    let mut bytes = Vec::new();
+    while let Some(chunk) = response.chunk().await.map_err(Read::Network)? {
+        if bytes.len() + chunk.len() > MAX_ANSWER_BYTES {
+            return Err(Read::TooLarge);
+        }
+        bytes.extend_from_slice(&chunk);
+    }
+    Ok(bytes)
 }
 
 #[derive(Deserialize)]
@@ -182,8 +258,9 @@ struct Answer {
 struct ServiceError {
     #[serde(rename = "Code")]
     code: String,
-    #[serde(rename = "Message")]
-    message: String,
+    /// Some answers carry a code alone: the code still says what happened.
+    #[serde(rename = "Message", default)]
+    message: Option<String>,
 }
 
 fn parse_answer(bytes: &[u8], permission: Permission) -> Result<Success, ApiError> {
@@ -200,7 +277,7 @@ fn parse_answer(bytes: &[u8], permission: Permission) -> Result<Success, ApiErro
         Some(error) => Err(ApiError {
             class: classify(&error.code, permission),
             code: error.code,
-            message: error.message,
+            message: error.message.unwrap_or_default(),
             request_id: Some(response.request_id),
         }),
         None => Ok(Success {
@@ -220,13 +297,6 @@ fn error_chain(error: &dyn std::error::Error) -> String {
         source = cause.source();
     }
     text
-}
-
-fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or_default()
 }
 
 #[cfg(test)]
@@ -249,6 +319,14 @@ mod tests {
         assert_eq!(
             (error.class, error.request_id.as_deref()),
             (Class::Transient, Some("r2"))
+        );
+        let bare =
+            br#"{"Response":{"Error":{"Code":"AuthFailure.SignatureFailure"},"RequestId":"r3"}}"#;
+        let bare = parse_answer(bare, Permission::Share).unwrap_err();
+        assert_eq!(
+            (bare.code.as_str(), bare.class),
+            ("AuthFailure.SignatureFailure", Class::JobFatal),
+            "a code without a message is classified by the code"
         );
         let html = parse_answer(b"<html>bad gateway</html>", Permission::Share).unwrap_err();
         assert_eq!(

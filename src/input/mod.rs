@@ -35,6 +35,8 @@ pub use workbook::is_workbook;
 pub enum InputError {
     #[error("cannot read {path}: {source}")]
     Open { path: PathBuf, source: io::Error },
+    #[error("{path} is a directory: give the CSV file or workbook to run")]
+    Directory { path: PathBuf },
     #[error(
         "{path}: the file is empty; it needs a header row with region, image_id and permission"
     )]

@@ -57,8 +57,12 @@ impl Source {
             source,
         };
         if path == Path::new("-") {
-            let copy = spool(&mut io::stdin().lock()).map_err(failed)?;
-            return Ok(Self::text(path, copy, None));
+            let stdin = Path::new("standard input");
+            let copy = spool(&mut io::stdin().lock()).map_err(|source| InputError::Open {
+                path: stdin.to_path_buf(),
+                source,
+            })?;
+            return Ok(Self::text(stdin, copy, None));
         }
         if is_workbook(path) {
             let before = std::fs::metadata(path).map_err(failed)?;
@@ -72,9 +76,9 @@ impl Source {
         let mut file = File::open(path).map_err(failed)?;
         let metadata = file.metadata().map_err(failed)?;
         if metadata.is_dir() {
-            return Err(failed(io::Error::other(
-                "it is a directory; give the CSV file or workbook to run",
-            )));
+            return Err(InputError::Directory {
+                path: path.to_path_buf(),
+            });
         }
         if metadata.is_file() {
             return Ok(Self::text(path, file, Some(Seen::of(&metadata))));

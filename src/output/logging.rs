@@ -40,7 +40,11 @@ pub fn init_logging(format: LogFormat, quiet: bool, verbose: u8) {
                 .with_default(Level::WARN)
                 .with_target("lighthouse_share", level)
         });
+    // A failed write to stderr (a full disk, a reader gone) is ignored, as `rg` and `fd` do:
+    // the results file is what matters. The default would report it with `eprintln!`,
+    // which panics on the same broken stderr.
     let layer = tracing_subscriber::fmt::layer()
+        .log_internal_errors(false)
         .with_writer(BarAwareStderr)
         .with_ansi(super::colour());
     let _ = match format {
@@ -103,4 +107,13 @@ impl Write for BarAwareWriter {
     fn flush(&mut self) -> std::io::Result<()> {
         std::io::stderr().flush()
     }
+}
+
+/// Writes `text` and a newline to stderr, ignoring a failure: output that nobody can read
+/// must neither panic nor change how the run ends (`eprintln!` panics).
+pub fn say(text: &str) {
+    let mut stderr = std::io::stderr().lock();
+    let _ = stderr
+        .write_all(text.as_bytes())
+        .and_then(|()| stderr.write_all(b"\n"));
 }

@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use super::say;
 use crate::cli::LogFormat;
 use crate::pool::{BucketReport, Reason};
 use crate::results::{Counts, Destination, Status};
@@ -145,14 +146,14 @@ pub fn print_summary(report: &Report, format: LogFormat) {
             "earlier_rows_not_in_input": report.n_unmatched,
             "ending": report.ending().as_str(),
         });
-        eprintln!("{summary}");
+        say(&summary.to_string());
         return;
     }
     if report.dry_run {
-        eprintln!(
+        say(&format!(
             "dry run: nothing sent, nothing written; {} invalid rows",
             report.counts.get(Status::Invalid)
-        );
+        ));
         return;
     }
     let statuses: Vec<String> = counts.iter().map(|(s, n)| format!("{n} {s}")).collect();
@@ -164,45 +165,42 @@ pub fn print_summary(report: &Report, format: LogFormat) {
             s
         }
     };
-    eprintln!(
-        "{}",
-        bold(format!(
-            "summary: {} rows: {}",
-            report.counts.total(),
-            statuses.join(", ")
-        ))
-    );
-    eprintln!(
+    say(&bold(format!(
+        "summary: {} rows: {}",
+        report.counts.total(),
+        statuses.join(", ")
+    )));
+    say(&format!(
         "  retries: {}; elapsed: {:.1}s",
         report.counts.retries,
         report.elapsed.as_secs_f64()
-    );
+    ));
     for line in retries_lines(&retries_by_code(report)) {
-        eprintln!("{line}");
+        say(&line);
     }
     if let Some(passed) = report.stop.as_ref().and_then(Reason::threshold_passed) {
-        eprintln!("  stopped: {passed}");
+        say(&format!("  stopped: {passed}"));
     }
     for bucket in &report.buckets {
         match bucket.rate() {
-            Some(rate) => eprintln!(
+            Some(rate) => say(&format!(
                 "  {}: {} requests at {rate:.2}/s",
                 bucket.name, bucket.n_requests
-            ),
-            None => eprintln!(
+            )),
+            None => say(&format!(
                 "  {}: {}",
                 bucket.name,
                 plural(bucket.n_requests, "request", "requests")
-            ),
+            )),
         }
     }
     if report.n_unmatched > 0 {
-        eprintln!(
+        say(&format!(
             "  {} of earlier runs no longer in the input: left out of the results, kept in the record",
             plural(report.n_unmatched, "row", "rows")
-        );
+        ));
     }
-    eprintln!("  results: {}", report.output);
+    say(&format!("  results: {}", report.output));
 }
 
 /// `1 row`, `2 rows`.

@@ -21,11 +21,11 @@ use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
 use crate::action::Permission;
-use crate::api::{ApiError, Client, Success};
+use crate::api::{ApiError, Client, Success, region_advice};
 use crate::input::Row;
 use crate::limiter::Limiter;
 use crate::results::{Identity, Outcome, Status};
-use crate::retry::{History, Policy, Step};
+use crate::retry::{Heard, History, Policy, Step};
 use queue::{ImageQueue, Job, RetryQueue};
 pub use stop::{FailureLimit, Reason, Stop};
 
@@ -160,6 +160,8 @@ struct Bucket {
     images: ImageQueue,
     /// Regions that answered `UnsupportedRegion`: their rows fail without being sent.
     dead_regions: HashMap<&'static str, ApiError>,
+    /// What the endpoint has answered so far, for telling a wrong endpoint from bad luck.
+    heard: Heard,
     rows: Incoming,
 }
 
@@ -182,6 +184,7 @@ pub async fn drive(
         retries: RetryQueue::default(),
         images: ImageQueue::default(),
         dead_regions: HashMap::new(),
+        heard: Heard::default(),
         rows,
     };
     let mut in_flight: JoinSet<Attempt> = JoinSet::new();
@@ -323,6 +326,7 @@ impl Bucket {
 
     /// Carries out what an attempt's result means for its row, as the retry policy says.
     async fn finish(&mut self, mut job: Job, result: Result<Success, ApiError>) {
+        self.heard.note(&result);
         let error = match result {
             Ok(success) => {
                 let status = match job.row.permission {
@@ -330,6 +334,10 @@ impl Bucket {
                     Permission::Cancel => Status::Unshared,
                 };
                 let mut outcome = outcome(&job, status);
+                if status == Status::Shared && success.blueprint_id.is_none() {
+                    outcome.error_message =
+                        Some("shared, but the answer did not return the BlueprintId".into());
+                }
                 outcome.blueprint_id = success.blueprint_id;
                 outcome.request_id = Some(success.request_id);
                 return self.emit(&job, outcome).await;
@@ -356,7 +364,7 @@ impl Bucket {
             .pool
             .settings
             .retry
-            .next_step(error.class, history, stopping, jitter)
+            .next_step(error.class, history, self.heard, stopping, jitter)
         {
             Step::AlreadyDone => {
                 let mut outcome = outcome(&job, Status::AlreadyShared);
@@ -384,12 +392,12 @@ impl Bucket {
                     tracing::error!(
                         region = job.row.region,
                         code = %error.code,
-                        "{} refuses this action ({}): its rows fail, the other regions go on",
+                        "{}: {}",
                         job.row.region,
-                        error.code
+                        region_advice(&error)
                     );
+                    self.dead_regions.insert(job.row.region, error.clone());
                 }
-                self.dead_regions.insert(job.row.region, error.clone());
                 self.fail(&job, &error).await;
             }
             Step::StopJob => {

@@ -99,7 +99,9 @@ impl Outcome {
             error_code: None,
             error_message: None,
             attempts: 0,
-            finished_at: now_rfc3339(),
+            // Empty when the clock reads no date: the sender stops the job on that clock
+            // (`clock::ClockError`) before a row could be recorded with a wrong time.
+            finished_at: crate::clock::rfc3339(SystemTime::now()).unwrap_or_default(),
         }
     }
 
@@ -124,23 +126,6 @@ impl Outcome {
         }
     }
 }
-
-/// The moment a row's status was decided, RFC 3339 UTC; the Unix epoch if the clock is
-/// outside what a date can show.
-fn now_rfc3339() -> String {
-    let now = SystemTime::now();
-    let shown = if now < SystemTime::UNIX_EPOCH
-        || now > SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(253_402_300_799)
-    {
-        SystemTime::UNIX_EPOCH
-    } else {
-        now
-    };
-    humantime::format_rfc3339_seconds(shown).to_string()
-}
-
-/// The `error_code` of an `invalid` row: the input's, not the service's.
-pub const INVALID_INPUT: &str = "InvalidInput";
 
 /// How many rows ended in each status.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -173,6 +158,9 @@ pub fn guard(text: &str) -> std::borrow::Cow<'_, str> {
         text.into()
     }
 }
+
+/// The error code of an `invalid` row: its message says which cell is wrong and the fix.
+pub const INVALID_INPUT: &str = "InvalidInput";
 
 /// The result columns, after the input's own: SPEC §4.
 pub const RESULT_COLUMNS: [&str; 7] = [

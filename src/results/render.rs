@@ -126,7 +126,7 @@ fn result_cells(
             status.as_str().to_string(),
             String::new(),
             String::new(),
-            "InvalidInput".to_string(),
+            super::INVALID_INPUT.to_string(),
             guard(message).into_owned(),
             "0".to_string(),
             String::new(),

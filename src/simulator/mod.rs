@@ -11,6 +11,7 @@ mod window;
 
 use std::collections::{BTreeMap, HashMap};
 use std::io;
+use std::io::Write as _;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -773,7 +774,9 @@ pub async fn serve(
         RateScope::Region => "per region".to_string(),
         RateScope::Endpoint => format!("one limit for all regions through {}", handle.endpoint()),
     };
-    eprintln!(
+    // Ignored if stderr is gone: the simulator serves on without anyone reading it.
+    let _ = writeln!(
+        std::io::stderr(),
         "simulator listening on {} (secret id {secret_id}; {rate} shares/s and {describe_rate} look-ups/s {limit}); stats at {}/__stats",
         handle.addr(),
         handle.endpoint()

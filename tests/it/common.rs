@@ -145,9 +145,14 @@ impl Job {
     }
 
     pub async fn config(&self, sim: &SimulatorHandle) -> lighthouse_share::config::RunConfig {
+        self.config_for(&sim.endpoint()).await
+    }
+
+    /// The job's configuration, sending to `endpoint` (a stand-in other than the simulator).
+    pub async fn config_for(&self, endpoint: &str) -> lighthouse_share::config::RunConfig {
         let args = lighthouse_share::cli::RunArgs {
             input: self.input.clone(),
-            endpoint: Some(sim.endpoint()),
+            endpoint: Some(endpoint.to_string()),
             rate: Some(self.rate),
             concurrency: Some(self.concurrency),
             max_attempts: Some(self.max_attempts),

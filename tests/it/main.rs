@@ -4,6 +4,7 @@
 mod common;
 mod credentials;
 mod habits;
+mod hostile;
 mod run;
 mod simulator;
 mod unattended;
