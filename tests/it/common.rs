@@ -233,3 +233,49 @@ pub fn read_results(path: &std::path::Path) -> Vec<ResultRow> {
         .map(Result::unwrap)
         .collect()
 }
+
+/// `lighthouse-share run INPUT` with the simulator's credentials and no config file.
+pub fn binary(job: &Job) -> std::process::Command {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_lighthouse-share"));
+    command
+        .arg("run")
+        .arg(&job.input)
+        .env("TENCENTCLOUD_SECRET_ID", DEFAULT_SECRET_ID)
+        .env("TENCENTCLOUD_SECRET_KEY", DEFAULT_SECRET_KEY)
+        .env_remove("LIGHTHOUSE_SHARE_CONFIG")
+        .env_remove("LIGHTHOUSE_SHARE_RATE")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    command
+}
+
+/// Waits for a child without blocking the runtime.
+pub async fn finish(child: std::process::Child) -> std::process::Output {
+    tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())
+        .await
+        .unwrap()
+}
+
+/// Waits (polling, with a deadline) until `done` holds.
+pub fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !done() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting until {what}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+}
+
+/// Lines of a file after its first (a header), 0 if it does not exist.
+pub fn rows_in(path: &std::path::Path) -> usize {
+    std::fs::read_to_string(path).map_or(0, |text| text.lines().count().saturating_sub(1))
+}
+
+/// Sends a signal to a child.
+pub fn signal(child: &std::process::Child, signal: i32) {
+    let pid = i32::try_from(child.id()).unwrap();
+    assert_eq!(unsafe { libc::kill(pid, signal) }, 0);
+}

@@ -2,11 +2,9 @@
 //! too little; broken stderr, signals at awkward moments, file-size limits, bad values. Where
 //! the simulator cannot play the part, a small raw HTTP server on 127.0.0.1:0 does.
 
-use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
 
 use lighthouse_share::action::Permission;
 use lighthouse_share::output::Ending;
@@ -16,7 +14,7 @@ use lighthouse_share::simulator::{DEFAULT_SECRET_ID, DEFAULT_SECRET_KEY, Simulat
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
-use crate::common::{Job, ResultRow, fast_simulator, start};
+use crate::common::{Job, ResultRow, binary, fast_simulator, finish, rows_in, start, wait_until};
 
 /// A server that answers every request with the same bytes and counts the requests.
 struct Hostile {
@@ -246,28 +244,6 @@ async fn a_share_answered_without_a_blueprint_id_says_so() {
     );
 }
 
-/// `lighthouse-share run INPUT` with the simulator's credentials and no config file.
-fn binary(job: &Job) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_lighthouse-share"));
-    command
-        .arg("run")
-        .arg(&job.input)
-        .env("TENCENTCLOUD_SECRET_ID", DEFAULT_SECRET_ID)
-        .env("TENCENTCLOUD_SECRET_KEY", DEFAULT_SECRET_KEY)
-        .env_remove("LIGHTHOUSE_SHARE_CONFIG")
-        .env_remove("LIGHTHOUSE_SHARE_RATE")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    command
-}
-
-async fn finish(child: std::process::Child) -> Output {
-    tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())
-        .await
-        .unwrap()
-}
-
 #[tokio::test]
 async fn retry_waits_have_an_upper_bound() {
     let job = Job::with_rows(1, "ap-guangzhou", Permission::Share);
@@ -309,15 +285,6 @@ async fn a_stderr_that_cannot_be_written_changes_nothing() {
     assert_eq!(job.results().len(), 5);
 }
 
-/// Waits (polling, with a deadline) until `done` holds.
-fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !done() {
-        assert!(Instant::now() < deadline, "timed out waiting until {what}");
-        std::thread::sleep(Duration::from_millis(10));
-    }
-}
-
 /// Whether the process handles `signal` (its bit in /proc's SigCgt mask).
 fn catches(pid: u32, signal: i32) -> bool {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
@@ -356,10 +323,6 @@ async fn sighup_is_an_interrupt_with_the_results_written() {
     let rows = job.results();
     assert_eq!(rows.len(), 400, "the final results hold every row");
     assert!(rows.iter().any(|row| row.status == Status::Skipped));
-}
-
-fn rows_in(path: &Path) -> usize {
-    std::fs::read_to_string(path).map_or(0, |text| text.lines().count().saturating_sub(1))
 }
 
 /// Standard input held open keeps the run before its first request; the signal comes then.

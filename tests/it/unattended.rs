@@ -1,54 +1,18 @@
 //! Unattended runs: the real binary, killed, signalled, run twice at once, and resumed.
 
-use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Output};
 
 use lighthouse_share::results::Status;
-use lighthouse_share::simulator::{
-    DEFAULT_SECRET_ID, DEFAULT_SECRET_KEY, Faults, SimulatorConfig, SimulatorHandle,
-};
+use lighthouse_share::simulator::{Faults, SimulatorConfig, SimulatorHandle};
 
-use crate::common::{Job, fast_simulator, start};
+use crate::common::{Job, binary, fast_simulator, finish, rows_in, signal, start, wait_until};
 
 fn command(job: &Job, sim: &SimulatorHandle, extra: &[&str]) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_lighthouse-share"));
+    let mut command = binary(job);
     command
-        .arg("run")
-        .arg(&job.input)
         .args(["--endpoint", &sim.endpoint(), "--rate-scope", "region"])
-        .args(extra)
-        .env("TENCENTCLOUD_SECRET_ID", DEFAULT_SECRET_ID)
-        .env("TENCENTCLOUD_SECRET_KEY", DEFAULT_SECRET_KEY)
-        .env_remove("LIGHTHOUSE_SHARE_CONFIG")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
+        .args(extra);
     command
-}
-
-/// Waits (polling, with a deadline) until `done` holds.
-fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !done() {
-        assert!(Instant::now() < deadline, "timed out waiting until {what}");
-        std::thread::sleep(Duration::from_millis(10));
-    }
-}
-
-fn rows_written(path: &Path) -> usize {
-    std::fs::read_to_string(path).map_or(0, |text| text.lines().count().saturating_sub(1))
-}
-
-fn signal(child: &Child, signal: i32) {
-    let pid = i32::try_from(child.id()).unwrap();
-    assert_eq!(unsafe { libc::kill(pid, signal) }, 0);
-}
-
-async fn finish(child: Child) -> Output {
-    tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())
-        .await
-        .unwrap()
 }
 
 fn exit_code(output: &Output) -> i32 {
@@ -80,7 +44,7 @@ async fn sigkill_then_resume_finishes_every_row_once_and_resends_nothing_final()
         lighthouse_share::action::Permission::Share,
     );
     let mut child = command(&job, &sim, &["--rate", "100"]).spawn().unwrap();
-    wait_until("50 rows are written", || rows_written(&job.record()) >= 50);
+    wait_until("50 rows are written", || rows_in(&job.record()) >= 50);
     signal(&child, libc::SIGKILL);
     let _ = child.wait();
 
@@ -122,7 +86,7 @@ async fn sigterm_exits_130_with_the_rest_skipped_and_resume_finishes() {
     let sim = start(fast_simulator()).await;
     let job = Job::with_rows(200, "ap-tokyo", lighthouse_share::action::Permission::Share);
     let child = command(&job, &sim, &["--rate", "50"]).spawn().unwrap();
-    wait_until("20 rows are written", || rows_written(&job.record()) >= 20);
+    wait_until("20 rows are written", || rows_in(&job.record()) >= 20);
     signal(&child, libc::SIGTERM);
     let stopped = finish(child).await;
     assert_eq!(
@@ -156,7 +120,7 @@ async fn a_second_run_on_the_same_results_file_exits_5_naming_the_lock() {
     let job = Job::with_rows(100, "ap-seoul", lighthouse_share::action::Permission::Share);
     let first = command(&job, &sim, &["--rate", "20"]).spawn().unwrap();
     wait_until("the first run has started writing", || {
-        rows_written(&job.record()) >= 1
+        rows_in(&job.record()) >= 1
     });
     let second = finish(command(&job, &sim, &["--resume"]).spawn().unwrap()).await;
     assert_eq!(exit_code(&second), 5);
