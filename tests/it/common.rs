@@ -219,6 +219,7 @@ impl Job {
 pub struct ResultRow {
     pub line: u64,
     pub region: String,
+    pub image_id: String,
     pub status: Status,
     pub blueprint_id: Option<String>,
     pub error_code: Option<String>,

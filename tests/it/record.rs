@@ -1,0 +1,473 @@
+//! The run record and the results rendered from it: resume by identity on an edited sheet,
+//! the binding to a target, files changed under a run, planted links, the user's own columns,
+//! workbooks.
+
+use std::path::Path;
+
+use calamine::Reader as _;
+use lighthouse_share::action::Permission;
+use lighthouse_share::cli::RunArgs;
+use lighthouse_share::config::RunConfig;
+use lighthouse_share::output::Ending;
+use lighthouse_share::results::Status;
+
+use crate::common::{
+    Job, ResultRow, binary, fast_simulator, finish, read_results, rows_in, start, wait_until,
+};
+
+const MODIFY: &str = "ModifyImageSharePermission";
+
+fn modify_requests(sim: &lighthouse_share::simulator::SimulatorHandle) -> u64 {
+    sim.stats()
+        .requests_by_action
+        .get(MODIFY)
+        .copied()
+        .unwrap_or(0)
+}
+
+fn blueprint_ids(rows: &[ResultRow]) -> Vec<(String, Option<String>)> {
+    rows.iter()
+        .map(|r| (r.image_id.clone(), r.blueprint_id.clone()))
+        .collect()
+}
+
+#[tokio::test]
+async fn a_fixed_row_runs_on_resume_and_the_earlier_blueprint_ids_stay() {
+    let sim = start(fast_simulator()).await;
+    let mut job = Job::new(
+        "region,image_id,permission\n\
+         ap-guangzhou,img-aaaaaaa1,SHARE\n\
+         ap-tokyo,img-aaaaaaa2,SHARE\n\
+         ap-tokyo,img-aaaaaaa3,CANEL\n",
+    );
+    let (report, first) = job.run(&sim).await;
+    assert_eq!(report.ending(), Ending::SomeRowsFailed);
+    assert_eq!(first[2].status, Status::Invalid);
+    assert_eq!(modify_requests(&sim), 2);
+
+    let fixed = std::fs::read_to_string(&job.input)
+        .unwrap()
+        .replace("CANEL", "CANCEL");
+    std::fs::write(&job.input, fixed).unwrap();
+    job.resume = true;
+    let (report, second) = job.run(&sim).await;
+    assert_eq!(report.ending(), Ending::Done);
+    assert_eq!(modify_requests(&sim), 3, "only the fixed row was sent");
+    assert_eq!(second[2].status, Status::Unshared);
+    assert_eq!(blueprint_ids(&second)[..2], blueprint_ids(&first)[..2]);
+    assert!(
+        second[0]
+            .blueprint_id
+            .as_deref()
+            .unwrap()
+            .starts_with("lhbp-")
+    );
+}
+
+#[tokio::test]
+async fn a_sorted_extended_and_shortened_sheet_resumes_without_sending_a_finished_row() {
+    let sim = start(fast_simulator()).await;
+    let mut job = Job::with_rows(10, "ap-seoul", Permission::Share);
+    let (_, first) = job.run(&sim).await;
+    // Reversed, two rows removed, three inserted (one of them a second SHARE of a kept image:
+    // a row asking the same as another is its own row).
+    let mut lines: Vec<String> = (2..10)
+        .rev()
+        .map(|i| format!("ap-seoul,img-{i:08},SHARE"))
+        .collect();
+    lines.insert(3, "ap-seoul,img-new00001,SHARE".into());
+    lines.push("ap-tokyo,img-new00002,SHARE".into());
+    lines.push("ap-seoul,img-00000005,SHARE".into());
+    std::fs::write(
+        &job.input,
+        format!("region,image_id,permission\n{}\n", lines.join("\n")),
+    )
+    .unwrap();
+    job.resume = true;
+    let (report, second) = job.run(&sim).await;
+    assert_eq!(report.ending(), Ending::Done);
+    assert_eq!(
+        modify_requests(&sim),
+        13,
+        "only the three new rows were sent"
+    );
+    assert_eq!(
+        report.n_unmatched, 2,
+        "img-00000000 and img-00000001 left the sheet"
+    );
+    assert_eq!(second.len(), 11);
+    let was = |image: &str| first.iter().find(|r| r.image_id == image).unwrap();
+    for row in &second[..8] {
+        if row.image_id.starts_with("img-new") {
+            continue;
+        }
+        assert_eq!(row.blueprint_id, was(&row.image_id).blueprint_id, "{row:?}");
+    }
+    assert_eq!(
+        second.last().unwrap().status,
+        Status::AlreadyShared,
+        "the second SHARE of img-00000005 was sent and found it shared"
+    );
+    assert_eq!(second[3].line, 5, "lines are where the rows are now");
+}
+
+#[tokio::test]
+async fn a_rehearsal_never_stands_for_a_real_run() {
+    let sim = start(fast_simulator()).await;
+    let job = Job::with_rows(3, "ap-seoul", Permission::Share);
+    let rehearsal = RunArgs {
+        input: job.input.clone(),
+        simulate: true,
+        ..Default::default()
+    };
+    let config = RunConfig::resolve(rehearsal, &|_| None).await.unwrap();
+    let report = lighthouse_share::run::run(config, std::future::pending())
+        .await
+        .unwrap();
+    assert_eq!(report.ending(), Ending::Done);
+
+    let mut real = Job {
+        resume: true,
+        ..job
+    };
+    real.rate = 1000.0;
+    let error = lighthouse_share::run::run(real.config(&sim).await, std::future::pending())
+        .await
+        .unwrap_err();
+    assert_eq!(error.ending(), Ending::Unusable);
+    let message = error.to_string();
+    assert!(
+        message.contains("simulator") && message.contains(&sim.endpoint()),
+        "{message}"
+    );
+    assert_eq!(modify_requests(&sim), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_results_file_replaced_during_the_run_changes_nothing() {
+    let sim = start(fast_simulator()).await;
+    let job = Job::with_rows(100, "ap-seoul", Permission::Share);
+    let child = binary(&job)
+        .args(["--endpoint", &sim.endpoint(), "--rate", "100"])
+        .spawn()
+        .unwrap();
+    wait_until("rows are recorded", || rows_in(&job.record()) >= 5);
+    std::fs::write(job.output(), "line,status\n2,failed\n99999999999,shared\n").unwrap();
+    let output = finish(child).await;
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let rows = job.results();
+    assert_eq!(rows.len(), 100);
+    assert!(rows.iter().all(|r| r.status == Status::Shared));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_input_replaced_during_the_run_stops_it_and_resume_finishes() {
+    let sim = start(fast_simulator()).await;
+    let job = Job::with_rows(60, "ap-seoul", Permission::Share);
+    let child = binary(&job)
+        .args(["--endpoint", &sim.endpoint(), "--rate", "40"])
+        .spawn()
+        .unwrap();
+    wait_until("rows are recorded", || rows_in(&job.record()) >= 5);
+    // An editor's atomic save: the sheet sorted the other way, with one row more.
+    let mut text = String::from("region,image_id,permission\nap-seoul,img-new00001,SHARE\n");
+    for i in (0..60).rev() {
+        text.push_str(&format!("ap-seoul,img-{i:08},SHARE\n"));
+    }
+    let saved = job.dir.path().join("saved.csv");
+    std::fs::write(&saved, text).unwrap();
+    std::fs::rename(&saved, &job.input).unwrap();
+    let output = finish(child).await;
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("changed while this run was reading it"),
+        "{stderr}"
+    );
+
+    let resumed = finish(
+        binary(&job)
+            .args(["--endpoint", &sim.endpoint(), "--rate", "1000", "--resume"])
+            .spawn()
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(
+        resumed.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&resumed.stderr)
+    );
+    let rows = job.results();
+    assert_eq!(rows.len(), 61);
+    assert!(rows.iter().all(|r| r.status == Status::Shared));
+    assert_eq!(sim.stats().answers("OK"), 61, "no row was shared twice");
+}
+
+#[tokio::test]
+async fn the_input_is_never_the_output() {
+    let sim = start(fast_simulator()).await;
+    let job = Job::with_rows(2, "ap-seoul", Permission::Share);
+    for resume in [false, true] {
+        let args = RunArgs {
+            input: job.input.clone(),
+            output: Some(job.input.clone()),
+            endpoint: Some(sim.endpoint()),
+            resume,
+            ..Default::default()
+        };
+        let env = |name: &str| match name {
+            "TENCENTCLOUD_SECRET_ID" | "TENCENTCLOUD_SECRET_KEY" => Some("x".to_string()),
+            _ => None,
+        };
+        let error = RunConfig::resolve(args, &env)
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("is the input itself"), "{error}");
+    }
+    assert_eq!(modify_requests(&sim), 0);
+}
+
+#[tokio::test]
+async fn our_columns_in_the_input_are_written_fresh() {
+    let sim = start(fast_simulator()).await;
+    let job = Job::new(
+        "line,region,image_id,permission,status,blueprint_id\n\
+         99999999999,ap-seoul,img-aaaaaaa1,SHARE,failed,lhbp-forged00\n",
+    );
+    let (report, rows) = job.run(&sim).await;
+    assert_eq!(report.ending(), Ending::Done);
+    assert_eq!(rows[0].line, 2);
+    assert_eq!(rows[0].status, Status::Shared);
+    assert_ne!(rows[0].blueprint_id.as_deref(), Some("lhbp-forged00"));
+}
+
+#[tokio::test]
+async fn a_link_planted_at_any_name_a_run_writes_is_never_followed() {
+    let sim = start(fast_simulator()).await;
+    for (name, resume) in [
+        ("images.results.csv.journal", false),
+        ("images.results.csv.lock", false),
+        ("images.results.csv", true),
+    ] {
+        let mut job = Job::with_rows(2, "ap-seoul", Permission::Share);
+        job.resume = resume;
+        let victim = job.dir.path().join("victim");
+        std::fs::write(&victim, "precious").unwrap();
+        std::os::unix::fs::symlink(&victim, job.dir.path().join(name)).unwrap();
+        let result =
+            lighthouse_share::run::run(job.config(&sim).await, std::future::pending()).await;
+        assert_eq!(
+            std::fs::read_to_string(&victim).unwrap(),
+            "precious",
+            "{name}"
+        );
+        if name == "images.results.csv" {
+            // The results are renamed over the link itself.
+            assert_eq!(result.unwrap().ending(), Ending::Done);
+            assert!(!job.output().is_symlink());
+            assert_eq!(job.results().len(), 2);
+        } else {
+            assert_eq!(result.unwrap_err().ending(), Ending::Unusable, "{name}");
+        }
+    }
+}
+
+/// The user's columns, with what spreadsheets put in cells.
+const OWN_COLUMNS: &str = "owner,Region,notes,Image ID,permission,ticket\n\
+    Zoë 日本,ap-seoul,\"a, b and \"\"c\"\"\",img-aaaaaaa1,SHARE,#1234\n\
+    bob,ap-seoul,\"two\nlines\",img-aaaaaaa2,SHARE,=HYPERLINK(\"x\")\n\
+    ,ap-seoul,,img-aaaaaaa3,SHARE,-5\n";
+
+#[tokio::test]
+async fn the_users_columns_survive_the_round_trip_and_results_are_a_next_input() {
+    let sim = start(fast_simulator()).await;
+    let job = Job::new(OWN_COLUMNS);
+    let report = lighthouse_share::run::run(job.config(&sim).await, std::future::pending())
+        .await
+        .unwrap();
+    assert_eq!(report.ending(), Ending::Done);
+    let first = std::fs::read_to_string(job.output()).unwrap();
+    let mut csv = csv::Reader::from_reader(first.as_bytes());
+    assert_eq!(
+        csv.headers().unwrap().iter().collect::<Vec<_>>(),
+        [
+            "line",
+            "owner",
+            "Region",
+            "notes",
+            "Image ID",
+            "permission",
+            "ticket",
+            "status",
+            "blueprint_id",
+            "request_id",
+            "error_code",
+            "error_message",
+            "attempts",
+            "finished_at"
+        ]
+    );
+    let rows: Vec<csv::StringRecord> = csv.records().map(Result::unwrap).collect();
+    let own = |row: &csv::StringRecord| {
+        row.iter()
+            .skip(1)
+            .take(6)
+            .map(str::to_string)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        own(&rows[0]),
+        [
+            "Zoë 日本",
+            "ap-seoul",
+            "a, b and \"c\"",
+            "img-aaaaaaa1",
+            "SHARE",
+            "#1234"
+        ]
+    );
+    assert_eq!(own(&rows[1])[2], "two\nlines");
+    assert_eq!(
+        own(&rows[1])[5],
+        "'=HYPERLINK(\"x\")",
+        "a formula is shown as text"
+    );
+    assert_eq!(own(&rows[2])[5], "-5", "a number is not a formula");
+
+    // The results as the next input: our columns are written fresh, the user's stay.
+    let next = job.dir.path().join("next.csv");
+    std::fs::copy(job.output(), &next).unwrap();
+    let again = Job {
+        input: next,
+        ..Job::new("")
+    };
+    let again_output = again.input.with_extension("results.csv");
+    let report = lighthouse_share::run::run(again.config(&sim).await, std::future::pending())
+        .await
+        .unwrap();
+    assert_eq!(report.counts.get(Status::AlreadyShared), 3);
+    let second = std::fs::read_to_string(again_output).unwrap();
+    let own_of = |text: &str| {
+        csv::Reader::from_reader(text.as_bytes())
+            .records()
+            .map(|r| own(&r.unwrap()))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(own_of(&second), own_of(&first), "byte for byte");
+}
+
+/// Builds a workbook with the user's columns.
+fn workbook(path: &Path) {
+    let mut book = rust_xlsxwriter::Workbook::new();
+    let sheet = book.add_worksheet();
+    sheet.set_name("Images").unwrap();
+    for (row, cells) in csv::ReaderBuilder::new()
+        .has_headers(false)
+        .from_reader(OWN_COLUMNS.as_bytes())
+        .records()
+        .enumerate()
+    {
+        for (column, cell) in cells.unwrap().iter().enumerate() {
+            sheet.write_string(row as u32, column as u16, cell).unwrap();
+        }
+    }
+    book.save(path).unwrap();
+}
+
+fn cells_of(path: &Path) -> Vec<Vec<String>> {
+    let mut book = calamine::open_workbook_auto(path).unwrap();
+    let name = book.sheet_names()[0].clone();
+    let range = book.worksheet_range(&name).unwrap();
+    range
+        .rows()
+        .map(|row| row.iter().map(|cell| cell.to_string()).collect())
+        .collect()
+}
+
+#[tokio::test]
+async fn a_workbook_in_gives_a_workbook_out_with_the_users_cells() {
+    let sim = start(fast_simulator()).await;
+    let mut job = Job::new("");
+    job.input = job.dir.path().join("images.xlsx");
+    workbook(&job.input);
+    let config = job.config(&sim).await;
+    let report = lighthouse_share::run::run(config, std::future::pending())
+        .await
+        .unwrap();
+    assert_eq!(report.ending(), Ending::Done);
+    let cells = cells_of(&job.dir.path().join("images.results.xlsx"));
+    assert_eq!(&cells[0][..3], ["line", "owner", "Region"]);
+    assert_eq!(cells[0][7], "status");
+    assert_eq!(cells[1][0], "2");
+    assert_eq!(
+        &cells[1][1..7],
+        [
+            "Zoë 日本",
+            "ap-seoul",
+            "a, b and \"c\"",
+            "img-aaaaaaa1",
+            "SHARE",
+            "#1234"
+        ]
+    );
+    assert_eq!(cells[2][3], "two\nlines");
+    assert_eq!(cells[2][6], "'=HYPERLINK(\"x\")");
+    assert!(cells.iter().skip(1).all(|row| row[7] == "shared"));
+}
+
+#[tokio::test]
+async fn an_ods_workbook_runs_and_a_csv_output_gets_a_bom() {
+    let sim = start(fast_simulator()).await;
+    let mut job = Job::new("");
+    job.input = job.dir.path().join("images.ods");
+    std::fs::copy(
+        concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/images.ods"),
+        &job.input,
+    )
+    .unwrap();
+    let mut config = job.config(&sim).await;
+    config.output = lighthouse_share::results::Destination::File(job.output());
+    let report = lighthouse_share::run::run(config, std::future::pending())
+        .await
+        .unwrap();
+    assert!(report.counts.get(Status::Shared) >= 1, "{report:?}");
+    let bytes = std::fs::read(job.output()).unwrap();
+    assert!(
+        bytes.starts_with("\u{feff}".as_bytes()),
+        "a workbook's CSV gets a BOM"
+    );
+    assert!(
+        read_results(&job.output())
+            .iter()
+            .any(|r| r.status == Status::Invalid)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dash_o_dash_writes_the_results_to_standard_output() {
+    let sim = start(fast_simulator()).await;
+    let job = Job::with_rows(3, "ap-seoul", Permission::Share);
+    let output = finish(
+        binary(&job)
+            .args(["--endpoint", &sim.endpoint(), "-o", "-"])
+            .spawn()
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(output.status.code(), Some(0));
+    let text = String::from_utf8(output.stdout).unwrap();
+    assert!(
+        text.starts_with("line,region,image_id,permission,status,"),
+        "{text}"
+    );
+    assert_eq!(text.lines().count(), 4);
+    assert!(job.record().exists(), "the record lives beside the input");
+    assert!(!job.output().exists());
+}
