@@ -128,8 +128,10 @@ impl Bench {
 
     /// Runs the binary to the end and measures it.
     fn run(&self, input: &Path, endpoint: Option<&str>, args: &[&str]) -> Measured {
-        let output = input.with_extension("results.csv");
-        let _ = std::fs::remove_file(&output);
+        // A fresh start: no earlier results or record.
+        for earlier in ["results.csv", "results.csv.journal"] {
+            let _ = std::fs::remove_file(input.with_extension(earlier));
+        }
         let stderr_path = input.with_extension("stderr");
         let stderr = std::fs::File::create(&stderr_path).expect("a stderr file");
         let mut command = Command::new(BINARY);
