@@ -251,6 +251,7 @@ impl RunConfig {
             retry: Policy {
                 max_attempts,
                 backoff,
+                max_throttled: Duration::from_secs(300),
             },
             timeout: Duration::from_secs_f64(timeout),
             resume,
