@@ -7,7 +7,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::action::RateScope;
 use crate::credentials::Credentials;
-use crate::simulator::{Faults, SimulatorConfig};
+use crate::simulator::{Count, Faults, SimulatorConfig};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -118,6 +118,13 @@ pub struct SimulateArgs {
     /// What a rate bucket is.
     #[arg(long, value_enum, default_value_t = RateScope::Region)]
     pub rate_scope: RateScope,
+    /// Whether a refused request uses up the rate window (all) or only admitted ones do.
+    #[arg(long, value_enum, default_value_t = Count::Admitted)]
+    pub count: Count,
+    /// Delay the first request on every new connection by this many milliseconds, as a TLS
+    /// handshake would.
+    #[arg(long, default_value_t = 0)]
+    pub connect_latency_ms: u64,
     /// Seed for the faults and latencies, so a run can be reproduced.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
@@ -158,6 +165,8 @@ impl SimulateArgs {
             accounts: vec![Credentials::new(&self.secret_id, &self.secret_key, None)],
             rate: self.rate,
             rate_scope: self.rate_scope,
+            count: self.count,
+            connect_latency_ms: self.connect_latency_ms,
             faults: Faults {
                 occupied: self.occupied,
                 internal_error: self.internal_error,

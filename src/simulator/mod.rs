@@ -55,6 +55,17 @@ pub struct Faults {
     pub missing: f64,
 }
 
+/// Whether a refused request uses up the rate window (SPEC §8): nobody outside Tencent knows
+/// which the service does, so the client must do well under both.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum Count {
+    /// Every arrival counts in the window, refused or not.
+    All,
+    /// Only admitted requests count.
+    #[default]
+    Admitted,
+}
+
 #[derive(Clone, Debug)]
 pub struct SimulatorConfig {
     /// The accounts whose signatures are accepted.
@@ -62,6 +73,10 @@ pub struct SimulatorConfig {
     /// Requests admitted per bucket in any one-second window.
     pub rate: usize,
     pub rate_scope: RateScope,
+    pub count: Count,
+    /// The first request on each new connection waits this long, standing in for a TCP and
+    /// TLS handshake.
+    pub connect_latency_ms: u64,
     pub faults: Faults,
     pub seed: u64,
     /// Each answer is delayed by a uniform draw from this range, in milliseconds.
@@ -83,6 +98,8 @@ impl Default for SimulatorConfig {
             )],
             rate: 20,
             rate_scope: RateScope::Region,
+            count: Count::default(),
+            connect_latency_ms: 0,
             faults: Faults::default(),
             seed: 0,
             latency_ms: (0, 0),
@@ -198,7 +215,12 @@ impl World {
         }
         let bucket = self.bucket(checked.region);
         let rate = self.config.rate;
-        if !self.admitted.entry(bucket).or_default().admit(now, rate) {
+        let window = self.admitted.entry(bucket).or_default();
+        let admitted = match self.config.count {
+            Count::All => window.record(now) <= rate,
+            Count::Admitted => window.admit(now, rate),
+        };
+        if !admitted {
             return Fate::Answer(Err(Refusal::new(
                 "RequestLimitExceeded",
                 "Your current request times equals to `20` in a second, which exceeds the frequency limit `20` for a second. Please reduce the frequency of calls.",
@@ -360,13 +382,14 @@ impl Simulator {
         config: SimulatorConfig,
     ) -> std::io::Result<SimulatorHandle> {
         let addr = listener.local_addr()?;
+        let handshake = Duration::from_millis(config.connect_latency_ms);
         let world: Shared = Arc::new(Mutex::new(World::new(config)));
         let router = Router::new()
             .route("/", post(answer))
             .route("/__stats", get(stats))
             .with_state(world.clone());
         let (shutdown_tx, shutdown_rx) = oneshot::channel();
-        let server = tokio::spawn(accept_loop(listener, router, shutdown_rx));
+        let server = tokio::spawn(accept_loop(listener, router, handshake, shutdown_rx));
         Ok(SimulatorHandle {
             addr,
             world,
@@ -381,6 +404,7 @@ impl Simulator {
 async fn accept_loop(
     listener: TcpListener,
     router: Router,
+    handshake: Duration,
     mut shutdown_rx: oneshot::Receiver<()>,
 ) {
     let mut connections = JoinSet::new();
@@ -403,6 +427,8 @@ async fn accept_loop(
                     }
                 });
                 connections.spawn(async move {
+                    // Nothing on a new connection is read before its "handshake" is over.
+                    tokio::time::sleep(handshake).await;
                     let _ = hyper::server::conn::http1::Builder::new()
                         .serve_connection(TokioIo::new(stream), service)
                         .await;
