@@ -85,7 +85,8 @@ impl Report {
     }
 }
 
-/// The summary on stderr: counts per status, elapsed time, rate per bucket, retries, path.
+/// The summary on stderr: counts per status, elapsed time, per bucket the rate achieved and
+/// how adaptive pacing lowered it, retries, path.
 pub fn print_summary(report: &Report, format: LogFormat) {
     let counts: Vec<(&str, u64)> = Status::ALL
         .iter()
@@ -105,6 +106,17 @@ pub fn print_summary(report: &Report, format: LogFormat) {
             "retries": report.counts.retries,
             "elapsed_seconds": report.elapsed.as_secs_f64(),
             "requests_per_second": rates,
+            "buckets": report
+                .buckets
+                .iter()
+                .map(|b| (b.name.as_str(), serde_json::json!({
+                    "requests": b.n_requests,
+                    "configured_rate": b.configured_rate,
+                    "achieved_rate": b.rate(),
+                    "lowest_rate": b.lowest_rate,
+                    "throttled": b.n_throttled,
+                })))
+                .collect::<BTreeMap<_, _>>(),
             "results": report.output,
             "ending": report.ending().as_str(),
         });
@@ -141,13 +153,17 @@ pub fn print_summary(report: &Report, format: LogFormat) {
         report.elapsed.as_secs_f64()
     );
     for bucket in &report.buckets {
+        let pacing = format!(
+            "configured {}/s, lowest {:.2}/s, {} throttled",
+            bucket.configured_rate, bucket.lowest_rate, bucket.n_throttled
+        );
         match bucket.rate() {
             Some(rate) => eprintln!(
-                "  {}: {} requests at {rate:.2}/s",
+                "  {}: {} requests at {rate:.2}/s; {pacing}",
                 bucket.name, bucket.n_requests
             ),
             None => eprintln!(
-                "  {}: {}",
+                "  {}: {}; {pacing}",
                 bucket.name,
                 plural(bucket.n_requests, "request", "requests")
             ),
