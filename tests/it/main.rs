@@ -3,6 +3,7 @@
 
 mod common;
 mod credentials;
+mod pacing;
 mod run;
 mod simulator;
 mod unattended;
