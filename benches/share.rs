@@ -8,7 +8,8 @@
 //! simulator is a process of its own), and prints its own peak as the floor of the measure.
 //!
 //! `cargo bench --bench share` runs every scenario; `cargo bench --bench share -- NAME ...`
-//! runs the named ones: memory, validation, utilisation, fifteen, cost, baseline.
+//! runs the named ones: memory, validation, utilisation, fifteen, cost, baseline, contention,
+//! lower.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -81,6 +82,11 @@ struct Measured {
 }
 
 impl Measured {
+    /// Rows `failed`, from the run's own summary.
+    fn failed(&self) -> u64 {
+        self.summary["statuses"]["failed"].as_u64().unwrap_or(0)
+    }
+
     /// Achieved requests per second per bucket, from the run's own summary.
     fn rates(&self) -> BTreeMap<String, f64> {
         self.summary["requests_per_second"]
@@ -91,6 +97,35 @@ impl Measured {
                     .collect()
             })
             .unwrap_or_default()
+    }
+}
+
+/// A run of the binary under way.
+struct Running {
+    pid: u32,
+    started: Instant,
+    stderr_path: PathBuf,
+}
+
+impl Running {
+    /// Waits for it to end and measures it.
+    fn wait(self) -> Measured {
+        let (status, usage) = wait4(self.pid);
+        let wall = self.started.elapsed();
+        let text = std::fs::read_to_string(&self.stderr_path).unwrap_or_default();
+        let summary = text
+            .lines()
+            .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+            .find(|value| value["summary"] == true)
+            .unwrap_or_else(|| panic!("no summary in: {text}"));
+        let cpu = timeval(usage.ru_utime) + timeval(usage.ru_stime);
+        Measured {
+            exit_code: status,
+            wall,
+            cpu,
+            peak_rss_kib: usage.ru_maxrss,
+            summary,
+        }
     }
 }
 
@@ -128,6 +163,11 @@ impl Bench {
 
     /// Runs the binary to the end and measures it.
     fn run(&self, input: &Path, endpoint: Option<&str>, args: &[&str]) -> Measured {
+        self.start(input, endpoint, args).wait()
+    }
+
+    /// Starts the binary; [`Running::wait`] measures it.
+    fn start(&self, input: &Path, endpoint: Option<&str>, args: &[&str]) -> Running {
         // A fresh start: no earlier results or record.
         for earlier in ["results.csv", "results.csv.journal"] {
             let _ = std::fs::remove_file(input.with_extension(earlier));
@@ -138,7 +178,7 @@ impl Bench {
         command
             .arg("run")
             .arg(input)
-            .args(["--log-format", "json", "-q"])
+            .args(["--log-format", "json"])
             .args(args)
             .env("TENCENTCLOUD_SECRET_ID", DEFAULT_SECRET_ID)
             .env("TENCENTCLOUD_SECRET_KEY", DEFAULT_SECRET_KEY)
@@ -152,21 +192,10 @@ impl Bench {
         // Reaped by `wait4`, which also gives its resource usage.
         #[allow(clippy::zombie_processes)]
         let child = command.spawn().expect("the release binary starts");
-        let (status, usage) = wait4(child.id());
-        let wall = started.elapsed();
-        let text = std::fs::read_to_string(&stderr_path).unwrap_or_default();
-        let summary = text
-            .lines()
-            .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
-            .find(|value| value["summary"] == true)
-            .unwrap_or_else(|| panic!("no summary in: {text}"));
-        let cpu = timeval(usage.ru_utime) + timeval(usage.ru_stime);
-        Measured {
-            exit_code: status,
-            wall,
-            cpu,
-            peak_rss_kib: usage.ru_maxrss,
-            summary,
+        Running {
+            pid: child.id(),
+            started,
+            stderr_path,
         }
     }
 
@@ -308,6 +337,85 @@ impl Bench {
         );
     }
 
+    /// Two runs at once, 300 rows each in one region whose quota is 20/s, under each way of
+    /// counting refusals: the perfect share of the quota takes 30 s.
+    fn contention(&mut self) {
+        for count in ["all", "admitted"] {
+            let sim = Sim::start(&["--count", count, "--latency-ms", "50-150"]);
+            let inputs = ["a", "b"].map(|run| {
+                self.input(&format!("contention-{count}-{run}"), &["ap-guangzhou"], 300)
+            });
+            let started = Instant::now();
+            let running =
+                inputs.map(|input| self.start(&input, Some(&sim.endpoint), &["--rate", "20"]));
+            let measured = running.map(Running::wait);
+            let elapsed = started.elapsed();
+            let failed: u64 = measured.iter().map(Measured::failed).sum();
+            self.shared_quota(
+                "contention",
+                &format!("--count {count}"),
+                elapsed,
+                &sim,
+                failed,
+            );
+        }
+    }
+
+    /// The account's limit (10/s) is half of `--rate`: 300 rows at the limit take 30 s.
+    fn lower(&mut self) {
+        let sim = Sim::start(&["--rate", "10", "--latency-ms", "50-150"]);
+        let input = self.input("lower", &["ap-guangzhou"], 300);
+        let started = Instant::now();
+        let measured = self.run(&input, Some(&sim.endpoint), &["--rate", "20"]);
+        let elapsed = started.elapsed();
+        self.shared_quota(
+            "lower limit",
+            "10/s, --rate 20",
+            elapsed,
+            &sim,
+            measured.failed(),
+        );
+    }
+
+    /// The rows of a scenario where the client must find its share of a quota.
+    fn shared_quota(
+        &mut self,
+        scenario: &str,
+        case: &str,
+        elapsed: Duration,
+        sim: &Sim,
+        failed: u64,
+    ) {
+        let stats = sim.stats();
+        let refused = limited(&stats);
+        self.row(
+            scenario,
+            &format!("{case}: elapsed / 30 s"),
+            format!(
+                "{:.2} ({:.1} s)",
+                elapsed.as_secs_f64() / 30.0,
+                elapsed.as_secs_f64()
+            ),
+            "≤ 1.25",
+        );
+        self.row(
+            scenario,
+            &format!("{case}: refused / requests"),
+            format!(
+                "{:.1}% ({refused}/{})",
+                100.0 * refused as f64 / stats.requests.max(1) as f64,
+                stats.requests
+            ),
+            "≤ 5%",
+        );
+        self.row(
+            scenario,
+            &format!("{case}: failed rows"),
+            failed.to_string(),
+            "0",
+        );
+    }
+
     /// The same 300 rows in one region at --concurrency 1 (one call at a time, like a shell
     /// loop over a CLI) and at the default.
     fn baseline(&mut self) {
@@ -366,13 +474,15 @@ type Scenario = (&'static str, fn(&mut Bench));
 fn main() {
     // Memory first: a child's peak RSS is measured from this process's own peak, which the
     // later scenarios raise a little (they ask the simulator for its stats over HTTP).
-    let scenarios: [Scenario; 6] = [
+    let scenarios: [Scenario; 8] = [
         ("memory", Bench::memory),
         ("validation", Bench::validation),
         ("utilisation", Bench::utilisation),
         ("fifteen", Bench::fifteen),
         ("cost", Bench::cost),
         ("baseline", Bench::baseline),
+        ("contention", Bench::contention),
+        ("lower", Bench::lower),
     ];
     let known: Vec<&str> = scenarios.iter().map(|(name, _)| *name).collect();
     let names: Vec<String> = std::env::args()

@@ -364,6 +364,7 @@ impl RunConfig {
                     base: Duration::from_millis(numbers.base_ms.value),
                     max: Duration::from_millis(numbers.max_ms.value),
                 },
+                max_throttled: Duration::from_secs(300),
             },
             max_failures,
             timeout: Duration::from_secs_f64(numbers.timeout.value),

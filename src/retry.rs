@@ -31,10 +31,14 @@ impl Backoff {
 /// What a row has been through so far.
 #[derive(Clone, Copy, Debug)]
 pub struct History {
-    /// Attempts sent for the row, the failed one included.
+    /// Attempts sent for the row, the failed one included, less those answered
+    /// `RequestLimitExceeded`: what `--max-attempts` counts.
     pub attempts: u32,
     /// Whether `AuthFailure.SignatureExpire` was already retried once.
     pub clock_retried: bool,
+    /// How long the row's bucket has been refused without pause (zero if the last answer
+    /// was not `RequestLimitExceeded`).
+    pub throttled_for: Duration,
 }
 
 /// What a bucket has heard from its endpoint so far, to tell a wrong endpoint (nothing but
@@ -73,6 +77,8 @@ impl Heard {
 pub struct Policy {
     pub max_attempts: u32,
     pub backoff: Backoff,
+    /// How long a bucket may be refused without pause before its rows fail (5 minutes).
+    pub max_throttled: Duration,
 }
 
 /// What to do after a failed attempt.
@@ -82,12 +88,18 @@ pub enum Step {
     RetryAfter(Duration),
     /// Send it again now, re-signed: the clock case, once.
     RetryNow,
+    /// Send it again through the limiter, whose rate the refusal lowered; the attempt does
+    /// not count against `--max-attempts`.
+    RetryThrottled,
     /// The row is already as asked (SHARE of a shared image).
     AlreadyDone,
     /// The row fails; nothing else changes.
     Fail,
     /// The row fails, and so does every other row of its region, unsent.
     StopRegion,
+    /// The row fails, and so does every other row of its bucket, unsent: the bucket has
+    /// been refused for too long.
+    StopBucket,
     /// The row fails and the job stops: no new rows start.
     StopJob,
     /// The job is stopping and this row is not finished: leave it unrecorded, so it ends
@@ -111,6 +123,9 @@ impl Policy {
         let never_answered = heard.n_http_answers == 0;
         match class {
             Class::AlreadyDone => Step::AlreadyDone,
+            Class::Throttled if history.throttled_for >= self.max_throttled => Step::StopBucket,
+            Class::Throttled if stopping => Step::Leave,
+            Class::Throttled => Step::RetryThrottled,
             Class::Unreachable if never_answered && heard.n_unreachable >= UNREACHABLE_LIMIT => {
                 Step::StopRegion
             }
@@ -145,12 +160,14 @@ mod tests {
     const POLICY: Policy = Policy {
         max_attempts: 3,
         backoff: BACKOFF,
+        max_throttled: Duration::from_secs(300),
     };
 
     fn history(attempts: u32, clock_retried: bool) -> History {
         History {
             attempts,
             clock_retried,
+            throttled_for: Duration::ZERO,
         }
     }
 
@@ -161,9 +178,27 @@ mod tests {
         let first = history(1, false);
         let last = history(3, false);
         let retry = RetryAfter(Duration::from_millis(250));
+        let refused_long = History {
+            throttled_for: Duration::from_secs(300),
+            ..last
+        };
         let cases: &[(&str, History, bool, Step)] = &[
-            ("RequestLimitExceeded", first, false, retry),
-            ("RequestLimitExceeded.UinLimitExceeded", first, false, retry),
+            ("RequestLimitExceeded", first, false, RetryThrottled),
+            ("RequestLimitExceeded", last, false, RetryThrottled),
+            (
+                "RequestLimitExceeded.UinLimitExceeded",
+                last,
+                false,
+                RetryThrottled,
+            ),
+            ("RequestLimitExceeded", first, true, Leave),
+            ("RequestLimitExceeded", refused_long, false, StopBucket),
+            (
+                "RequestLimitExceeded.IPLimitExceeded",
+                refused_long,
+                true,
+                StopBucket,
+            ),
             ("UnsupportedOperation.ImageOccupied", first, false, retry),
             ("InternalError", first, false, retry),
             ("InternalError.DbError", first, false, retry),

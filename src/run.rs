@@ -292,11 +292,12 @@ async fn send(
     let resume = Arc::new(resume);
     let mut tasks = JoinSet::new();
     let mut readers = Vec::new();
-    for name in plan.rows_per_bucket.keys() {
+    for (name, n_rows) in &plan.rows_per_bucket {
         let (rows, reader) = plan::spawn_reader(input.clone(), buckets, name, resume.clone());
         readers.push(reader);
         tasks.spawn(pool::drive(
             name.clone(),
+            *n_rows,
             rows,
             pool.clone(),
             outcomes_tx.clone(),

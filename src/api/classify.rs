@@ -6,6 +6,9 @@ use crate::action::Permission;
 /// What an error means for the row and the job (SPEC §5).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Class {
+    /// `RequestLimitExceeded`: the service did nothing and asks for a slower pace; retried
+    /// through the limiter without using one of the row's attempts.
+    Throttled,
     /// Worth another attempt, after a backoff, through the limiter again.
     Transient,
     /// The endpoint could not be reached at all (DNS, refused, TLS): transient, unless the
@@ -42,7 +45,8 @@ pub fn classify(code: &str, permission: Permission) -> Class {
         | CONNECTION_ERROR
         | INVALID_RESPONSE => Class::Transient,
         CANNOT_CONNECT => Class::Unreachable,
-        _ if family("RequestLimitExceeded") || family("InternalError") => Class::Transient,
+        _ if family("RequestLimitExceeded") => Class::Throttled,
+        _ if family("InternalError") => Class::Transient,
         _ if code.starts_with(HTTP_STATUS) => match code[HTTP_STATUS.len()..].parse::<u16>() {
             // The API never redirects: a redirect is the endpoint's, and is not followed.
             Ok(300..=399) => Class::JobFatal,
@@ -88,8 +92,10 @@ mod tests {
         let share = Permission::Share;
         let cases = [
             ("UnsupportedOperation.ImageOccupied", Transient),
-            ("RequestLimitExceeded", Transient),
-            ("RequestLimitExceeded.UinLimitExceeded", Transient),
+            ("RequestLimitExceeded", Throttled),
+            ("RequestLimitExceeded.UinLimitExceeded", Throttled),
+            ("RequestLimitExceeded.IPLimitExceeded", Throttled),
+            ("RequestLimitExceededish", Permanent),
             ("InternalError", Transient),
             ("InternalError.RequestError", Transient),
             ("FailedOperation.RequestError", Transient),

@@ -112,24 +112,32 @@ impl Client {
         })
     }
 
-    /// One attempt for `row`, signed now.
-    pub async fn send(&self, row: &Row) -> Result<Success, ApiError> {
-        let transport = |code: &str, message: String| ApiError {
-            code: code.to_string(),
-            message,
-            request_id: None,
-            class: classify(code, row.permission),
-        };
+    /// One attempt for `row`, signed now and ready to go: everything that can take time
+    /// before the request reaches the server (credentials, which a CVM role may fetch over
+    /// HTTP, the signature, the body) happens here, before the limiter's slot is taken, so
+    /// the slot paces what reaches the server. A failure here is the attempt's answer.
+    pub async fn prepare(&self, row: &Row) -> Prepared {
+        let request = self.build(row).await;
+        Prepared {
+            request,
+            permission: row.permission,
+        }
+    }
+
+    async fn build(&self, row: &Row) -> Result<reqwest::Request, ApiError> {
         let Some(Target { url, host }) = self.targets.get(row.region) else {
             let message = format!("no endpoint for region {}", row.region);
-            return Err(transport(CONNECTION_ERROR, message));
+            return Err(transport(CONNECTION_ERROR, message, row.permission));
         };
-        let credentials =
-            self.credentials.current().await.map_err(|e| {
-                transport(CONNECTION_ERROR, format!("cannot get credentials: {e:#}"))
-            })?;
-        let timestamp =
-            crate::clock::unix_now().map_err(|e| transport(CLOCK_OUT_OF_RANGE, e.to_string()))?;
+        let credentials = self.credentials.current().await.map_err(|e| {
+            transport(
+                CONNECTION_ERROR,
+                format!("cannot get credentials: {e:#}"),
+                row.permission,
+            )
+        })?;
+        let timestamp = crate::clock::unix_now()
+            .map_err(|e| transport(CLOCK_OUT_OF_RANGE, e.to_string(), row.permission))?;
         let body = action::request_body(&row.image_id, row.permission);
         let headers = sign::headers(
             &credentials,
@@ -151,11 +159,25 @@ impl Client {
         for (name, value) in headers {
             request = request.header(name, value);
         }
+        request
+            .build()
+            .map_err(|e| transport(CONNECTION_ERROR, error_chain(&e), row.permission))
+    }
+
+    /// Sends a prepared attempt and reads its answer.
+    pub async fn send(&self, prepared: Prepared) -> Result<Success, ApiError> {
+        let Prepared {
+            request,
+            permission,
+        } = prepared;
+        let request = request?;
+        let url = request.url().clone();
         let network = |e: reqwest::Error| {
             if e.is_timeout() {
                 transport(
                     TIMEOUT,
                     format!("no complete answer within {:?}", self.timeout),
+                    permission,
                 )
             } else if e.is_connect() {
                 transport(
@@ -164,21 +186,27 @@ impl Client {
                         "cannot connect to {url}: {}; check --endpoint, DNS and the network (firewall, proxy)",
                         error_chain(&e)
                     ),
+                    permission,
                 )
             } else {
-                transport(CONNECTION_ERROR, error_chain(&e))
+                transport(CONNECTION_ERROR, error_chain(&e), permission)
             }
         };
-        let response = request.send().await.map_err(network)?;
+        let response = self.http.execute(request).await.map_err(network)?;
         let status = response.status();
         if status.is_redirection() {
             let code = format!("{HTTP_STATUS}{}", status.as_u16());
-            return Err(transport(&code, redirect_message(url, &response)));
+            return Err(transport(
+                &code,
+                redirect_message(&url, &response),
+                permission,
+            ));
         }
         if status != reqwest::StatusCode::OK {
             return Err(transport(
                 &format!("{HTTP_STATUS}{}", status.as_u16()),
                 format!("HTTP {status} from {url}, not an API answer"),
+                permission,
             ));
         }
         let bytes = read_capped(response).await.map_err(|e| match e {
@@ -189,9 +217,55 @@ impl Client {
                     "the answer from {url} is larger than {} MiB: not the API's",
                     MAX_ANSWER_BYTES >> 20
                 ),
+                permission,
             ),
         })?;
-        parse_answer(&bytes, row.permission)
+        parse_answer(&bytes, permission)
+    }
+
+    /// Opens `n` connections to `region`'s endpoint before its first slot, so that no paced
+    /// request waits for a handshake that a later one, finding a warm connection, skips:
+    /// the two would reach the server closer together than the limiter spaced them.
+    ///
+    /// reqwest cannot connect without sending, so each connection carries one unsigned
+    /// `GET /`: no action, no credentials, nothing any account is charged for; the service
+    /// answers it with an error, the simulator with 405. Answers are read and dropped.
+    pub async fn warm(&self, region: &str, n: usize) {
+        let Some(Target { url, host }) = self.targets.get(region) else {
+            return;
+        };
+        let mut warming = tokio::task::JoinSet::new();
+        for _ in 0..n {
+            let get = self
+                .http
+                .get(url.clone())
+                .timeout(self.timeout)
+                .header("Host", host);
+            warming.spawn(async move {
+                match get.send().await {
+                    // Read (at most the cap) so the connection can be used again.
+                    Ok(response) => drop(read_capped(response).await),
+                    Err(error) => tracing::debug!("warming a connection: {error}"),
+                }
+            });
+        }
+        warming.join_all().await;
+    }
+}
+
+/// An attempt ready to send, or why it could not be made.
+pub struct Prepared {
+    request: Result<reqwest::Request, ApiError>,
+    permission: Permission,
+}
+
+/// An error of ours, for a failure where the service gave no answer.
+fn transport(code: &str, message: String, permission: Permission) -> ApiError {
+    ApiError {
+        code: code.to_string(),
+        message,
+        request_id: None,
+        class: classify(code, permission),
     }
 }
 

@@ -142,6 +142,17 @@ pub fn print_summary(report: &Report, format: LogFormat) {
             "stopped_by": report.stop.as_ref().and_then(Reason::threshold_passed),
             "elapsed_seconds": report.elapsed.as_secs_f64(),
             "requests_per_second": rates,
+            "buckets": report
+                .buckets
+                .iter()
+                .map(|b| (b.name.as_str(), serde_json::json!({
+                    "requests": b.n_requests,
+                    "configured_rate": b.configured_rate,
+                    "achieved_rate": b.rate(),
+                    "lowest_rate": b.lowest_rate,
+                    "throttled": b.n_throttled,
+                })))
+                .collect::<BTreeMap<_, _>>(),
             "results": report.output.to_string(),
             "earlier_rows_not_in_input": report.n_unmatched,
             "ending": report.ending().as_str(),
@@ -182,13 +193,17 @@ pub fn print_summary(report: &Report, format: LogFormat) {
         say(&format!("  stopped: {passed}"));
     }
     for bucket in &report.buckets {
+        let pacing = format!(
+            "configured {}/s, lowest {:.2}/s, {} throttled",
+            bucket.configured_rate, bucket.lowest_rate, bucket.n_throttled
+        );
         match bucket.rate() {
             Some(rate) => say(&format!(
-                "  {}: {} requests at {rate:.2}/s",
+                "  {}: {} requests at {rate:.2}/s; {pacing}",
                 bucket.name, bucket.n_requests
             )),
             None => say(&format!(
-                "  {}: {}",
+                "  {}: {}; {pacing}",
                 bucket.name,
                 plural(bucket.n_requests, "request", "requests")
             )),

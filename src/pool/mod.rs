@@ -3,6 +3,12 @@
 //! flight (rows of one image run in file order), retries as the retry policy says, and hands
 //! every finished row to the journal as an [`Outcome`].
 //!
+//! Each bucket paces at its own adaptive rate: a `RequestLimitExceeded` lowers it, a while
+//! without one lets it climb back to `--rate`, and a bucket refused without pause for
+//! `max_throttled` fails its remaining rows. Before its first slot a bucket warms the
+//! connections it may use, and each attempt is prepared (credentials, signature) before it
+//! takes its slot: the limiter paces what reaches the server.
+//!
 //! A bucket task owns all of its state; attempts run as spawned tasks whose results come back
 //! to it. Buckets share nothing but the client, the [`Stop`] signal and the counters the
 //! progress line reads, so a slow bucket never holds another back. Each bucket holds its own
@@ -14,16 +20,16 @@ mod stop;
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use rand::Rng;
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
 use crate::action::Permission;
-use crate::api::{ApiError, Client, Success, region_advice};
+use crate::api::{ApiError, Class, Client, Prepared, Success, region_advice};
 use crate::input::Row;
-use crate::limiter::Limiter;
+use crate::limiter::{Adaptive, Limiter};
 use crate::results::{Identity, Outcome, Status};
 use crate::retry::{Heard, History, Policy, Step};
 use queue::{ImageQueue, Job, RetryQueue};
@@ -65,16 +71,25 @@ pub struct BucketReport {
     /// Retries by the error code that caused them: the summary tells a quota shared with
     /// another client (`RequestLimitExceeded`) from a busy service.
     pub retries_by_code: BTreeMap<String, u64>,
+    /// `--rate`, the most adaptive pacing ever allows.
+    pub configured_rate: f64,
+    /// The lowest rate adaptive pacing went down to (the configured rate if it never did).
+    pub lowest_rate: f64,
+    /// Answers `RequestLimitExceeded` (any sub-code).
+    pub n_throttled: u64,
 }
 
 impl BucketReport {
-    fn new(name: String) -> Self {
+    fn new(name: String, configured_rate: f64) -> Self {
         Self {
             name,
             n_requests: 0,
             first_sent: None,
             last_sent: None,
             retries_by_code: BTreeMap::new(),
+            configured_rate,
+            lowest_rate: configured_rate,
+            n_throttled: 0,
         }
     }
 
@@ -147,7 +162,8 @@ impl Incoming {
     }
 }
 
-type Attempt = (Job, Result<Success, ApiError>);
+/// An attempt's job, when it was sent, and its answer.
+type Attempt = (Job, tokio::time::Instant, Result<Success, ApiError>);
 
 /// One bucket's state, owned by its task.
 struct Bucket {
@@ -162,13 +178,21 @@ struct Bucket {
     dead_regions: HashMap<&'static str, ApiError>,
     /// What the endpoint has answered so far, for telling a wrong endpoint from bad luck.
     heard: Heard,
+    /// Set once the bucket has been refused for too long: every row left fails with it.
+    given_up: Option<ApiError>,
+    /// The rate the limiter follows.
+    adaptive: Adaptive,
+    /// Since when every answer has been `RequestLimitExceeded`; `None` after any other.
+    refused_since: Option<tokio::time::Instant>,
     rows: Incoming,
 }
 
 /// Runs every row that arrives on `rows` (in file order), until they are all finished or the
-/// run is stopped; each finished row goes to `outcomes_tx`.
+/// run is stopped; each finished row goes to `outcomes_tx`. `n_rows` is how many rows the
+/// plan counted for the bucket: no more connections are warmed than it can use.
 pub async fn drive(
     name: String,
+    n_rows: u64,
     rows: Incoming,
     pool: Arc<Pool>,
     outcomes_tx: mpsc::Sender<Outcome>,
@@ -177,7 +201,8 @@ pub async fn drive(
     let concurrency = pool.settings.concurrency.max(1);
     let stop = pool.stop.clone();
     let mut bucket = Bucket {
-        report: BucketReport::new(name),
+        report: BucketReport::new(name, pool.settings.rate),
+        adaptive: Adaptive::new(pool.settings.rate),
         pool,
         outcomes_tx,
         ready: VecDeque::new(),
@@ -185,12 +210,21 @@ pub async fn drive(
         images: ImageQueue::default(),
         dead_regions: HashMap::new(),
         heard: Heard::default(),
+        given_up: None,
+        refused_since: None,
         rows,
     };
+    if let Some(row) = bucket.rows.next().await {
+        let n = usize::try_from(n_rows)
+            .unwrap_or(usize::MAX)
+            .min(concurrency);
+        bucket.pool.client.warm(row.region, n).await;
+        bucket.admit(row).await;
+    }
     let mut in_flight: JoinSet<Attempt> = JoinSet::new();
-    // The job waiting for the limiter: taken out of the bucket's queues only when a slot is
-    // free, and sent the moment the limiter lets it go.
-    let mut next: Option<Job> = None;
+    // The attempt waiting for the limiter, prepared: taken out of the bucket's queues only
+    // when a slot is free, and sent the moment the limiter lets it go.
+    let mut next: Option<(Job, Prepared)> = None;
     loop {
         if stop.is_stopped() {
             break;
@@ -198,9 +232,14 @@ pub async fn drive(
         while let Some(joined) = in_flight.try_join_next() {
             bucket.joined(joined).await;
         }
-        if next.is_none() && in_flight.len() < concurrency {
-            next = bucket.next_job().await;
+        if next.is_none()
+            && in_flight.len() < concurrency
+            && let Some(job) = bucket.next_job().await
+        {
+            let prepared = bucket.pool.client.prepare(&job.row).await;
+            next = Some((job, prepared));
         }
+        limiter.set_rate(bucket.adaptive.rate(tokio::time::Instant::now()));
         if next.is_none() && in_flight.is_empty() && bucket.is_idle() {
             break;
         }
@@ -214,8 +253,8 @@ pub async fn drive(
             _ = stop.stopped() => break,
             Some(joined) = in_flight.join_next() => bucket.joined(joined).await,
             _ = limiter.pace(), if next.is_some() => {
-                if let Some(job) = next.take() {
-                    bucket.send(job, &mut in_flight);
+                if let Some((job, prepared)) = next.take() {
+                    bucket.send(job, prepared, &mut in_flight);
                 }
             }
             _ = sleep_until(next_due), if next_due.is_some() => bucket.promote_due(),
@@ -236,6 +275,8 @@ pub async fn drive(
         .counters
         .n_retrying
         .fetch_sub(n_retrying, Ordering::Relaxed);
+    bucket.report.lowest_rate = bucket.adaptive.lowest();
+    bucket.report.n_throttled = bucket.adaptive.n_throttled();
     bucket.report
 }
 
@@ -251,9 +292,10 @@ impl Bucket {
     }
 
     /// Sends one attempt of `job` now.
-    fn send(&mut self, mut job: Job, in_flight: &mut JoinSet<Attempt>) {
+    fn send(&mut self, mut job: Job, prepared: Prepared, in_flight: &mut JoinSet<Attempt>) {
         self.report.sent();
         let pool = self.pool.clone();
+        let sent_at = tokio::time::Instant::now();
         in_flight.spawn(async move {
             job.attempts += 1;
             tracing::trace!(
@@ -264,16 +306,29 @@ impl Bucket {
                 job.row.line,
                 job.attempts
             );
-            let result = pool.client.send(&job.row).await;
-            (job, result)
+            let result = pool.client.send(prepared).await;
+            (job, sent_at, result)
         });
+    }
+
+    /// Why a row of `region` fails unsent, if it does: the bucket gave up, or the region
+    /// refuses the action. The RequestId is another row's, so it is left out.
+    fn dead(&self, region: &str) -> Option<ApiError> {
+        let error = self
+            .given_up
+            .as_ref()
+            .or_else(|| self.dead_regions.get(region))?;
+        Some(ApiError {
+            request_id: None,
+            ..error.clone()
+        })
     }
 
     /// The next job that may be sent now, reading rows ahead as far as that takes.
     async fn next_job(&mut self) -> Option<Job> {
         loop {
             if let Some(job) = self.ready.pop_front() {
-                if let Some(error) = self.dead_regions.get(job.row.region).cloned() {
+                if let Some(error) = self.dead(job.row.region) {
                     self.fail(&job, &error).await;
                     continue;
                 }
@@ -291,7 +346,7 @@ impl Bucket {
 
     /// Takes a new row: it is ready unless its image is busy, in which case it waits its turn.
     async fn admit(&mut self, row: Row) {
-        if let Some(error) = self.dead_regions.get(row.region).cloned() {
+        if let Some(error) = self.dead(row.region) {
             return self.fail(&Job::new(row), &error).await;
         }
         if let Some(row) = self.images.admit(row) {
@@ -319,8 +374,26 @@ impl Bucket {
 
     async fn joined(&mut self, joined: Result<Attempt, tokio::task::JoinError>) {
         match joined {
-            Ok((job, result)) => self.finish(job, result).await,
+            Ok((job, sent_at, result)) => {
+                self.adapt(sent_at, &result);
+                self.finish(job, result).await
+            }
             Err(error) => tracing::error!("an attempt task failed: {error}"),
+        }
+    }
+
+    /// Adaptive pacing learns from every answer: a refusal may lower the rate, and any other
+    /// answer ends a run of refusals.
+    fn adapt(&mut self, sent_at: tokio::time::Instant, result: &Result<Success, ApiError>) {
+        let now = tokio::time::Instant::now();
+        match result {
+            Err(error) if error.class == Class::Throttled => {
+                self.refused_since.get_or_insert(now);
+                if let Some(rate) = self.adaptive.throttled(sent_at, now) {
+                    tracing::debug!(bucket = self.report.name, rate, code = %error.code, "throttled: pacing lowered");
+                }
+            }
+            _ => self.refused_since = None,
         }
     }
 
@@ -355,8 +428,11 @@ impl Bucket {
             error.code
         );
         let history = History {
-            attempts: job.attempts,
+            attempts: job.attempts - job.n_throttled,
             clock_retried: job.clock_retried,
+            throttled_for: self
+                .refused_since
+                .map_or(Duration::ZERO, |since| since.elapsed()),
         };
         let stopping = self.pool.stop.is_stopped();
         let jitter = rand::rng().random::<f64>();
@@ -384,6 +460,15 @@ impl Bucket {
                 self.retried(&error.code);
                 job.clock_retried = true;
                 self.ready.push_front(job);
+            }
+            Step::RetryThrottled => {
+                job.n_throttled += 1;
+                self.ready.push_front(job);
+            }
+            Step::StopBucket => {
+                tracing::error!(bucket = self.report.name, code = %error.code, "refused without pause for {:?}: the bucket's rows fail; --resume runs them later", self.pool.settings.retry.max_throttled);
+                self.given_up = Some(error.clone());
+                self.fail(&job, &error).await;
             }
             Step::Fail => self.fail(&job, &error).await,
             Step::StopRegion => {

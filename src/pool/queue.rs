@@ -12,6 +12,9 @@ use crate::input::Row;
 pub struct Job {
     pub row: Row,
     pub attempts: u32,
+    /// Attempts answered `RequestLimitExceeded`: sent, but not counted against
+    /// `--max-attempts`.
+    pub n_throttled: u32,
     /// `AuthFailure.SignatureExpire` gets one more attempt, no more.
     pub clock_retried: bool,
 }
@@ -21,6 +24,7 @@ impl Job {
         Self {
             row,
             attempts: 0,
+            n_throttled: 0,
             clock_retried: false,
         }
     }

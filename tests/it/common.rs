@@ -222,6 +222,7 @@ pub struct ResultRow {
     pub image_id: String,
     pub status: Status,
     pub blueprint_id: Option<String>,
+    pub request_id: Option<String>,
     pub error_code: Option<String>,
     pub error_message: Option<String>,
     pub attempts: u32,

@@ -5,6 +5,7 @@ mod common;
 mod credentials;
 mod habits;
 mod hostile;
+mod pacing;
 mod record;
 mod run;
 mod simulator;

@@ -1,6 +1,6 @@
 //! The batch runner end to end: real files, real HTTP to the simulator on loopback.
 
-use lighthouse_share::action::{Permission, RateScope};
+use lighthouse_share::action::Permission;
 use lighthouse_share::output::Ending;
 use lighthouse_share::results::Status;
 use lighthouse_share::simulator::{Faults, SimulatorConfig};
@@ -249,41 +249,6 @@ async fn a_region_that_refuses_the_action_fails_its_rows_and_the_others_go_on() 
         sent, 1,
         "after the first refusal the region's rows are not sent"
     );
-}
-
-/// The pacing promise end to end: real requests at `--rate 20` to a simulator that allows
-/// 20 per second and measures every arrival. A limiter with a burst, or one that paces what
-/// leaves it rather than what it lets go, would put more than 20 in some second.
-#[tokio::test]
-async fn at_rate_20_no_second_holds_more_than_20_requests_and_none_is_refused() {
-    let sim = start(SimulatorConfig {
-        rate: 20,
-        latency_ms: (20, 80),
-        seed: 5,
-        ..SimulatorConfig::default()
-    })
-    .await;
-    let mut csv = String::from("region,image_id,permission\n");
-    for i in 0..80 {
-        let region = ["ap-guangzhou", "ap-tokyo"][i % 2];
-        csv.push_str(&format!("{region},img-{i:08},SHARE\n"));
-    }
-    let mut job = Job::new(&csv);
-    job.rate = 20.0;
-    job.rate_scope = Some(RateScope::Region);
-    let (report, rows) = job.run(&sim).await;
-    assert_eq!(report.ending(), Ending::Done, "{rows:?}");
-    let stats = sim.stats();
-    assert_eq!(stats.answers("RequestLimitExceeded"), 0, "{stats:?}");
-    assert_eq!(stats.answers("OK"), 80);
-    for region in ["ap-guangzhou", "ap-tokyo"] {
-        let busiest = stats.max_window[region];
-        assert!(
-            (19..=20).contains(&busiest),
-            "{region}: {busiest} requests in one second; {:?}",
-            report.buckets
-        );
-    }
 }
 
 /// Per-image order: with random latency and many rows per image, the simulator never sees
