@@ -1,27 +1,36 @@
-//! Pacing: one limiter per rate bucket, so that no one-second window ever holds more than the
-//! bucket's current rate, and the rate it adapts to when others share the quota.
+//! Pacing: one governor limiter per rate bucket, so that no one-second window ever holds
+//! more than the bucket's current rate, and the rate it adapts to when others share the quota.
 //!
-//! Requests are spaced evenly with no burst, one every `1 / (rate × UTILISATION)` seconds, so
-//! any window of one second holds at most `ceil(rate)`. The small margin absorbs the jitter
-//! between the moment a request is sent and the moment the server counts it: at 20/s, 20
-//! requests span 1.008 s, 8 ms more than a second.
+//! governor's usual quota has a burst as large as the rate, which lets about twice the rate
+//! through in the first second. Here the burst is one: requests are spaced evenly, one every
+//! `1 / (rate × UTILISATION)` seconds, so any window of one second holds at most
+//! `ceil(rate)`. The small margin absorbs the jitter between the moment a request is sent and
+//! the moment the server counts it: at 20/s, 20 requests span 1.008 s, 8 ms more than a second.
 //!
-//! A timer never wakes exactly on time, and a schedule re-based on every late wake-up would
-//! drift later and cost utilisation. A request may therefore go up to [`TOLERANCE`] ahead of
-//! its slot, and the limiter sleeps until that early edge: a wake-up up to that late keeps the
+//! A timer never wakes exactly on time, and a GCRA limiter with burst one re-bases its
+//! schedule on every late wake-up, so the lateness would add up and cost utilisation. Each
+//! request therefore weighs `cells` fine-grained cells with one spare cell of burst: that lets
+//! a request go up to [`TOLERANCE`] ahead of its slot, so a wake-up that late keeps the
 //! schedule. Any one-second window still holds at most `ceil(rate)`, since the tolerance
 //! (3 ms) is smaller than the margin (8 ms at 20/s), leaving 5 ms for network jitter.
 //!
-//! The spacing is ours rather than governor's so that the rate can change in place: each slot
-//! is the last one plus the interval in force when the request asks, so `n` requests in a row
-//! at a rate span at least `n` of its intervals less the tolerance, across any change.
+//! A governor quota cannot change in place, so a new rate gets a new limiter; a fresh one
+//! would let its first request go at once, next to the last ones at the old rate, so that
+//! first request waits until the last one's time plus the new interval (less the tolerance).
 //!
 //! [`Adaptive`] is the rate itself: lowered on a `RequestLimitExceeded`, climbing back while
-//! none comes (SPEC §3). Both read tokio's clock, so tests pause and advance time.
+//! none comes (SPEC §3). Both read tokio's clock ([`TokioClock`]), so tests pause and advance
+//! time and exercise [`Limiter::pace`] itself, without sleeping.
 
+use std::num::NonZeroU32;
 use std::sync::Mutex;
 use std::time::Duration;
 
+use governor::clock::Clock;
+use governor::middleware::NoOpMiddleware;
+use governor::nanos::Nanos;
+use governor::state::{InMemoryState, NotKeyed};
+use governor::{Quota, RateLimiter};
 use tokio::time::Instant;
 
 /// The share of the rate actually used.
@@ -30,16 +39,19 @@ pub const UTILISATION: f64 = 0.992;
 /// How far ahead of its slot a request may go, so that a late timer does not cost a slot.
 pub const TOLERANCE: Duration = Duration::from_millis(3);
 
-/// The pacer of one rate bucket.
-pub struct Limiter {
-    schedule: Mutex<Schedule>,
+/// governor's clock over `tokio::time::Instant`: real time in a run, paused and advanced
+/// time in a test.
+#[derive(Clone, Debug)]
+pub struct TokioClock {
+    start: Instant,
 }
 
-struct Schedule {
-    /// The time between two slots at the current rate.
-    interval: Duration,
-    /// The slot of the last request let through (or the moment it went, if it went late).
-    last: Option<Instant>,
+impl Clock for TokioClock {
+    type Instant = Nanos;
+
+    fn now(&self) -> Nanos {
+        Nanos::from(self.start.elapsed())
+    }
 }
 
 /// The time between two requests at `rate`, margin included.
@@ -47,43 +59,107 @@ fn interval(rate: f64) -> Duration {
     Duration::try_from_secs_f64(1.0 / (rate * UTILISATION)).unwrap_or(Duration::MAX)
 }
 
+/// The quota that paces requests `interval` apart, and the cells each request weighs.
+fn quota(interval: Duration) -> (Quota, NonZeroU32) {
+    let cells = (interval.as_secs_f64() / TOLERANCE.as_secs_f64())
+        .ceil()
+        .clamp(1.0, 1_000_000.0) as u32;
+    let cells = NonZeroU32::new(cells).unwrap_or(NonZeroU32::MIN);
+    let period = interval / cells.get();
+    let quota = Quota::with_period(period)
+        .unwrap_or_else(|| Quota::per_second(NonZeroU32::MAX))
+        .allow_burst(cells.saturating_add(1));
+    (quota, cells)
+}
+
+type Gcra = RateLimiter<NotKeyed, InMemoryState, TokioClock, NoOpMiddleware<Nanos>>;
+
+/// The pacer of one rate bucket.
+pub struct Limiter {
+    clock: TokioClock,
+    state: Mutex<State>,
+}
+
+struct State {
+    gcra: Gcra,
+    /// The cells one request weighs.
+    cells: NonZeroU32,
+    /// The time between two requests at the current rate.
+    interval: Duration,
+    /// When the last request went.
+    last: Option<Instant>,
+    /// Set by a rate change: the earliest moment for the new limiter's first request.
+    not_before: Option<Instant>,
+}
+
 impl Limiter {
     pub fn new(rate: f64) -> Self {
+        let clock = TokioClock {
+            start: Instant::now(),
+        };
+        let interval = interval(rate);
+        let (quota, cells) = quota(interval);
         Self {
-            schedule: Mutex::new(Schedule {
-                interval: interval(rate),
+            state: Mutex::new(State {
+                gcra: RateLimiter::direct_with_clock(quota, clock.clone()),
+                cells,
+                interval,
                 last: None,
+                not_before: None,
             }),
+            clock,
         }
     }
 
-    /// Paces from now on at `rate`: the next slot is the last one plus the new interval.
+    /// Paces from now on at `rate`: the next request goes no sooner than the last one plus
+    /// the new interval.
     pub fn set_rate(&self, rate: f64) {
-        self.lock().interval = interval(rate);
+        let interval = interval(rate);
+        let mut state = self.lock();
+        if interval == state.interval {
+            return;
+        }
+        let (quota, cells) = quota(interval);
+        state.gcra = RateLimiter::direct_with_clock(quota, self.clock.clone());
+        state.cells = cells;
+        state.interval = interval;
+        state.not_before = state
+            .last
+            .map(|last| (last + interval).checked_sub(TOLERANCE).unwrap_or(last));
     }
 
-    /// Waits until the next request may be sent, and takes its slot.
+    /// Waits until the next request may be sent, and takes its slot. The wait is tokio's own
+    /// timer (1 ms ticks, inside the tolerance), not governor's, which would wake a timer
+    /// thread per request.
     pub async fn pace(&self) {
         loop {
-            let wake_at = {
-                let mut schedule = self.lock();
+            let wait = {
+                let mut state = self.lock();
                 let now = Instant::now();
-                let slot = schedule.last.map(|last| last + schedule.interval);
-                match slot {
-                    Some(slot) if now + TOLERANCE < slot => slot - TOLERANCE,
-                    _ => {
-                        schedule.last = Some(slot.map_or(now, |slot| slot.max(now)));
-                        return;
-                    }
+                match state.not_before {
+                    Some(not_before) if now < not_before => not_before - now,
+                    _ => match state.gcra.check_n(state.cells) {
+                        Ok(Ok(())) => {
+                            state.last = Some(now);
+                            state.not_before = None;
+                            return;
+                        }
+                        Ok(Err(not_until)) => not_until.wait_time_from(self.clock.now()),
+                        // `quota` makes the burst one cell larger than a request, so this
+                        // cannot happen; sending unpaced instead would break the promise.
+                        Err(error) => {
+                            panic!("the limiter's quota cannot hold one request: {error}")
+                        }
+                    },
                 }
             };
-            tokio::time::sleep_until(wake_at).await;
+            tokio::time::sleep(wait).await;
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Schedule> {
-        // Only this module touches the schedule, and never panics holding it.
-        self.schedule
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        // Only this module touches the state, and never panics holding it.
+        self.state
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
