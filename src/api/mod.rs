@@ -114,14 +114,58 @@ impl Client {
 
     /// One attempt for `row`, signed now.
     pub async fn send(&self, row: &Row) -> Result<Success, ApiError> {
+        let body = action::request_body(&row.image_id, row.permission);
+        let bytes = self
+            .post(row.region, action::ACTION, body, row.permission)
+            .await?;
+        let (request_id, answer): (_, ShareAnswer) = parse_answer(&bytes, row.permission)?;
+        Ok(Success {
+            blueprint_id: answer.blueprint_id,
+            request_id,
+        })
+    }
+
+    /// One page of `region`'s blueprints (`DescribeBlueprints`), signed now: those of type
+    /// `SHARED`, or of every type (`kind` [`Blueprints::All`]).
+    pub async fn describe(
+        &self,
+        region: &str,
+        kind: Blueprints,
+        offset: u64,
+    ) -> Result<Page, ApiError> {
+        let body = action::describe_body(kind == Blueprints::Shared, offset);
+        let bytes = self
+            .post(region, action::DESCRIBE_ACTION, body, LOOKUP)
+            .await?;
+        let (_, answer): (_, DescribeAnswer) = parse_answer(&bytes, LOOKUP)?;
+        Ok(Page {
+            total: answer.total_count,
+            n_listed: answer.blueprint_set.len() as u64,
+            blueprints: answer
+                .blueprint_set
+                .into_iter()
+                .filter_map(|b| Some((b.image_id?, b.blueprint_id)))
+                .collect(),
+        })
+    }
+
+    /// Signs `body` for `action` in `region` now, sends it, and returns the answer's bytes
+    /// if the HTTP exchange went as the API's do. Errors are classified as for `permission`.
+    async fn post(
+        &self,
+        region: &str,
+        action: &str,
+        body: Vec<u8>,
+        permission: Permission,
+    ) -> Result<Vec<u8>, ApiError> {
         let transport = |code: &str, message: String| ApiError {
             code: code.to_string(),
             message,
             request_id: None,
-            class: classify(code, row.permission),
+            class: classify(code, permission),
         };
-        let Some(Target { url, host }) = self.targets.get(row.region) else {
-            let message = format!("no endpoint for region {}", row.region);
+        let Some(Target { url, host }) = self.targets.get(region) else {
+            let message = format!("no endpoint for region {region}");
             return Err(transport(CONNECTION_ERROR, message));
         };
         let credentials =
@@ -130,14 +174,13 @@ impl Client {
             })?;
         let timestamp =
             crate::clock::unix_now().map_err(|e| transport(CLOCK_OUT_OF_RANGE, e.to_string()))?;
-        let body = action::request_body(&row.image_id, row.permission);
         let headers = sign::headers(
             &credentials,
             &sign::Request {
                 host,
-                action: action::ACTION,
+                action,
                 version: action::VERSION,
-                region: row.region,
+                region,
                 body: &body,
                 timestamp,
             },
@@ -191,7 +234,7 @@ impl Client {
                 ),
             ),
         })?;
-        parse_answer(&bytes, row.permission)
+        Ok(bytes)
     }
 }
 
@@ -238,20 +281,68 @@ async fn read_capped(mut response: reqwest::Response) -> Result<Vec<u8>, Read> {
     Ok(bytes)
 }
 
-#[derive(Deserialize)]
-struct Envelope {
-    #[serde(rename = "Response")]
-    response: Answer,
+/// How a look-up's errors are classified: as a CANCEL's, since only a SHARE can be "already
+/// done" and no look-up answer means that.
+const LOOKUP: Permission = Permission::Cancel;
+
+/// Which blueprints a look-up lists.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Blueprints {
+    /// Type `SHARED`: those shared from CVM images (SPEC §9).
+    Shared,
+    /// Every type: the fresh look-up, which must not depend on the inferred `SHARED` type.
+    All,
+}
+
+/// One page of a look-up.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Page {
+    /// How many blueprints match in all, over every page.
+    pub total: u64,
+    /// How many blueprints this page lists: the next page starts that much further.
+    pub n_listed: u64,
+    /// (ImageId, BlueprintId) of this page's blueprints that came from a CVM image.
+    pub blueprints: Vec<(String, String)>,
 }
 
 #[derive(Deserialize)]
-struct Answer {
+struct Envelope<T> {
+    #[serde(rename = "Response")]
+    response: Answer<T>,
+}
+
+/// An answer of either action: the common parts, and the action's own fields (`T`).
+#[derive(Deserialize)]
+struct Answer<T> {
     #[serde(rename = "RequestId")]
     request_id: String,
-    #[serde(rename = "BlueprintId")]
-    blueprint_id: Option<String>,
     #[serde(rename = "Error")]
     error: Option<ServiceError>,
+    #[serde(flatten)]
+    fields: T,
+}
+
+#[derive(Debug, Deserialize)]
+struct ShareAnswer {
+    #[serde(rename = "BlueprintId")]
+    blueprint_id: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct DescribeAnswer {
+    #[serde(rename = "TotalCount", default)]
+    total_count: u64,
+    #[serde(rename = "BlueprintSet", default)]
+    blueprint_set: Vec<BlueprintEntry>,
+}
+
+/// The fields of a `Blueprint` the look-up needs.
+#[derive(Debug, Deserialize)]
+struct BlueprintEntry {
+    #[serde(rename = "BlueprintId")]
+    blueprint_id: String,
+    #[serde(rename = "ImageId", default)]
+    image_id: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -263,8 +354,12 @@ struct ServiceError {
     message: Option<String>,
 }
 
-fn parse_answer(bytes: &[u8], permission: Permission) -> Result<Success, ApiError> {
-    let Ok(Envelope { response }) = serde_json::from_slice::<Envelope>(bytes) else {
+/// The answer's RequestId and fields, or its error, classified as for `permission`.
+fn parse_answer<T: serde::de::DeserializeOwned>(
+    bytes: &[u8],
+    permission: Permission,
+) -> Result<(String, T), ApiError> {
+    let Ok(Envelope { response }) = serde_json::from_slice::<Envelope<T>>(bytes) else {
         let start = String::from_utf8_lossy(&bytes[..bytes.len().min(120)]).into_owned();
         return Err(ApiError {
             code: INVALID_RESPONSE.to_string(),
@@ -280,10 +375,7 @@ fn parse_answer(bytes: &[u8], permission: Permission) -> Result<Success, ApiErro
             message: error.message.unwrap_or_default(),
             request_id: Some(response.request_id),
         }),
-        None => Ok(Success {
-            blueprint_id: response.blueprint_id,
-            request_id: response.request_id,
-        }),
+        None => Ok((response.request_id, response.fields)),
     }
 }
 
@@ -306,32 +398,51 @@ mod tests {
     #[test]
     fn answers_parse_into_success_or_classified_errors() {
         let ok = br#"{"Response":{"BlueprintId":"lhbp-su83x02a","RequestId":"r1"}}"#;
-        assert_eq!(
-            parse_answer(ok, Permission::Share)
-                .unwrap()
-                .blueprint_id
-                .as_deref(),
-            Some("lhbp-su83x02a")
-        );
+        let (_, answer): (_, ShareAnswer) = parse_answer(ok, Permission::Share).unwrap();
+        assert_eq!(answer.blueprint_id.as_deref(), Some("lhbp-su83x02a"));
         let error =
             br#"{"Response":{"Error":{"Code":"InternalError","Message":"m"},"RequestId":"r2"}}"#;
-        let error = parse_answer(error, Permission::Share).unwrap_err();
+        let error = parse_answer::<ShareAnswer>(error, Permission::Share).unwrap_err();
         assert_eq!(
             (error.class, error.request_id.as_deref()),
             (Class::Transient, Some("r2"))
         );
         let bare =
             br#"{"Response":{"Error":{"Code":"AuthFailure.SignatureFailure"},"RequestId":"r3"}}"#;
-        let bare = parse_answer(bare, Permission::Share).unwrap_err();
+        let bare = parse_answer::<ShareAnswer>(bare, Permission::Share).unwrap_err();
         assert_eq!(
             (bare.code.as_str(), bare.class),
             ("AuthFailure.SignatureFailure", Class::JobFatal),
             "a code without a message is classified by the code"
         );
-        let html = parse_answer(b"<html>bad gateway</html>", Permission::Share).unwrap_err();
+        let html = parse_answer::<ShareAnswer>(b"<html>bad gateway</html>", Permission::Share)
+            .unwrap_err();
         assert_eq!(
             (html.code.as_str(), html.class),
             (INVALID_RESPONSE, Class::Transient)
+        );
+    }
+
+    #[test]
+    fn a_look_up_page_keeps_the_blueprints_shared_from_an_image() {
+        let page = br#"{"Response":{"TotalCount":3,"BlueprintSet":[
+            {"BlueprintId":"lhbp-pub","BlueprintType":"APP_OS","ImageId":null},
+            {"BlueprintId":"lhbp-a","BlueprintType":"SHARED","ImageId":"img-aaaaaaaa"}],
+            "RequestId":"r"}}"#;
+        let (_, answer): (_, DescribeAnswer) = parse_answer(page, LOOKUP).unwrap();
+        assert_eq!(answer.total_count, 3);
+        let images: Vec<_> = answer
+            .blueprint_set
+            .iter()
+            .filter_map(|b| b.image_id.as_deref())
+            .collect();
+        assert_eq!(images, ["img-aaaaaaaa"]);
+        let refused = br#"{"Response":{"Error":{"Code":"UnauthorizedOperation.NoPermission"},"RequestId":"r"}}"#;
+        assert_eq!(
+            parse_answer::<DescribeAnswer>(refused, LOOKUP)
+                .unwrap_err()
+                .class,
+            Class::JobFatal
         );
     }
 }
