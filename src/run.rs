@@ -473,7 +473,8 @@ async fn send(
         stop.trigger(Reason::Journal(why));
     }
     let unnamed = std::mem::take(&mut *unnamed.lock().unwrap_or_else(|e| e.into_inner()));
-    if !unnamed.is_empty() && config.lookup && !lookups.was_refused() && !stop.is_stopped() {
+    // Made with --no-lookup too: it sends no row, and every shared row should say its BlueprintId.
+    if !unnamed.is_empty() && !lookups.was_refused() && !stop.is_stopped() {
         let mended = mend(&lookups, buckets, unnamed).await;
         let appended = Journal::resume(&config.record, &config.target).and_then(|mut journal| {
             journal.append(&mended)?;
