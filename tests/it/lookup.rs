@@ -310,7 +310,8 @@ async fn a_dry_run_prints_the_real_plan_and_fails_where_a_run_would() {
     assert_eq!(names(dir.path()), ["in.csv"], "nothing written");
 
     let no_keys: [(&str, &str); 0] = [];
-    let causes: [(&str, Vec<&str>, &[(&str, &str)]); 4] = [
+    type Cause<'a> = (&'a str, Vec<&'a str>, &'a [(&'a str, &'a str)]);
+    let causes: [Cause; 4] = [
         ("no credentials", vec![], &no_keys),
         ("an unwritable output", vec!["-o", "missing/out.csv"], &keys),
         ("an unknown profile", vec!["--profile", "nope"], &keys),
