@@ -257,7 +257,8 @@ impl Bench {
         let measured = self.run(
             &input,
             Some(&sim.endpoint),
-            &["--rate", "20", "--rate-scope", "region"],
+            // `-q` prints nothing on success: the summary is what is measured.
+            &["--rate", "20", "--rate-scope", "region", "--no-quiet"],
         );
         assert_eq!(measured.exit_code, 0);
         let stats = sim.stats();
