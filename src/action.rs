@@ -1,10 +1,15 @@
-//! Facts about the one API action this tool calls, shared by the client and the simulator.
+//! Facts about the API actions this tool calls (the share, and the state look-up), shared by
+//! the client and the simulator.
 
 use std::fmt;
 
 /// The product's service name: it goes into the credential scope, never taken from the host.
 pub const SERVICE: &str = "lighthouse";
 pub const ACTION: &str = "ModifyImageSharePermission";
+/// The state look-up (SPEC §9); same version, signing and endpoint as the share.
+pub const DESCRIBE_ACTION: &str = "DescribeBlueprints";
+/// The most blueprints one look-up page holds.
+pub const DESCRIBE_LIMIT: u64 = 100;
 pub const VERSION: &str = "2020-03-24";
 pub const CONTENT_TYPE: &str = "application/json";
 
@@ -98,6 +103,16 @@ pub fn request_body(image_id: &str, permission: Permission) -> Vec<u8> {
         "Permission": permission.as_str(),
     }))
     .expect("a map of two strings always serialises")
+}
+
+/// The body of one look-up page: the region's `SHARED` blueprints (`shared_only`), or all of
+/// them, [`DESCRIBE_LIMIT`] from `offset`.
+pub fn describe_body(shared_only: bool, offset: u64) -> Vec<u8> {
+    let mut body = serde_json::json!({ "Offset": offset, "Limit": DESCRIBE_LIMIT });
+    if shared_only {
+        body["Filters"] = serde_json::json!([{ "Name": "blueprint-type", "Values": ["SHARED"] }]);
+    }
+    serde_json::to_vec(&body).expect("a map of numbers and strings always serialises")
 }
 
 #[cfg(test)]

@@ -121,16 +121,34 @@ pub struct RunArgs {
     /// Start afresh even if the config file or the environment says --resume.
     #[arg(long, overrides_with = "resume", help_heading = INPUT_OUTPUT)]
     pub no_resume: bool,
-    /// Validate every row, print the plan and an ETA; send nothing, write nothing.
+    /// Everything but the writes: credentials, output, the state look-up; print the plan per
+    /// bucket and an ETA (-v: one line per row); write nothing.
     #[arg(long, overrides_with = "no_dry_run", help_heading = INPUT_OUTPUT)]
     pub dry_run: bool,
     /// Really run, even if the config file or the environment says --dry-run.
     #[arg(long, overrides_with = "dry_run", help_heading = INPUT_OUTPUT)]
     pub no_dry_run: bool,
+    /// With --dry-run: check the input file alone; no credentials, no requests.
+    #[arg(long, overrides_with = "no_offline", help_heading = INPUT_OUTPUT)]
+    pub offline: bool,
+    /// A dry run with credentials and the look-up, even if the config file or the
+    /// environment says --offline.
+    #[arg(long, overrides_with = "offline", help_heading = INPUT_OUTPUT)]
+    pub no_offline: bool,
     /// Most requests per second per region (or per endpoint, see --rate-scope); may be
     /// fractional [default: 20]. [env: LIGHTHOUSE_SHARE_RATE]
     #[arg(long, help_heading = PACING)]
     pub rate: Option<f64>,
+    /// The same for the state look-ups (DescribeBlueprints, its own limit) [default: 10]. [env: LIGHTHOUSE_SHARE_DESCRIBE_RATE]
+    #[arg(long, help_heading = PACING)]
+    pub describe_rate: Option<f64>,
+    /// Read what is already shared first (DescribeBlueprints), so rows already as asked
+    /// are not sent and get their BlueprintId [default: on]. [env: LIGHTHOUSE_SHARE_LOOKUP]
+    #[arg(long, overrides_with = "no_lookup", help_heading = PACING)]
+    pub lookup: bool,
+    /// Send every row without reading the state first.
+    #[arg(long, overrides_with = "lookup", help_heading = PACING)]
+    pub no_lookup: bool,
     /// Whether each region has its own limit, or one endpoint has one limit for all
     /// regions [default: region if the endpoint contains {region}, else endpoint]. [env: LIGHTHOUSE_SHARE_RATE_SCOPE]
     #[arg(long, help_heading = PACING)]

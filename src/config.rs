@@ -57,6 +57,8 @@ pub struct RunConfig {
     /// What the record is bound to: `simulator`, or the endpoint template.
     pub target: String,
     pub rate: f64,
+    /// `--describe-rate`: the pace of the state look-ups per bucket (their own limit).
+    pub describe_rate: f64,
     pub rate_scope: RateScope,
     pub concurrency: usize,
     pub retry: Policy,
@@ -64,6 +66,10 @@ pub struct RunConfig {
     pub max_failures: Option<FailureLimit>,
     pub timeout: Duration,
     pub resume: bool,
+    /// `--dry-run`: everything but the writes; print the plan.
+    pub dry_run: bool,
+    /// Read the sharing state first (SPEC §9); off with `--no-lookup`.
+    pub lookup: bool,
     pub log_format: LogFormat,
     pub quiet: bool,
     pub verbose: u8,
@@ -74,13 +80,9 @@ pub struct RunConfig {
 /// What a run does, decided before it starts: each mode carries exactly what it needs.
 #[derive(Debug, Clone)]
 pub enum Mode {
-    /// `--dry-run`: check the input and print the plan; send nothing, write nothing. The
-    /// endpoint names the rate buckets of the plan; the credentials a run would use are
-    /// looked up, so that the plan can say where they come from (`None`: none found).
-    DryRun {
-        endpoint: Endpoint,
-        credentials: Option<Provider>,
-    },
+    /// `--dry-run --offline`: check the input and print the plan; no credentials, no
+    /// requests, nothing written. The endpoint names the rate buckets of the plan.
+    Offline { endpoint: Endpoint },
     /// Send to an endpoint with the credentials found for it.
     Remote {
         endpoint: Endpoint,
@@ -110,6 +112,7 @@ pub struct RunSection {
     pub profile: Option<String>,
     pub endpoint: Option<String>,
     pub rate: Option<f64>,
+    pub describe_rate: Option<f64>,
     pub rate_scope: Option<RateScope>,
     pub concurrency: Option<usize>,
     pub max_attempts: Option<u32>,
@@ -117,6 +120,8 @@ pub struct RunSection {
     pub timeout: Option<f64>,
     pub resume: Option<bool>,
     pub dry_run: Option<bool>,
+    pub offline: Option<bool>,
+    pub lookup: Option<bool>,
     pub simulate: Option<bool>,
     pub log_format: Option<LogFormat>,
     pub quiet: Option<bool>,
@@ -140,6 +145,7 @@ const KNOWN_KEYS: [(&str, &[&str]); 3] = [
             "profile",
             "endpoint",
             "rate",
+            "describe_rate",
             "rate_scope",
             "concurrency",
             "max_attempts",
@@ -147,6 +153,8 @@ const KNOWN_KEYS: [(&str, &[&str]); 3] = [
             "timeout",
             "resume",
             "dry_run",
+            "offline",
+            "lookup",
             "simulate",
             "log_format",
             "quiet",
@@ -228,12 +236,25 @@ impl RunConfig {
             file: config_path.as_deref(),
         };
         let switch = |on: bool, off: bool, name: &str, from_file: Option<bool>| {
-            switch(on, off, env, name, from_file)
+            switch(on, off, env, name, from_file.unwrap_or(false))
         };
         let simulate = switch(args.simulate, args.no_simulate, "SIMULATE", run.simulate)?;
         let dry_run = switch(args.dry_run, args.no_dry_run, "DRY_RUN", run.dry_run)?;
+        let offline = switch(args.offline, args.no_offline, "OFFLINE", run.offline)?;
+        let lookup = self::switch(
+            args.lookup,
+            args.no_lookup,
+            env,
+            "LOOKUP",
+            run.lookup.unwrap_or(true),
+        )?;
         let resume = switch(args.resume, args.no_resume, "RESUME", run.resume)?;
         let quiet = switch(args.quiet, args.no_quiet, "QUIET", run.quiet)?;
+        if offline && !dry_run {
+            return Err(error(
+                "--offline goes with --dry-run (check the file alone): add --dry-run, or leave --offline out to run",
+            ));
+        }
         let endpoint = sources.pick(
             "endpoint",
             args.endpoint,
@@ -256,6 +277,13 @@ impl RunConfig {
                 });
         let numbers = Numbers {
             rate: sources.pick("rate", args.rate, run.rate, 20.0, number)?,
+            describe_rate: sources.pick(
+                "describe_rate",
+                args.describe_rate,
+                run.describe_rate,
+                10.0,
+                number,
+            )?,
             concurrency: sources.pick(
                 "concurrency",
                 args.concurrency,
@@ -307,21 +335,9 @@ impl RunConfig {
             true => SIMULATOR_TARGET.to_string(),
             false => endpoint.template().to_string(),
         };
-        let mode = match (dry_run, simulate) {
-            (false, true) => Mode::Simulator,
-            (true, _) => {
-                let credentials = credentials::find(env, &file.credentials, &profile).await?;
-                if credentials.is_none() {
-                    warnings.push(format!(
-                        "dry run: no credentials found (profile `{}`): a real run would stop here (exit 2), listing the places it looked",
-                        profile.name
-                    ));
-                }
-                Mode::DryRun {
-                    endpoint,
-                    credentials,
-                }
-            }
+        let mode = match (offline, simulate) {
+            (_, true) => Mode::Simulator,
+            (true, false) => Mode::Offline { endpoint },
             (false, false) => Mode::Remote {
                 credentials: credentials::find(env, &file.credentials, &profile)
                     .await?
@@ -356,6 +372,7 @@ impl RunConfig {
             mode,
             target,
             rate: numbers.rate.value,
+            describe_rate: numbers.describe_rate.value,
             rate_scope,
             concurrency: numbers.concurrency.value,
             retry: Policy {
@@ -369,6 +386,8 @@ impl RunConfig {
             max_failures,
             timeout: Duration::from_secs_f64(numbers.timeout.value),
             resume,
+            dry_run,
+            lookup,
             log_format: log_format.value,
             quiet,
             verbose,
@@ -382,19 +401,25 @@ impl RunConfig {
     /// default) is otherwise invisible.
     pub fn settings(&self) -> String {
         let mode = match &self.mode {
-            Mode::DryRun { endpoint, .. } => format!("dry run for {}", endpoint.template()),
+            Mode::Offline { endpoint } => format!("offline dry run for {}", endpoint.template()),
+            Mode::Remote { endpoint, .. } if self.dry_run => {
+                format!("dry run for {}", endpoint.template())
+            }
             Mode::Remote { endpoint, .. } => format!("endpoint {}", endpoint.template()),
+            Mode::Simulator if self.dry_run => "dry run for the in-process simulator".into(),
             Mode::Simulator => "the in-process simulator".into(),
         };
         let max_failures = self
             .max_failures
             .map_or_else(|| "off".to_string(), |limit| limit.to_string());
         format!(
-            "{mode}; output {}; sheet {}; rate {}/s per {}; concurrency {}; max attempts {}; backoff {}-{} ms; max failures {max_failures}; timeout {}s; resume {}; log format {}; quiet {}; verbose {}",
+            "{mode}; output {}; sheet {}; rate {}/s per {}; lookup {} at describe rate {}/s; concurrency {}; max attempts {}; backoff {}-{} ms; max failures {max_failures}; timeout {}s; resume {}; log format {}; quiet {}; verbose {}",
             self.output,
             self.sheet.as_deref().unwrap_or("the first"),
             self.rate,
             format!("{:?}", self.rate_scope).to_lowercase(),
+            self.lookup,
+            self.describe_rate,
             self.concurrency,
             self.retry.max_attempts,
             self.retry.backoff.base.as_millis(),
@@ -585,13 +610,14 @@ fn path(text: &str) -> Result<PathBuf, String> {
 }
 
 /// An on/off option: `--NAME` or `--no-NAME` on the command line wins, then
-/// `LIGHTHOUSE_SHARE_NAME` in the environment, then the config file, then off.
+/// `LIGHTHOUSE_SHARE_NAME` in the environment, then `otherwise` (the config file's value, else
+/// the default).
 fn switch(
     on: bool,
     off: bool,
     env: Env<'_>,
     name: &str,
-    from_file: Option<bool>,
+    otherwise: bool,
 ) -> Result<bool, ConfigError> {
     if on || off {
         // clap lets the later of the two win, so only one can be set here.
@@ -599,7 +625,7 @@ fn switch(
     }
     let key = format!("LIGHTHOUSE_SHARE_{name}");
     match env(&key).as_deref().map(str::trim) {
-        None | Some("") => Ok(from_file.unwrap_or(false)),
+        None | Some("") => Ok(otherwise),
         Some(value) => match value.to_ascii_lowercase().as_str() {
             "1" | "true" | "yes" | "on" => Ok(true),
             "0" | "false" | "no" | "off" => Ok(false),
@@ -613,6 +639,7 @@ fn switch(
 /// The numbers of a run, each with where it was set.
 struct Numbers {
     rate: Setting<f64>,
+    describe_rate: Setting<f64>,
     concurrency: Setting<usize>,
     max_attempts: Setting<u32>,
     timeout: Setting<f64>,
@@ -627,11 +654,12 @@ impl Numbers {
     /// Numbers a run can work with: no zero, no negative, no wait that looks like a hang,
     /// nothing so large a `Duration` cannot hold it.
     fn check(&self) -> Result<(), ConfigError> {
-        let rate = self.rate.value;
-        if !(rate.is_finite() && rate >= 0.001) {
-            return Err(self
-                .rate
-                .refuse("give the most requests per second, at least 0.001, such as 20"));
+        for (rate, example) in [(&self.rate, 20), (&self.describe_rate, 10)] {
+            if !(rate.value.is_finite() && rate.value >= 0.001) {
+                return Err(rate.refuse(&format!(
+                    "give the most requests per second, at least 0.001, such as {example}"
+                )));
+            }
         }
         if self.concurrency.value == 0 {
             return Err(self.concurrency.refuse("give at least 1"));
@@ -815,6 +843,7 @@ mod tests {
     fn numbers() -> Numbers {
         Numbers {
             rate: flag("rate", 20.0),
+            describe_rate: flag("describe_rate", 10.0),
             concurrency: flag("concurrency", 32),
             max_attempts: flag("max_attempts", 8),
             timeout: flag("timeout", 10.0),
@@ -992,22 +1021,22 @@ mod tests {
     fn an_on_off_option_takes_the_flag_then_the_environment_then_the_file() {
         let none = |_: &str| None;
         let env_on = |key: &str| (key == "LIGHTHOUSE_SHARE_RESUME").then(|| "true".to_string());
-        assert!(!switch(false, false, &none, "RESUME", None).unwrap());
-        assert!(switch(false, false, &none, "RESUME", Some(true)).unwrap());
+        assert!(!switch(false, false, &none, "RESUME", false).unwrap());
+        assert!(switch(false, false, &none, "RESUME", true).unwrap());
         assert!(
-            !switch(false, true, &none, "RESUME", Some(true)).unwrap(),
+            !switch(false, true, &none, "RESUME", true).unwrap(),
             "--no-resume beats the file"
         );
         assert!(
-            switch(false, false, &env_on, "RESUME", Some(false)).unwrap(),
+            switch(false, false, &env_on, "RESUME", false).unwrap(),
             "the environment beats the file"
         );
         assert!(
-            !switch(false, true, &env_on, "RESUME", None).unwrap(),
+            !switch(false, true, &env_on, "RESUME", false).unwrap(),
             "a flag beats the environment"
         );
         let bad = |_: &str| Some("maybe".to_string());
-        let error = switch(false, false, &bad, "RESUME", None).unwrap_err();
+        let error = switch(false, false, &bad, "RESUME", false).unwrap_err();
         assert!(
             error.to_string().contains("LIGHTHOUSE_SHARE_RESUME=maybe"),
             "{error}"

@@ -9,6 +9,7 @@
 //!   `retry`: what a failed attempt leads to;
 //! - `results`: the row outcome, the journal, compaction, resume;
 //! - `pool`: per bucket, pacing, concurrency, per-image order, retries;
+//! - `lookup`: the state look-up (`DescribeBlueprints`) and each row's decision against it;
 //! - `config`: CLI + environment + file → one final `RunConfig`; `plan`: the validation
 //!   pass, the buckets and their readers; `output`: logs, progress, summary, how a run ended;
 //! - `run`: the whole job, from a `RunConfig` to a `Report`.
@@ -25,6 +26,7 @@ pub mod config;
 pub mod credentials;
 pub mod input;
 pub mod limiter;
+pub mod lookup;
 pub mod output;
 pub mod plan;
 pub mod pool;

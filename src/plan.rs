@@ -2,20 +2,22 @@
 //! a check against the earlier results), the rate buckets the rows fall into, and the reader
 //! threads that stream each bucket's rows to its pool task.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::hash::{DefaultHasher, Hash, Hasher};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use tokio::sync::mpsc;
 
-use crate::action::RateScope;
+use crate::action::{Permission, RateScope};
 use crate::api::Endpoint;
 use crate::input::{InputError, Row, Source};
 use crate::limiter::UTILISATION;
+use crate::lookup::{Decider, Decision, State};
 use crate::output::plural;
 use crate::pool::Incoming;
-use crate::results::{INVALID_INPUT, Occurrences, Resume};
+use crate::results::{INVALID_INPUT, Identity, Occurrences, Outcome, Resume, Status};
 
 /// What a rate bucket is, given the scope and the endpoint.
 #[derive(Clone, Debug)]
@@ -52,6 +54,56 @@ pub struct Plan {
     pub n_invalid: u64,
     /// Rows an earlier run finished, kept as they are.
     pub n_kept: u64,
+    /// The regions of each bucket's rows to send: what its look-up lists.
+    pub regions_per_bucket: BTreeMap<String, BTreeSet<&'static str>>,
+    /// Images with both SHARE and CANCEL rows: they flip on every run.
+    pub flipping: Flipping,
+}
+
+/// Images with both SHARE and CANCEL rows, found in the validation pass: the first few by
+/// name, the rest counted.
+#[derive(Debug, Default)]
+pub struct Flipping {
+    pub named: Vec<String>,
+    pub n_images: u64,
+    /// The permissions seen per image (a digest of region and image id): bit 1 SHARE, 2
+    /// CANCEL.
+    seen: HashMap<u64, u8>,
+}
+
+/// How many flipping images are named; the rest are counted.
+pub const SHOWN_FLIPPING: usize = 10;
+
+impl Flipping {
+    fn note(&mut self, row: &Row) {
+        let mut hasher = DefaultHasher::new();
+        (row.region, &row.image_id).hash(&mut hasher);
+        let bit = match row.permission {
+            Permission::Share => 1,
+            Permission::Cancel => 2,
+        };
+        let seen = self.seen.entry(hasher.finish()).or_default();
+        if *seen != 3 && *seen | bit == 3 {
+            self.n_images += 1;
+            if self.named.len() < SHOWN_FLIPPING {
+                self.named.push(format!("{} {}", row.region, row.image_id));
+            }
+        }
+        *seen |= bit;
+    }
+
+    /// `ap-seoul img-aaaaaaaa, ... and 3 more`, or `None` when no image flips.
+    pub fn describe(&self) -> Option<String> {
+        if self.n_images == 0 {
+            return None;
+        }
+        let mut text = self.named.join(", ");
+        let n_more = self.n_images - self.named.len() as u64;
+        if n_more > 0 {
+            text.push_str(&format!(" and {n_more} more"));
+        }
+        Some(text)
+    }
 }
 
 /// How many invalid rows are printed; the rest are in the results file.
@@ -71,6 +123,8 @@ impl Plan {
             rows_per_bucket: BTreeMap::new(),
             n_invalid: 0,
             n_kept: 0,
+            regions_per_bucket: BTreeMap::new(),
+            flipping: Flipping::default(),
         };
         let mut occurrences = Occurrences::default();
         for record in input.reader()? {
@@ -94,17 +148,21 @@ impl Plan {
                     }
                 }
                 Ok(mut row) => {
+                    plan.flipping.note(&row);
                     if resume.is_kept(&occurrences.identify(&mut row)) {
                         plan.n_kept += 1;
                     } else {
-                        *plan
-                            .rows_per_bucket
-                            .entry(buckets.of(row.region))
-                            .or_default() += 1;
+                        let bucket = buckets.of(row.region);
+                        plan.regions_per_bucket
+                            .entry(bucket.clone())
+                            .or_default()
+                            .insert(row.region);
+                        *plan.rows_per_bucket.entry(bucket).or_default() += 1;
                     }
                 }
             }
         }
+        plan.flipping.seen = HashMap::new();
         if plan.n_invalid > SHOWN_INVALID {
             tracing::warn!(
                 "... and {} more invalid rows (each is listed in the results file)",
@@ -147,7 +205,105 @@ impl Plan {
         for (bucket, rows) in &self.rows_per_bucket {
             tracing::info!("  {bucket}: {}", plural(*rows, "row", "rows"));
         }
+        if let Some(images) = self.flipping.describe() {
+            tracing::warn!(
+                "{} both SHARE and CANCEL rows, so each run shares and unshares again: {images}",
+                plural(self.flipping.n_images, "image has", "images have")
+            );
+        }
     }
+}
+
+/// What a dry run would do in one bucket.
+#[derive(Debug, Default, Clone)]
+pub struct BucketPlan {
+    pub n_share: u64,
+    pub n_cancel: u64,
+    /// Rows already as asked: not sent.
+    pub n_already: u64,
+}
+
+/// Decides every row to send against `state` as a run would, without sending: the plan of a
+/// dry run, per bucket. With `-v`, one line per row.
+pub fn dry_run(
+    input: &Source,
+    buckets: &Buckets,
+    resume: &Resume,
+    state: State,
+) -> Result<BTreeMap<String, BucketPlan>, InputError> {
+    let mut decider = Decider::new(state);
+    let mut plans: BTreeMap<String, BucketPlan> = BTreeMap::new();
+    let mut occurrences = Occurrences::default();
+    for record in input.reader()? {
+        let Ok(mut row) = record?.validate() else {
+            continue;
+        };
+        if resume.is_kept(&occurrences.identify(&mut row)) {
+            continue;
+        }
+        let plan = plans.entry(buckets.of(row.region)).or_default();
+        let decision = decider.decide(&row);
+        let what = match (&decision, row.permission) {
+            (Decision::Send, Permission::Share) => {
+                plan.n_share += 1;
+                "would be shared".to_string()
+            }
+            (Decision::Send, Permission::Cancel) => {
+                plan.n_cancel += 1;
+                "would be unshared".to_string()
+            }
+            (Decision::AlreadyShared(blueprint), _) => {
+                plan.n_already += 1;
+                format!(
+                    "already shared ({}): not sent",
+                    blueprint.as_deref().unwrap_or("by an earlier row")
+                )
+            }
+            (Decision::AlreadyUnshared, _) => {
+                plan.n_already += 1;
+                "already unshared: not sent".to_string()
+            }
+        };
+        tracing::debug!(
+            line = row.line,
+            region = row.region,
+            image_id = %row.image_id,
+            "line {}: {} {} {}: {what}",
+            row.line,
+            row.region,
+            row.image_id,
+            row.permission
+        );
+    }
+    Ok(plans)
+}
+
+/// Logs a dry run's plan: per bucket what would be sent and what is already as asked, and
+/// how long the writes would take at `rate`.
+pub fn log_dry_run(plans: &BTreeMap<String, BucketPlan>, n_invalid: u64, rate: f64) {
+    let pace = rate * UTILISATION;
+    for (bucket, plan) in plans {
+        let eta = (plan.n_share + plan.n_cancel) as f64 / pace;
+        tracing::info!(
+            "dry run: {bucket}: {} to share, {} to cancel, {} already as asked; about {}",
+            plan.n_share,
+            plan.n_cancel,
+            plan.n_already,
+            humantime::format_duration(Duration::from_secs(eta.ceil() as u64)),
+        );
+    }
+    let slowest = plans
+        .values()
+        .map(|p| p.n_share + p.n_cancel)
+        .max()
+        .unwrap_or(0);
+    let (n_share, n_cancel, n_already) = plans.values().fold((0, 0, 0), |(s, c, a), p| {
+        (s + p.n_share, c + p.n_cancel, a + p.n_already)
+    });
+    tracing::info!(
+        "dry run: {n_share} to share, {n_cancel} to cancel, {n_already} already as asked, {n_invalid} invalid; the writes would take about {}",
+        humantime::format_duration(Duration::from_secs((slowest as f64 / pace).ceil() as u64)),
+    );
 }
 
 /// Rows the reader sends to its bucket at once.
@@ -157,12 +313,15 @@ const READ_BATCH: usize = 64;
 /// order, and returns the error that stopped it early, if one did.
 pub type ReaderHandle = tokio::task::JoinHandle<Result<(), InputError>>;
 
-/// Starts the reader of bucket `name`.
+/// Starts the reader of bucket `name`. Rows that `decider` settles (already as asked) are not
+/// sent: their outcomes go straight to `outcomes_tx`.
 pub fn spawn_reader(
     input: Arc<Source>,
     buckets: &Buckets,
     name: &str,
     resume: Arc<Resume>,
+    mut decider: Decider,
+    outcomes_tx: mpsc::Sender<Outcome>,
 ) -> (Incoming, ReaderHandle) {
     let (rows_tx, rows_rx) = mpsc::channel(4);
     let (buckets, name) = (buckets.clone(), name.to_string());
@@ -175,10 +334,31 @@ pub fn spawn_reader(
             let Ok(mut row) = record?.validate() else {
                 continue;
             };
-            if buckets.of(row.region) != name || resume.is_kept(&occurrences.identify(&mut row)) {
+            if buckets.of(row.region) != name {
                 continue;
             }
-            batch.push(row);
+            let identity = occurrences.identify(&mut row);
+            if resume.is_kept(&identity) {
+                continue;
+            }
+            let settled = match decider.decide(&row) {
+                Decision::Send => {
+                    batch.push(row);
+                    None
+                }
+                Decision::AlreadyShared(blueprint) => {
+                    Some(settled(identity, &row, Status::AlreadyShared, blueprint))
+                }
+                Decision::AlreadyUnshared => {
+                    Some(settled(identity, &row, Status::AlreadyUnshared, None))
+                }
+            };
+            if let Some(outcome) = settled
+                && outcomes_tx.blocking_send(outcome).is_err()
+            {
+                // The record stopped taking rows: the run is stopping.
+                return Ok(());
+            }
             if batch.len() == READ_BATCH
                 && rows_tx.blocking_send(std::mem::take(&mut batch)).is_err()
             {
@@ -192,4 +372,20 @@ pub fn spawn_reader(
         Ok(())
     });
     (Incoming::new(rows_rx), handle)
+}
+
+/// The outcome of a row the look-up settled: not sent, `attempts` 0.
+fn settled(identity: Identity, row: &Row, status: Status, blueprint: Option<String>) -> Outcome {
+    tracing::debug!(
+        line = row.line,
+        region = row.region,
+        image_id = %row.image_id,
+        status = status.as_str(),
+        "line {}: {}: not sent",
+        row.line,
+        status.as_str()
+    );
+    let mut outcome = Outcome::new(identity, row.line, status);
+    outcome.blueprint_id = blueprint;
+    outcome
 }

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use crate::api::{ApiError, Class, HTTP_STATUS, INVALID_RESPONSE, Success};
+use crate::api::{ApiError, Class, HTTP_STATUS, INVALID_RESPONSE};
 
 /// How many attempts of a bucket must fail to connect, with nothing ever answering, before
 /// its region is given up: enough to ride out one dropped packet, few enough that a
@@ -55,7 +55,7 @@ pub struct Heard {
 
 impl Heard {
     /// Counts one attempt's result.
-    pub fn note(&mut self, result: &Result<Success, ApiError>) {
+    pub fn note<T>(&mut self, result: &Result<T, ApiError>) {
         let (api, http) = match result {
             Ok(_) => (true, true),
             Err(error) if error.request_id.is_some() => (true, true),
@@ -151,7 +151,7 @@ impl Policy {
 mod tests {
     use super::*;
     use crate::action::Permission;
-    use crate::api::classify;
+    use crate::api::{Success, classify};
 
     const BACKOFF: Backoff = Backoff {
         base: Duration::from_millis(500),
@@ -325,10 +325,10 @@ mod tests {
             request_id: request_id.map(str::to_string),
             class: classify(code, Permission::Share),
         };
-        heard.note(&Err(error("CannotConnect", None)));
-        heard.note(&Err(error("HttpStatus404", None)));
-        heard.note(&Err(error("Timeout", None)));
-        heard.note(&Err(error("InternalError", Some("r"))));
+        heard.note::<Success>(&Err(error("CannotConnect", None)));
+        heard.note::<Success>(&Err(error("HttpStatus404", None)));
+        heard.note::<Success>(&Err(error("Timeout", None)));
+        heard.note::<Success>(&Err(error("InternalError", Some("r"))));
         heard.note(&Ok(Success {
             blueprint_id: None,
             request_id: "r".into(),

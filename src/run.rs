@@ -3,14 +3,18 @@
 //! 1. Open the input once; claim the output: the lock on `OUTPUT.lock` is ours, no earlier
 //!    results or record are overwritten without `--resume`.
 //! 2. The plan: one validation pass over the input before anything is sent.
-//! 3. Send: per bucket a reader thread and a pool task; finished rows go to the record.
-//! 4. Render the results file from the input and the record.
+//! 3. Send: per bucket, look up what is shared in its regions (SPEC §9), then a reader thread
+//!    that settles the rows already as asked and a pool task that sends the rest; finished
+//!    rows go to the record. A dry run stops after the look-up and prints the plan.
+//! 4. Give rows shared without a BlueprintId theirs from a fresh look-up of their region.
+//! 5. Render the results file from the input and the record.
 
+use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
 use std::future::Future;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
@@ -21,10 +25,11 @@ use crate::api::{Client, Endpoint, fatal_advice};
 use crate::config::{Mode, RunConfig};
 use crate::credentials::{Credentials, Provider};
 use crate::input::{InputError, Source};
+use crate::lookup::{Decider, Lookups, State};
 use crate::output::{self, Ending, Progress, Report};
 use crate::plan::{self, Buckets, Plan, PlanError};
 use crate::pool::{self, BucketReport, Counters, Pool, Reason, Settings, Stop};
-use crate::results::{self, Counts, Destination, Journal, Resume, Status};
+use crate::results::{self, Counts, Destination, Journal, Outcome, Resume, Status};
 use crate::simulator::{self, Faults, Simulator, SimulatorConfig, SimulatorHandle};
 
 /// Why a run could not be carried out.
@@ -72,15 +77,7 @@ pub async fn run(config: RunConfig, shutdown: impl Future<Output = ()>) -> Resul
     };
     // The simulator lives as long as this function: it is dropped after the last request.
     let (target, _simulator) = match &config.mode {
-        Mode::DryRun {
-            endpoint,
-            credentials,
-        } => {
-            if let Some(credentials) = credentials {
-                tracing::info!("credentials from {}", credentials.source());
-            }
-            (Target::None(endpoint.clone()), None)
-        }
+        Mode::Offline { endpoint } => (Target::None(endpoint.clone()), None),
         Mode::Remote {
             endpoint,
             credentials,
@@ -125,11 +122,24 @@ pub async fn run(config: RunConfig, shutdown: impl Future<Output = ()>) -> Resul
         elapsed: Duration::ZERO,
         buckets: Vec::new(),
         stop: None,
-        dry_run: matches!(target, Target::None(_)),
+        dry_run: config.dry_run,
         problems: Vec::new(),
+        n_lookups: 0,
+        n_settled: 0,
+        flipping: plan.flipping.describe(),
     };
     match target {
         Target::None(_) => {
+            report
+                .counts
+                .by_status
+                .insert(Status::Invalid, plan.n_invalid);
+        }
+        Target::Send(endpoint, credentials) if config.dry_run => {
+            tracing::info!("credentials from {}", credentials.source());
+            let client =
+                Client::new(endpoint, credentials, config.timeout).map_err(Error::Setup)?;
+            report.n_lookups = dry_run(&config, client, &input, &buckets, &plan, resume).await?;
             report
                 .counts
                 .by_status
@@ -140,8 +150,10 @@ pub async fn run(config: RunConfig, shutdown: impl Future<Output = ()>) -> Resul
             let client =
                 Client::new(endpoint, credentials, config.timeout).map_err(Error::Setup)?;
             let sent = send(&config, client, &input, &buckets, &plan, resume, shutdown).await?;
-            let retries;
-            (report.buckets, report.stop, report.problems, retries) = sent;
+            let retries = sent.retries;
+            (report.buckets, report.stop, report.problems) =
+                (sent.reports, sent.stop, sent.problems);
+            (report.n_lookups, report.n_settled) = (sent.n_lookups, sent.n_settled);
             let (record, target, output) = (
                 config.record.clone(),
                 config.target.clone(),
@@ -180,9 +192,10 @@ impl Target {
 /// Takes the lock, and refuses to start over an earlier run's results or record without
 /// `--resume`. Whatever could stop the run at its end (an output that is a directory, a
 /// directory that cannot take the final rewrite) is found here, before the first request.
-/// A dry run takes nothing.
+/// A dry run checks the same but leaves nothing behind: it only tests a lock that exists
+/// (a run holding it made it), and creates none.
 fn claim_output(config: &RunConfig) -> Result<Option<File>, Error> {
-    if matches!(config.mode, Mode::DryRun { .. }) {
+    if matches!(config.mode, Mode::Offline { .. }) {
         return Ok(None);
     }
     if let Destination::File(path) = &config.output
@@ -195,7 +208,10 @@ fn claim_output(config: &RunConfig) -> Result<Option<File>, Error> {
         )));
     }
     check_writable(&config.record)?;
-    let lock = lock(&config.lock, &config.output)?;
+    let lock = match config.dry_run && !config.lock.exists() {
+        true => None,
+        false => Some(lock(&config.lock, &config.output, !config.dry_run)?),
+    };
     let earlier = match &config.output {
         Destination::File(path) if path.exists() => Some(path),
         _ => config.record.exists().then_some(&config.record),
@@ -207,7 +223,7 @@ fn claim_output(config: &RunConfig) -> Result<Option<File>, Error> {
             config.record.display()
         )));
     }
-    Ok(Some(lock))
+    Ok(lock)
 }
 
 /// Creates and removes a file beside the results file: the final rewrite needs to, and a
@@ -232,10 +248,101 @@ fn check_writable(output: &Path) -> Result<(), Error> {
         .map_err(Error::Setup)
 }
 
-/// What sending found: each bucket's report, why the run stopped early if it did, and why
-/// rows were left unrun if something other than a stop left them.
-/// The last is the number of retries.
-type Sent = (Vec<BucketReport>, Option<Reason>, Vec<String>, u64);
+/// What sending found.
+struct Sent {
+    reports: Vec<BucketReport>,
+    /// Why the run stopped early, if it did.
+    stop: Option<Reason>,
+    /// Why rows were left unrun, if something other than a stop left them.
+    problems: Vec<String>,
+    retries: u64,
+    /// `DescribeBlueprints` requests.
+    n_lookups: u64,
+    /// Rows the look-up settled: already as asked, not sent.
+    n_settled: u64,
+}
+
+/// A dry run after its checks: looks up every bucket's regions in parallel (paced per bucket)
+/// and logs the plan. Returns the number of look-up requests. A job-fatal look-up answer is
+/// what would stop the run: exit 2, nothing having been written.
+async fn dry_run(
+    config: &RunConfig,
+    client: Client,
+    input: &Arc<Source>,
+    buckets: &Buckets,
+    plan: &Plan,
+    resume: Resume,
+) -> Result<u64, Error> {
+    let stop = Stop::default();
+    let lookups = Arc::new(Lookups::new(
+        Arc::new(client),
+        config.retry,
+        stop.clone(),
+        config.describe_rate,
+    ));
+    let mut state = State::new();
+    if config.lookup {
+        let mut tasks = JoinSet::new();
+        for (name, regions) in &plan.regions_per_bucket {
+            let (lookups, name) = (lookups.clone(), name.clone());
+            let regions: Vec<&'static str> = regions.iter().copied().collect();
+            tasks.spawn(async move { lookups.bucket(&name, &regions).await });
+        }
+        while let Some(joined) = tasks.join_next().await {
+            state.extend(joined.map_err(|e| Error::Failed(e.into()))?);
+        }
+    }
+    if let Some(Reason::Fatal(error)) = stop.reason() {
+        return Err(Error::Setup(anyhow::anyhow!(
+            "the look-up was refused, so a run would stop: {}",
+            fatal_advice(&error)
+        )));
+    }
+    let (input, buckets) = (input.clone(), buckets.clone());
+    let plans = blocking(move || plan::dry_run(&input, &buckets, &resume, state)).await??;
+    plan::log_dry_run(&plans, plan.n_invalid, config.rate);
+    Ok(lookups.n_requests.load(Ordering::Relaxed))
+}
+
+/// Rows that ended shared without a BlueprintId get it from one fresh look-up of their
+/// region each (SPEC §9); returns the rows it mended, to be appended to the record.
+async fn mend(lookups: &Arc<Lookups>, buckets: &Buckets, rows: Vec<Outcome>) -> Vec<Outcome> {
+    let mut by_region: BTreeMap<&'static str, Vec<Outcome>> = BTreeMap::new();
+    for outcome in rows {
+        if let Some(region) = crate::action::supported_region(&outcome.identity.region) {
+            by_region.entry(region).or_default().push(outcome);
+        }
+    }
+    let mut tasks = JoinSet::new();
+    for (region, rows) in by_region {
+        let (lookups, bucket) = (lookups.clone(), buckets.of(region));
+        tasks.spawn(async move { (lookups.fresh(&bucket, region).await, rows) });
+    }
+    let mut mended = Vec::new();
+    while let Some(joined) = tasks.join_next().await {
+        let Ok((Some(images), rows)) = joined else {
+            continue;
+        };
+        for mut outcome in rows {
+            match images.get(&outcome.identity.image_id) {
+                Some(blueprint) => {
+                    outcome.blueprint_id = Some(blueprint.clone());
+                    outcome.error_message = None;
+                    mended.push(outcome);
+                }
+                None => tracing::warn!(
+                    line = outcome.line,
+                    image_id = %outcome.identity.image_id,
+                    "line {}: {} is shared, but no blueprint of {} was found: its BlueprintId is left empty",
+                    outcome.line,
+                    outcome.identity.image_id,
+                    outcome.identity.region
+                ),
+            }
+        }
+    }
+    mended
+}
 
 /// Sends every planned row: a reader and a pool task per bucket, the journal thread, the
 /// progress display.
@@ -248,6 +355,7 @@ async fn send(
     resume: Resume,
     shutdown: impl Future<Output = ()>,
 ) -> Result<Sent, Error> {
+    let client = Arc::new(client);
     let journal = match config.resume {
         true => Journal::resume(&config.record, &config.target),
         false => Journal::create(&config.record, &config.target),
@@ -256,14 +364,47 @@ async fn send(
     let progress = Arc::new(Progress::new(plan.n_to_send()));
     let (outcomes_tx, outcomes_rx) = mpsc::channel(1024);
     let stop = Stop::default();
-    let written = (progress.clone(), stop.clone(), config.max_failures);
+    let lookups = Arc::new(Lookups::new(
+        client.clone(),
+        config.retry,
+        stop.clone(),
+        config.describe_rate,
+    ));
+    // Rows shared without a BlueprintId, for the fresh look-up; and the rows the look-up
+    // settled, for the summary.
+    let unnamed = Arc::new(Mutex::new(Vec::new()));
+    let n_settled = Arc::new(AtomicU64::new(0));
+    let written = (
+        progress.clone(),
+        stop.clone(),
+        config.max_failures,
+        unnamed.clone(),
+        n_settled.clone(),
+    );
     let journal = results::spawn_journal(
         journal,
         config.record.clone(),
         outcomes_rx,
         move |outcome| {
-            let (progress, stop, max_failures) = &written;
+            let (progress, stop, max_failures, unnamed, n_settled) = &written;
             progress.record(outcome);
+            match outcome.status {
+                Status::AlreadyShared | Status::Shared if outcome.blueprint_id.is_none() => {
+                    unnamed
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .push(outcome.clone());
+                }
+                _ => {}
+            }
+            if outcome.attempts == 0
+                && matches!(
+                    outcome.status,
+                    Status::AlreadyShared | Status::AlreadyUnshared
+                )
+            {
+                n_settled.fetch_add(1, Ordering::Relaxed);
+            }
             // Counted here, where every finished row of every bucket passes once.
             if let Some(threshold) = *max_failures {
                 let (n_failed, n_finished) = (progress.n_failed(), progress.n_finished());
@@ -291,35 +432,60 @@ async fn send(
     let reporter = output::report(progress.clone(), counters, config.quiet);
     let resume = Arc::new(resume);
     let mut tasks = JoinSet::new();
-    let mut readers = Vec::new();
-    for (name, n_rows) in &plan.rows_per_bucket {
-        let (rows, reader) = plan::spawn_reader(input.clone(), buckets, name, resume.clone());
-        readers.push(reader);
-        tasks.spawn(pool::drive(
-            name.clone(),
-            *n_rows,
-            rows,
-            pool.clone(),
-            outcomes_tx.clone(),
-        ));
+    for (name, regions) in &plan.regions_per_bucket {
+        let regions: Vec<&'static str> = regions.iter().copied().collect();
+        let n_rows = plan.rows_per_bucket.get(name).copied().unwrap_or(0);
+        let (input, buckets, name, resume) =
+            (input.clone(), buckets.clone(), name.clone(), resume.clone());
+        let (pool, outcomes_tx, lookups) = (pool.clone(), outcomes_tx.clone(), lookups.clone());
+        let lookup = config.lookup;
+        // The bucket's writes start as soon as its own regions are looked up.
+        tasks.spawn(async move {
+            let state = match lookup {
+                true => lookups.bucket(&name, &regions).await,
+                false => State::new(),
+            };
+            let (rows, reader) = plan::spawn_reader(
+                input,
+                &buckets,
+                &name,
+                resume,
+                Decider::new(state),
+                outcomes_tx.clone(),
+            );
+            let report = pool::drive(name, n_rows, rows, pool, outcomes_tx).await;
+            let problem = match reader.await {
+                Ok(Ok(())) => None,
+                Ok(Err(error)) => Some(format!("reading the input failed: {error}")),
+                Err(error) => Some(format!("a reader thread failed: {error}")),
+            };
+            (report, problem)
+        });
     }
     // The journal ends when the last bucket task, holding the last sender, is done.
     drop(outcomes_tx);
     drop(pool);
     let (mut reports, mut problems) = wait_for(tasks, &stop, shutdown).await;
     drop(reporter);
-    for reader in readers {
-        match reader.await {
-            Ok(Ok(())) => {}
-            Ok(Err(error)) => problems.push(format!("reading the input failed: {error}")),
-            Err(error) => problems.push(format!("a reader thread failed: {error}")),
-        }
-    }
     let journaled = journal.await.map_err(|e| Error::Failed(e.into()))?;
     if let Err(error) = journaled {
         let why = format!("{error:#}");
         tracing::error!("{why}");
         stop.trigger(Reason::Journal(why));
+    }
+    let unnamed = std::mem::take(&mut *unnamed.lock().unwrap_or_else(|e| e.into_inner()));
+    // Made with --no-lookup too: it sends no row, and every shared row should say its BlueprintId.
+    if !unnamed.is_empty() && !lookups.was_refused() && !stop.is_stopped() {
+        let mended = mend(&lookups, buckets, unnamed).await;
+        let appended = Journal::resume(&config.record, &config.target).and_then(|mut journal| {
+            journal.append(&mended)?;
+            Ok(journal.sync()?)
+        });
+        if let Err(error) = appended {
+            problems.push(format!(
+                "the BlueprintIds found could not be recorded: {error:#}"
+            ));
+        }
     }
     match stop.reason() {
         Some(Reason::Fatal(error)) => tracing::error!("stopped: {}", fatal_advice(&error)),
@@ -334,13 +500,20 @@ async fn send(
         tracing::error!("{problem}");
     }
     reports.sort_by(|a, b| a.name.cmp(&b.name));
-    Ok((reports, stop.reason(), problems, progress.retries()))
+    Ok(Sent {
+        reports,
+        stop: stop.reason(),
+        problems,
+        retries: progress.retries(),
+        n_lookups: lookups.n_requests.load(Ordering::Relaxed),
+        n_settled: n_settled.load(Ordering::Relaxed),
+    })
 }
 
 /// Waits for every bucket task; when `shutdown` resolves first, stops them gently. Returns
 /// the reports of the tasks that finished and a word for each that did not.
 async fn wait_for(
-    mut tasks: JoinSet<BucketReport>,
+    mut tasks: JoinSet<(BucketReport, Option<String>)>,
     stop: &Stop,
     shutdown: impl Future<Output = ()>,
 ) -> (Vec<BucketReport>, Vec<String>) {
@@ -349,7 +522,10 @@ async fn wait_for(
     loop {
         tokio::select! {
             joined = tasks.join_next() => match joined {
-                Some(Ok(report)) => reports.push(report),
+                Some(Ok((report, problem))) => {
+                    reports.push(report);
+                    problems.extend(problem);
+                }
                 Some(Err(error)) => problems.push(format!("a bucket task failed: {error}")),
                 None => return (reports, problems),
             },
@@ -410,10 +586,11 @@ async fn start_simulator(
 
 /// Holds the lock beside the results for the whole run. It is never a link: a link planted
 /// at its name is refused rather than followed.
-fn lock(path: &Path, output: &Destination) -> Result<File, Error> {
+/// A dry run (`create` false) only opens a lock that exists.
+fn lock(path: &Path, output: &Destination, create: bool) -> Result<File, Error> {
     use std::os::unix::fs::OpenOptionsExt;
     let file = OpenOptions::new()
-        .create(true)
+        .create(create)
         .truncate(false)
         .write(true)
         .custom_flags(libc::O_NOFOLLOW)

@@ -117,35 +117,82 @@ impl Client {
     /// HTTP, the signature, the body) happens here, before the limiter's slot is taken, so
     /// the slot paces what reaches the server. A failure here is the attempt's answer.
     pub async fn prepare(&self, row: &Row) -> Prepared {
-        let request = self.build(row).await;
+        let body = action::request_body(&row.image_id, row.permission);
         Prepared {
-            request,
+            request: self
+                .build(row.region, action::ACTION, body, row.permission)
+                .await,
             permission: row.permission,
         }
     }
 
-    async fn build(&self, row: &Row) -> Result<reqwest::Request, ApiError> {
-        let Some(Target { url, host }) = self.targets.get(row.region) else {
-            let message = format!("no endpoint for region {}", row.region);
-            return Err(transport(CONNECTION_ERROR, message, row.permission));
+    /// Sends a prepared attempt and reads its answer.
+    pub async fn send(&self, prepared: Prepared) -> Result<Success, ApiError> {
+        let Prepared {
+            request,
+            permission,
+        } = prepared;
+        let bytes = self.execute(request?, permission).await?;
+        let (request_id, answer): (_, ShareAnswer) = parse_answer(&bytes, permission)?;
+        Ok(Success {
+            blueprint_id: answer.blueprint_id,
+            request_id,
+        })
+    }
+
+    /// One page of `region`'s blueprints (`DescribeBlueprints`), signed now: those of type
+    /// `SHARED`, or of every type (`kind` [`Blueprints::All`]).
+    pub async fn describe(
+        &self,
+        region: &str,
+        kind: Blueprints,
+        offset: u64,
+    ) -> Result<Page, ApiError> {
+        let body = action::describe_body(kind == Blueprints::Shared, offset);
+        let request = self
+            .build(region, action::DESCRIBE_ACTION, body, LOOKUP)
+            .await?;
+        let bytes = self.execute(request, LOOKUP).await?;
+        let (_, answer): (_, DescribeAnswer) = parse_answer(&bytes, LOOKUP)?;
+        Ok(Page {
+            total: answer.total_count,
+            n_listed: answer.blueprint_set.len() as u64,
+            blueprints: answer
+                .blueprint_set
+                .into_iter()
+                .filter_map(|b| Some((b.image_id?, b.blueprint_id)))
+                .collect(),
+        })
+    }
+
+    /// Signs `body` for `action` in `region` now; errors are classified as for `permission`.
+    async fn build(
+        &self,
+        region: &str,
+        action: &str,
+        body: Vec<u8>,
+        permission: Permission,
+    ) -> Result<reqwest::Request, ApiError> {
+        let Some(Target { url, host }) = self.targets.get(region) else {
+            let message = format!("no endpoint for region {region}");
+            return Err(transport(CONNECTION_ERROR, message, permission));
         };
         let credentials = self.credentials.current().await.map_err(|e| {
             transport(
                 CONNECTION_ERROR,
                 format!("cannot get credentials: {e:#}"),
-                row.permission,
+                permission,
             )
         })?;
         let timestamp = crate::clock::unix_now()
-            .map_err(|e| transport(CLOCK_OUT_OF_RANGE, e.to_string(), row.permission))?;
-        let body = action::request_body(&row.image_id, row.permission);
+            .map_err(|e| transport(CLOCK_OUT_OF_RANGE, e.to_string(), permission))?;
         let headers = sign::headers(
             &credentials,
             &sign::Request {
                 host,
-                action: action::ACTION,
+                action,
                 version: action::VERSION,
-                region: row.region,
+                region,
                 body: &body,
                 timestamp,
             },
@@ -161,16 +208,16 @@ impl Client {
         }
         request
             .build()
-            .map_err(|e| transport(CONNECTION_ERROR, error_chain(&e), row.permission))
+            .map_err(|e| transport(CONNECTION_ERROR, error_chain(&e), permission))
     }
 
-    /// Sends a prepared attempt and reads its answer.
-    pub async fn send(&self, prepared: Prepared) -> Result<Success, ApiError> {
-        let Prepared {
-            request,
-            permission,
-        } = prepared;
-        let request = request?;
+    /// Sends `request` and returns the answer's bytes if the HTTP exchange went as the
+    /// API's do. Errors are classified as for `permission`.
+    async fn execute(
+        &self,
+        request: reqwest::Request,
+        permission: Permission,
+    ) -> Result<Vec<u8>, ApiError> {
         let url = request.url().clone();
         let network = |e: reqwest::Error| {
             if e.is_timeout() {
@@ -220,7 +267,7 @@ impl Client {
                 permission,
             ),
         })?;
-        parse_answer(&bytes, permission)
+        Ok(bytes.to_vec())
     }
 
     /// Opens `n` connections to `region`'s endpoint before its first slot, so that no paced
@@ -312,20 +359,68 @@ async fn read_capped(mut response: reqwest::Response) -> Result<Vec<u8>, Read> {
     Ok(bytes)
 }
 
-#[derive(Deserialize)]
-struct Envelope {
-    #[serde(rename = "Response")]
-    response: Answer,
+/// How a look-up's errors are classified: as a CANCEL's, since only a SHARE can be "already
+/// done" and no look-up answer means that.
+const LOOKUP: Permission = Permission::Cancel;
+
+/// Which blueprints a look-up lists.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Blueprints {
+    /// Type `SHARED`: those shared from CVM images (SPEC §9).
+    Shared,
+    /// Every type: the fresh look-up, which must not depend on the inferred `SHARED` type.
+    All,
+}
+
+/// One page of a look-up.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Page {
+    /// How many blueprints match in all, over every page.
+    pub total: u64,
+    /// How many blueprints this page lists: the next page starts that much further.
+    pub n_listed: u64,
+    /// (ImageId, BlueprintId) of this page's blueprints that came from a CVM image.
+    pub blueprints: Vec<(String, String)>,
 }
 
 #[derive(Deserialize)]
-struct Answer {
+struct Envelope<T> {
+    #[serde(rename = "Response")]
+    response: Answer<T>,
+}
+
+/// An answer of either action: the common parts, and the action's own fields (`T`).
+#[derive(Deserialize)]
+struct Answer<T> {
     #[serde(rename = "RequestId")]
     request_id: String,
-    #[serde(rename = "BlueprintId")]
-    blueprint_id: Option<String>,
     #[serde(rename = "Error")]
     error: Option<ServiceError>,
+    #[serde(flatten)]
+    fields: T,
+}
+
+#[derive(Debug, Deserialize)]
+struct ShareAnswer {
+    #[serde(rename = "BlueprintId")]
+    blueprint_id: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct DescribeAnswer {
+    #[serde(rename = "TotalCount", default)]
+    total_count: u64,
+    #[serde(rename = "BlueprintSet", default)]
+    blueprint_set: Vec<BlueprintEntry>,
+}
+
+/// The fields of a `Blueprint` the look-up needs.
+#[derive(Debug, Deserialize)]
+struct BlueprintEntry {
+    #[serde(rename = "BlueprintId")]
+    blueprint_id: String,
+    #[serde(rename = "ImageId", default)]
+    image_id: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -337,8 +432,12 @@ struct ServiceError {
     message: Option<String>,
 }
 
-fn parse_answer(bytes: &[u8], permission: Permission) -> Result<Success, ApiError> {
-    let Ok(Envelope { response }) = serde_json::from_slice::<Envelope>(bytes) else {
+/// The answer's RequestId and fields, or its error, classified as for `permission`.
+fn parse_answer<T: serde::de::DeserializeOwned>(
+    bytes: &[u8],
+    permission: Permission,
+) -> Result<(String, T), ApiError> {
+    let Ok(Envelope { response }) = serde_json::from_slice::<Envelope<T>>(bytes) else {
         let start = String::from_utf8_lossy(&bytes[..bytes.len().min(120)]).into_owned();
         return Err(ApiError {
             code: INVALID_RESPONSE.to_string(),
@@ -354,10 +453,7 @@ fn parse_answer(bytes: &[u8], permission: Permission) -> Result<Success, ApiErro
             message: error.message.unwrap_or_default(),
             request_id: Some(response.request_id),
         }),
-        None => Ok(Success {
-            blueprint_id: response.blueprint_id,
-            request_id: response.request_id,
-        }),
+        None => Ok((response.request_id, response.fields)),
     }
 }
 
@@ -380,32 +476,51 @@ mod tests {
     #[test]
     fn answers_parse_into_success_or_classified_errors() {
         let ok = br#"{"Response":{"BlueprintId":"lhbp-su83x02a","RequestId":"r1"}}"#;
-        assert_eq!(
-            parse_answer(ok, Permission::Share)
-                .unwrap()
-                .blueprint_id
-                .as_deref(),
-            Some("lhbp-su83x02a")
-        );
+        let (_, answer): (_, ShareAnswer) = parse_answer(ok, Permission::Share).unwrap();
+        assert_eq!(answer.blueprint_id.as_deref(), Some("lhbp-su83x02a"));
         let error =
             br#"{"Response":{"Error":{"Code":"InternalError","Message":"m"},"RequestId":"r2"}}"#;
-        let error = parse_answer(error, Permission::Share).unwrap_err();
+        let error = parse_answer::<ShareAnswer>(error, Permission::Share).unwrap_err();
         assert_eq!(
             (error.class, error.request_id.as_deref()),
             (Class::Transient, Some("r2"))
         );
         let bare =
             br#"{"Response":{"Error":{"Code":"AuthFailure.SignatureFailure"},"RequestId":"r3"}}"#;
-        let bare = parse_answer(bare, Permission::Share).unwrap_err();
+        let bare = parse_answer::<ShareAnswer>(bare, Permission::Share).unwrap_err();
         assert_eq!(
             (bare.code.as_str(), bare.class),
             ("AuthFailure.SignatureFailure", Class::JobFatal),
             "a code without a message is classified by the code"
         );
-        let html = parse_answer(b"<html>bad gateway</html>", Permission::Share).unwrap_err();
+        let html = parse_answer::<ShareAnswer>(b"<html>bad gateway</html>", Permission::Share)
+            .unwrap_err();
         assert_eq!(
             (html.code.as_str(), html.class),
             (INVALID_RESPONSE, Class::Transient)
+        );
+    }
+
+    #[test]
+    fn a_look_up_page_keeps_the_blueprints_shared_from_an_image() {
+        let page = br#"{"Response":{"TotalCount":3,"BlueprintSet":[
+            {"BlueprintId":"lhbp-pub","BlueprintType":"APP_OS","ImageId":null},
+            {"BlueprintId":"lhbp-a","BlueprintType":"SHARED","ImageId":"img-aaaaaaaa"}],
+            "RequestId":"r"}}"#;
+        let (_, answer): (_, DescribeAnswer) = parse_answer(page, LOOKUP).unwrap();
+        assert_eq!(answer.total_count, 3);
+        let images: Vec<_> = answer
+            .blueprint_set
+            .iter()
+            .filter_map(|b| b.image_id.as_deref())
+            .collect();
+        assert_eq!(images, ["img-aaaaaaaa"]);
+        let refused = br#"{"Response":{"Error":{"Code":"UnauthorizedOperation.NoPermission"},"RequestId":"r"}}"#;
+        assert_eq!(
+            parse_answer::<DescribeAnswer>(refused, LOOKUP)
+                .unwrap_err()
+                .class,
+            Class::JobFatal
         );
     }
 }

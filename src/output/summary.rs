@@ -57,6 +57,12 @@ pub struct Report {
     /// Why some rows were never run though nothing stopped the job (a reader that failed, a
     /// task that panicked).
     pub problems: Vec<String>,
+    /// `DescribeBlueprints` requests (the state look-ups).
+    pub n_lookups: u64,
+    /// Rows the look-up settled: already as asked, not sent.
+    pub n_settled: u64,
+    /// Images with both SHARE and CANCEL rows, which flip on every run: named.
+    pub flipping: Option<String>,
 }
 
 impl Report {
@@ -138,6 +144,12 @@ pub fn print_summary(report: &Report, format: LogFormat) {
             "rows": report.counts.total(),
             "statuses": counts.iter().copied().collect::<BTreeMap<_, _>>(),
             "retries": report.counts.retries,
+            "requests_by_action": {
+                crate::action::ACTION: n_writes(report),
+                crate::action::DESCRIBE_ACTION: report.n_lookups,
+            },
+            "settled_by_lookup": report.n_settled,
+            "flipping_images": report.flipping,
             "retries_by_code": retries_by_code(report),
             "stopped_by": report.stop.as_ref().and_then(Reason::threshold_passed),
             "elapsed_seconds": report.elapsed.as_secs_f64(),
@@ -160,11 +172,16 @@ pub fn print_summary(report: &Report, format: LogFormat) {
         say(&summary.to_string());
         return;
     }
+    let flipping = report.flipping.as_ref().map(|images| {
+        format!("  images with both SHARE and CANCEL rows (shared and unshared again on every run): {images}")
+    });
     if report.dry_run {
         say(&format!(
-            "dry run: nothing sent, nothing written; {} invalid rows",
-            report.counts.get(Status::Invalid)
+            "dry run: no share sent, nothing written; {} invalid rows; {} DescribeBlueprints requests",
+            report.counts.get(Status::Invalid),
+            report.n_lookups
         ));
+        flipping.iter().for_each(|line| say(line));
         return;
     }
     let statuses: Vec<String> = counts.iter().map(|(s, n)| format!("{n} {s}")).collect();
@@ -186,9 +203,18 @@ pub fn print_summary(report: &Report, format: LogFormat) {
         report.counts.retries,
         report.elapsed.as_secs_f64()
     ));
+    say(&format!(
+        "  requests: {} {}, {} {}; the look-up settled {} (not sent)",
+        n_writes(report),
+        crate::action::ACTION,
+        report.n_lookups,
+        crate::action::DESCRIBE_ACTION,
+        plural(report.n_settled, "row", "rows")
+    ));
     for line in retries_lines(&retries_by_code(report)) {
         say(&line);
     }
+    flipping.iter().for_each(|line| say(line));
     if let Some(passed) = report.stop.as_ref().and_then(Reason::threshold_passed) {
         say(&format!("  stopped: {passed}"));
     }
@@ -216,6 +242,11 @@ pub fn print_summary(report: &Report, format: LogFormat) {
         ));
     }
     say(&format!("  results: {}", report.output));
+}
+
+/// `ModifyImageSharePermission` requests over all buckets.
+fn n_writes(report: &Report) -> u64 {
+    report.buckets.iter().map(|b| b.n_requests).sum()
 }
 
 /// `1 row`, `2 rows`.

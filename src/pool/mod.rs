@@ -48,7 +48,8 @@ pub struct Settings {
 
 /// What every bucket task shares.
 pub struct Pool {
-    pub client: Client,
+    /// Shared with the state look-ups, which go through the same client.
+    pub client: Arc<Client>,
     pub settings: Settings,
     pub stop: Stop,
     pub counters: Arc<Counters>,

@@ -11,7 +11,7 @@ use serde_json::{Map, Value};
 use super::check::Refusal;
 
 /// The look-up's action name (`X-TC-Action`); its version is the share's, 2020-03-24.
-pub const ACTION: &str = "DescribeBlueprints";
+pub const ACTION: &str = crate::action::DESCRIBE_ACTION;
 /// The parameters the action takes; any other is `UnknownParameter`.
 pub const PARAMETERS: &[&str] = &["BlueprintIds", "Filters", "Offset", "Limit"];
 

@@ -111,6 +111,8 @@ pub struct Job {
     pub timeout_secs: f64,
     pub resume: bool,
     pub rate_scope: Option<lighthouse_share::action::RateScope>,
+    /// Read the state first; off by default, so that a test's requests are its rows' own.
+    pub lookup: bool,
 }
 
 impl Job {
@@ -128,6 +130,7 @@ impl Job {
             timeout_secs: 5.0,
             resume: false,
             rate_scope: None,
+            lookup: false,
         }
     }
 
@@ -159,6 +162,7 @@ impl Job {
             timeout: Some(self.timeout_secs),
             resume: self.resume,
             rate_scope: self.rate_scope,
+            no_lookup: !self.lookup,
             ..Default::default()
         };
         let key = self.secret_key.clone();

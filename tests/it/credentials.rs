@@ -171,6 +171,7 @@ async fn the_session_token_is_sent_when_present() {
     let args = || RunArgs {
         input: job.input.clone(),
         endpoint: Some(sim.endpoint()),
+        no_lookup: true,
         ..Default::default()
     };
     let run = |token: Option<&'static str>| {
@@ -220,6 +221,7 @@ async fn cvm_role_credentials_are_refreshed_before_they_expire() {
         input: job.input.clone(),
         endpoint: Some(sim.endpoint()),
         rate: Some(20.0),
+        no_lookup: true,
         ..Default::default()
     };
     let config = RunConfig::resolve(args, &|key| vars.get(key).cloned())
@@ -385,7 +387,7 @@ fn plain_http_to_a_remote_host_is_refused_and_no_credentials_lists_the_six_place
 /// The rate a dry run plans with, as it prints it.
 fn planned_rate(home: &Path, extra: &[&str], env: &[(&str, &str)]) -> String {
     let output = binary(home)
-        .args(["run", "in.csv", "--dry-run"])
+        .args(["run", "in.csv", "--dry-run", "--offline"])
         .args(extra)
         .envs(env.iter().copied())
         .current_dir(home)
@@ -440,7 +442,7 @@ fn a_config_file_with_a_secret_readable_by_others_draws_a_chmod_warning() {
     let warned = |mode| {
         std::fs::set_permissions(&config, std::fs::Permissions::from_mode(mode)).unwrap();
         let output = binary(home.path())
-            .args(["run", "in.csv", "--dry-run", "-c", "c.toml"])
+            .args(["run", "in.csv", "--dry-run", "--offline", "-c", "c.toml"])
             .current_dir(home.path())
             .output()
             .unwrap();
@@ -455,7 +457,13 @@ async fn a_proxy_from_the_environment_is_not_used_for_a_loopback_endpoint() {
     let sim = start(fast_simulator()).await;
     let home = home_with_one_row();
     let output = binary(home.path())
-        .args(["run", "in.csv", "--endpoint", &sim.endpoint()])
+        .args([
+            "run",
+            "in.csv",
+            "--no-lookup",
+            "--endpoint",
+            &sim.endpoint(),
+        ])
         .env("TENCENTCLOUD_SECRET_ID", DEFAULT_SECRET_ID)
         .env("TENCENTCLOUD_SECRET_KEY", DEFAULT_SECRET_KEY)
         .env("HTTP_PROXY", "http://127.0.0.1:9")

@@ -154,10 +154,23 @@ async fn a_named_profile_wins_over_the_environment_and_a_missing_one_lists_the_p
     assert_eq!(env_wins.status.code(), Some(4), "{}", stderr(&env_wins));
     let dry = output(binary(
         home.path(),
-        &["run", "in.csv", "--dry-run"],
+        &[
+            "run",
+            "in.csv",
+            "--dry-run",
+            "-o",
+            "dry.csv",
+            "--endpoint",
+            &endpoint,
+        ],
         &[("TCCLI_PROFILE", "staging")],
     ))
     .await;
+    assert_eq!(
+        dry.status.code(),
+        Some(2),
+        "the staging key is unknown to the simulator: the look-up finds it out"
+    );
     assert!(
         stderr(&dry).contains("credentials from") && stderr(&dry).contains("staging.credential"),
         "a dry run names the source: {}",
@@ -256,13 +269,17 @@ async fn a_region_that_refuses_the_action_is_logged_once() {
 }
 
 /// Every `run` option and the variable that sets it in the test below.
-const EVERY_OPTION_IN_THE_ENVIRONMENT: [(&str, &str, &str); 15] = [
+const EVERY_OPTION_IN_THE_ENVIRONMENT: [(&str, &str, &str); 18] = [
     // (variable, value, what the settings line or the run shows)
     (
         "LIGHTHOUSE_SHARE_DRY_RUN",
         "true",
         "dry run for http://127.0.0.1:9",
     ),
+    // Not offline: the dry run looks the credentials up.
+    ("LIGHTHOUSE_SHARE_OFFLINE", "false", "credentials from"),
+    ("LIGHTHOUSE_SHARE_LOOKUP", "false", "lookup false"),
+    ("LIGHTHOUSE_SHARE_DESCRIBE_RATE", "4", "describe rate 4/s"),
     (
         "LIGHTHOUSE_SHARE_ENDPOINT",
         "http://127.0.0.1:9",

@@ -5,6 +5,7 @@ mod common;
 mod credentials;
 mod habits;
 mod hostile;
+mod lookup;
 mod pacing;
 mod record;
 mod run;

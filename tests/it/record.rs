@@ -206,7 +206,11 @@ async fn an_input_replaced_during_the_run_stops_it_and_resume_finishes() {
     let rows = job.results();
     assert_eq!(rows.len(), 61);
     assert!(rows.iter().all(|r| r.status == Status::Shared));
-    assert_eq!(sim.stats().answers("OK"), 61, "no row was shared twice");
+    assert_eq!(
+        sim.stats().answers_by_action[MODIFY]["OK"],
+        61,
+        "no row was shared twice"
+    );
 }
 
 #[tokio::test]
