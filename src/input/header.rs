@@ -12,10 +12,8 @@ const REQUIRED: [(&str, &[&str]); 3] = [
     ("permission", &["permission"]),
 ];
 
-/// The columns the results file writes fresh (SPEC §4). A results file fed back as input
-/// has them; a results writer copies every other column and writes these anew.
-const OURS: [&str; 8] = [
-    "line",
+/// The columns the results file writes after the input's own (SPEC §4).
+pub const RESULT_COLUMNS: [&str; 7] = [
     "status",
     "blueprint_id",
     "request_id",
@@ -24,6 +22,15 @@ const OURS: [&str; 8] = [
     "attempts",
     "finished_at",
 ];
+
+/// The columns the results file writes fresh: `line` and the result columns. A results
+/// file fed back as input has them; a results writer copies every other column.
+fn is_ours(normalised: &str) -> bool {
+    normalised == normalise("line")
+        || RESULT_COLUMNS
+            .iter()
+            .any(|name| normalise(name) == normalised)
+}
 
 /// Where each required column is: indices into a row's cells.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -69,9 +76,7 @@ impl Header {
             }
         }
         let [region, image_id, permission] = found;
-        let ours = (0..names.len())
-            .filter(|i| OURS.iter().any(|name| normalise(name) == names[*i]))
-            .collect();
+        let ours = (0..names.len()).filter(|i| is_ours(&names[*i])).collect();
         Ok(Self {
             cells,
             columns: Columns {

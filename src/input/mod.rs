@@ -26,7 +26,7 @@ use std::path::{Path, PathBuf};
 
 use crate::action::Permission;
 
-pub use header::Columns;
+pub use header::{Columns, RESULT_COLUMNS};
 pub use source::Source;
 pub use workbook::is_workbook;
 

@@ -162,17 +162,6 @@ pub fn guard(text: &str) -> std::borrow::Cow<'_, str> {
 /// The error code of an `invalid` row: its message says which cell is wrong and the fix.
 pub const INVALID_INPUT: &str = "InvalidInput";
 
-/// The result columns, after the input's own: SPEC §4.
-pub const RESULT_COLUMNS: [&str; 7] = [
-    "status",
-    "blueprint_id",
-    "request_id",
-    "error_code",
-    "error_message",
-    "attempts",
-    "finished_at",
-];
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -10,8 +10,8 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 
-use super::{Counts, Outcome, RESULT_COLUMNS, Status, guard, journal};
-use crate::input::{Entry, Source};
+use super::{Counts, Outcome, Status, guard, journal};
+use crate::input::{Entry, RESULT_COLUMNS, Source};
 
 /// Where the results go.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -165,24 +165,35 @@ fn index(record: &Path, target: &str) -> anyhow::Result<(HashMap<u64, u64>, u64)
 fn compact(record: &Path, keep: &[u64]) -> anyhow::Result<()> {
     let dir = parent(record);
     let mut from = journal::open_for_reading(record)?;
-    let mut to = tempfile::Builder::new()
-        .prefix(".lighthouse-share.")
-        .tempfile_in(dir)
-        .with_context(|| format!("cannot write a temporary file in {}", dir.display()))?;
-    let mut line = String::new();
-    from.read_line(&mut line)?;
-    to.write_all(line.as_bytes())?;
-    for offset in keep {
-        from.seek(SeekFrom::Start(*offset))?;
-        line.clear();
+    let mut to = temporary_beside(record)?;
+    {
+        let mut out = BufWriter::new(to.as_file_mut());
+        let mut line = String::new();
         from.read_line(&mut line)?;
-        to.write_all(line.as_bytes())?;
+        out.write_all(line.as_bytes())?;
+        for offset in keep {
+            from.seek(SeekFrom::Start(*offset))?;
+            line.clear();
+            from.read_line(&mut line)?;
+            out.write_all(line.as_bytes())?;
+        }
+        out.flush()?;
     }
     to.as_file().sync_all()?;
     to.persist(record)
         .with_context(|| format!("cannot replace {}", record.display()))?;
     sync_dir(dir);
     Ok(())
+}
+
+/// A new file beside `path`, to be renamed over it: a fresh random name, created only where
+/// nothing exists (never through a planted link), removed if it is not renamed.
+fn temporary_beside(path: &Path) -> anyhow::Result<tempfile::NamedTempFile> {
+    let dir = parent(path);
+    tempfile::Builder::new()
+        .prefix(".lighthouse-share.")
+        .tempfile_in(dir)
+        .with_context(|| format!("cannot write a temporary file in {}", dir.display()))
 }
 
 fn parent(path: &Path) -> &Path {
@@ -216,13 +227,7 @@ impl Sink {
             let (mut out, temporary): (Box<dyn Write>, _) = match destination {
                 Destination::Stdout => (Box::new(BufWriter::new(io::stdout())), None),
                 Destination::File(path) => {
-                    let dir = parent(path);
-                    let temporary = tempfile::Builder::new()
-                        .prefix(".lighthouse-share.")
-                        .tempfile_in(dir)
-                        .with_context(|| {
-                            format!("cannot write a temporary file in {}", dir.display())
-                        })?;
+                    let temporary = temporary_beside(path)?;
                     let file = temporary.reopen()?;
                     (Box::new(BufWriter::new(file)), Some(temporary))
                 }
@@ -282,13 +287,7 @@ impl Sink {
                 sheet.set_name("results")?;
                 sheet.set_freeze_panes(1, 0)?;
                 sheet.autofilter(0, 0, n_rows.saturating_sub(1), width.saturating_sub(1))?;
-                let dir = parent(path);
-                let temporary = tempfile::Builder::new()
-                    .prefix(".lighthouse-share.")
-                    .tempfile_in(dir)
-                    .with_context(|| {
-                        format!("cannot write a temporary file in {}", dir.display())
-                    })?;
+                let temporary = temporary_beside(path)?;
                 workbook.save_to_writer(temporary.reopen()?)?;
                 temporary
             }
