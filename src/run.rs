@@ -161,7 +161,13 @@ pub async fn run(config: RunConfig, shutdown: impl Future<Output = ()>) -> Resul
             );
             let rendered = blocking(move || results::render(&input, &record, &target, &output))
                 .await?
-                .map_err(|error| Error::Failed(error.context(NOTHING_LOST)))?;
+                .map_err(|error| {
+                    Error::Failed(error.context(format!(
+                        "the results file {} was not written, but every finished row is in the record {}: run again with --resume to write it",
+                        config.output,
+                        config.record.display()
+                    )))
+                })?;
             report.counts = rendered.counts;
             report.counts.retries = retries;
             report.n_unmatched = rendered.n_unmatched;
@@ -170,9 +176,6 @@ pub async fn run(config: RunConfig, shutdown: impl Future<Output = ()>) -> Resul
     report.elapsed = started.elapsed();
     Ok(report)
 }
-
-/// Said when the results file could not be written: the record still holds every row.
-const NOTHING_LOST: &str = "the results file was not written, but every finished row is in the record: run again with --resume to write it";
 
 /// Where the run's requests go, once the mode is carried out.
 enum Target {

@@ -279,4 +279,52 @@ mod tests {
         assert_eq!(retries_lines(&busy).len(), 1, "half is not most");
         assert!(retries_lines(&BTreeMap::new()).is_empty());
     }
+
+    fn report(stop: Option<Reason>, statuses: &[Status], problems: &[&str]) -> Report {
+        let mut counts = Counts::default();
+        statuses.iter().for_each(|status| counts.add(*status));
+        Report {
+            output: Destination::Stdout,
+            n_unmatched: 0,
+            counts,
+            elapsed: std::time::Duration::ZERO,
+            buckets: Vec::new(),
+            stop,
+            dry_run: false,
+            problems: problems.iter().map(|p| p.to_string()).collect(),
+            n_lookups: 0,
+            n_settled: 0,
+            flipping: None,
+        }
+    }
+
+    #[test]
+    fn a_row_left_unrun_without_a_stop_is_an_internal_failure_that_says_why() {
+        use Status::*;
+        assert_eq!(
+            report(None, &[Shared, AlreadyUnshared], &[]).ending(),
+            Ending::Done
+        );
+        assert_eq!(
+            report(None, &[Shared, Invalid], &[]).ending(),
+            Ending::SomeRowsFailed
+        );
+        assert_eq!(
+            report(Some(Reason::Interrupted), &[Shared, Skipped], &[]).ending(),
+            Ending::Interrupted
+        );
+        let Ending::Internal(why) =
+            report(None, &[Shared, Skipped], &["reading the input failed: x"]).ending()
+        else {
+            panic!("a skipped row with no stop is not a success");
+        };
+        assert!(
+            why.contains("1 row was never run") && why.contains("reading the input failed"),
+            "{why}"
+        );
+        assert!(matches!(
+            report(None, &[Skipped], &[]).ending(),
+            Ending::Internal(_)
+        ));
+    }
 }
