@@ -2,8 +2,7 @@
 //! a check against the earlier results), the rate buckets the rows fall into, and the reader
 //! threads that stream each bucket's rows to its pool task.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::hash::{DefaultHasher, Hash, Hasher};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -17,7 +16,9 @@ use crate::limiter::UTILISATION;
 use crate::lookup::{Decider, Decision, State};
 use crate::output::plural;
 use crate::pool::Incoming;
-use crate::results::{INVALID_INPUT, Identity, Occurrences, Outcome, Resume, Status};
+use crate::results::{
+    Asks, INVALID_INPUT, Identity, Occurrences, Outcome, Repeats, Resume, Status, ask,
+};
 
 /// What a rate bucket is, given the scope and the endpoint.
 #[derive(Clone, Debug)]
@@ -58,6 +59,8 @@ pub struct Plan {
     pub regions_per_bucket: BTreeMap<String, BTreeSet<&'static str>>,
     /// Images with both SHARE and CANCEL rows: they flip on every run.
     pub flipping: Flipping,
+    /// The asks that more than one row makes: what numbering rows needs to hold.
+    pub repeats: Repeats,
 }
 
 /// Images with both SHARE and CANCEL rows, found in the validation pass: the first few by
@@ -66,32 +69,12 @@ pub struct Plan {
 pub struct Flipping {
     pub named: Vec<String>,
     pub n_images: u64,
-    /// The permissions seen per image (a digest of region and image id): bit 1 SHARE, 2
-    /// CANCEL.
-    seen: HashMap<u64, u8>,
 }
 
 /// How many flipping images are named; the rest are counted.
 pub const SHOWN_FLIPPING: usize = 10;
 
 impl Flipping {
-    fn note(&mut self, row: &Row) {
-        let mut hasher = DefaultHasher::new();
-        (row.region, &row.image_id).hash(&mut hasher);
-        let bit = match row.permission {
-            Permission::Share => 1,
-            Permission::Cancel => 2,
-        };
-        let seen = self.seen.entry(hasher.finish()).or_default();
-        if *seen != 3 && *seen | bit == 3 {
-            self.n_images += 1;
-            if self.named.len() < SHOWN_FLIPPING {
-                self.named.push(format!("{} {}", row.region, row.image_id));
-            }
-        }
-        *seen |= bit;
-    }
-
     /// `ap-seoul img-aaaaaaaa, ... and 3 more`, or `None` when no image flips.
     pub fn describe(&self) -> Option<String> {
         if self.n_images == 0 {
@@ -125,8 +108,13 @@ impl Plan {
             n_kept: 0,
             regions_per_bucket: BTreeMap::new(),
             flipping: Flipping::default(),
+            repeats: Repeats::default(),
         };
-        let mut occurrences = Occurrences::default();
+        let mut asks = Asks::default();
+        let spill = |e: std::io::Error| InputError::Open {
+            path: std::env::temp_dir(),
+            source: e,
+        };
         for record in input.reader()? {
             if cancel.load(Ordering::Relaxed) {
                 return Err(PlanError::Interrupted);
@@ -147,22 +135,23 @@ impl Plan {
                         );
                     }
                 }
-                Ok(mut row) => {
-                    plan.flipping.note(&row);
-                    if resume.is_kept(&occurrences.identify(&mut row)) {
-                        plan.n_kept += 1;
-                    } else {
-                        let bucket = buckets.of(row.region);
-                        plan.regions_per_bucket
-                            .entry(bucket.clone())
-                            .or_default()
-                            .insert(row.region);
-                        *plan.rows_per_bucket.entry(bucket).or_default() += 1;
-                    }
+                Ok(row) => {
+                    asks.push(&row).map_err(spill)?;
+                    let bucket = buckets.of(row.region);
+                    plan.regions_per_bucket
+                        .entry(bucket.clone())
+                        .or_default()
+                        .insert(row.region);
+                    *plan.rows_per_bucket.entry(bucket).or_default() += 1;
                 }
             }
         }
-        plan.flipping.seen = HashMap::new();
+        let found = asks.finish().map_err(spill)?;
+        plan.repeats = found.repeats;
+        plan.flipping.n_images = found.flipping.len() as u64;
+        if resume.n_kept() > 0 || !found.flipping.is_empty() {
+            plan.second_pass(input, buckets, resume, &found.flipping, cancel)?;
+        }
         if plan.n_invalid > SHOWN_INVALID {
             tracing::warn!(
                 "... and {} more invalid rows (each is listed in the results file)",
@@ -170,6 +159,49 @@ impl Plan {
             );
         }
         Ok(plan)
+    }
+
+    /// Numbers the rows now that the repeated asks are known: the rows an earlier run
+    /// finished are not to send; and names the first flipping images.
+    fn second_pass(
+        &mut self,
+        input: &Source,
+        buckets: &Buckets,
+        resume: &Resume,
+        flipping: &HashSet<u64>,
+        cancel: &AtomicBool,
+    ) -> Result<(), PlanError> {
+        let mut occurrences = Occurrences::new(&self.repeats);
+        for record in input.reader()? {
+            if cancel.load(Ordering::Relaxed) {
+                return Err(PlanError::Interrupted);
+            }
+            let Ok(mut row) = record?.validate() else {
+                continue;
+            };
+            let image = ask(&row) >> 1;
+            if self.flipping.named.len() < SHOWN_FLIPPING
+                && flipping.contains(&image)
+                && !self
+                    .flipping
+                    .named
+                    .iter()
+                    .any(|n| n == &flipping_name(&row))
+            {
+                self.flipping.named.push(flipping_name(&row));
+            }
+            if resume.is_kept(&occurrences.identify(&mut row)) {
+                self.n_kept += 1;
+                if let Some(n) = self.rows_per_bucket.get_mut(&buckets.of(row.region)) {
+                    *n -= 1;
+                }
+            }
+        }
+        self.rows_per_bucket.retain(|_, n| *n > 0);
+        let rows = &self.rows_per_bucket;
+        self.regions_per_bucket
+            .retain(|bucket, _| rows.contains_key(bucket));
+        Ok(())
     }
 
     /// Rows to send over all buckets.
@@ -229,11 +261,12 @@ pub fn dry_run(
     input: &Source,
     buckets: &Buckets,
     resume: &Resume,
+    repeats: &Repeats,
     state: State,
 ) -> Result<BTreeMap<String, BucketPlan>, InputError> {
     let mut decider = Decider::new(state);
     let mut plans: BTreeMap<String, BucketPlan> = BTreeMap::new();
-    let mut occurrences = Occurrences::default();
+    let mut occurrences = Occurrences::new(repeats);
     for record in input.reader()? {
         let Ok(mut row) = record?.validate() else {
             continue;
@@ -320,6 +353,7 @@ pub fn spawn_reader(
     buckets: &Buckets,
     name: &str,
     resume: Arc<Resume>,
+    repeats: Repeats,
     mut decider: Decider,
     outcomes_tx: mpsc::Sender<Outcome>,
 ) -> (Incoming, ReaderHandle) {
@@ -329,7 +363,7 @@ pub fn spawn_reader(
         let mut batch: Vec<Row> = Vec::with_capacity(READ_BATCH);
         // A row's identity holds its region, so rows asking the same thing are all in one
         // bucket: numbering this bucket's rows numbers them as the plan did.
-        let mut occurrences = Occurrences::default();
+        let mut occurrences = Occurrences::new(&repeats);
         for record in input.reader()? {
             let Ok(mut row) = record?.validate() else {
                 continue;
@@ -388,4 +422,9 @@ fn settled(identity: Identity, row: &Row, status: Status, blueprint: Option<Stri
     let mut outcome = Outcome::new(identity, row.line, status);
     outcome.blueprint_id = blueprint;
     outcome
+}
+
+/// `ap-seoul img-aaaaaaaa`: a flipping image as the plan names it.
+fn flipping_name(row: &Row) -> String {
+    format!("{} {}", row.region, row.image_id)
 }

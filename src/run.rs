@@ -159,7 +159,10 @@ pub async fn run(config: RunConfig, shutdown: impl Future<Output = ()>) -> Resul
                 config.target.clone(),
                 config.output.clone(),
             );
-            let rendered = blocking(move || results::render(&input, &record, &target, &output))
+            let repeats = plan.repeats.clone();
+            let rendered = blocking(move || {
+                results::render(&input, &repeats, &record, &target, &output)
+            })
                 .await?
                 .map_err(|error| {
                     Error::Failed(error.context(format!(
@@ -301,8 +304,9 @@ async fn dry_run(
             fatal_advice(&error)
         )));
     }
-    let (input, buckets) = (input.clone(), buckets.clone());
-    let plans = blocking(move || plan::dry_run(&input, &buckets, &resume, state)).await??;
+    let (input, buckets, repeats) = (input.clone(), buckets.clone(), plan.repeats.clone());
+    let plans =
+        blocking(move || plan::dry_run(&input, &buckets, &resume, &repeats, state)).await??;
     plan::log_dry_run(&plans, plan.n_invalid, config.rate);
     Ok(lookups.n_requests.load(Ordering::Relaxed))
 }
@@ -441,7 +445,7 @@ async fn send(
         let (input, buckets, name, resume) =
             (input.clone(), buckets.clone(), name.clone(), resume.clone());
         let (pool, outcomes_tx, lookups) = (pool.clone(), outcomes_tx.clone(), lookups.clone());
-        let lookup = config.lookup;
+        let (lookup, repeats) = (config.lookup, plan.repeats.clone());
         // The bucket's writes start as soon as its own regions are looked up.
         tasks.spawn(async move {
             let state = match lookup {
@@ -453,6 +457,7 @@ async fn send(
                 &buckets,
                 &name,
                 resume,
+                repeats,
                 Decider::new(state),
                 outcomes_tx.clone(),
             );

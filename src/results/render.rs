@@ -53,6 +53,7 @@ pub struct Rendered {
 /// `destination`, then compacts the record.
 pub fn render(
     input: &Source,
+    repeats: &super::Repeats,
     record: &Path,
     target: &str,
     destination: &Destination,
@@ -77,7 +78,7 @@ pub fn render(
     columns.extend(RESULT_COLUMNS.iter().map(|c| c.to_string()));
     let bom = reader.had_bom() || input.is_workbook();
     let mut sink = Sink::open(destination, bom, &columns)?;
-    let mut occurrences = super::Occurrences::default();
+    let mut occurrences = super::Occurrences::new(repeats);
     while let Some(entry) = reader.next_entry() {
         let entry = entry?;
         let outcome = match entry.record.validate() {
