@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use tokio::sync::mpsc;
 
-use crate::action::{Permission, RateScope};
+use crate::action::{Permission, REGIONS, RateScope};
 use crate::api::Endpoint;
 use crate::input::{InputError, Row, Source};
 use crate::limiter::UTILISATION;
@@ -111,6 +111,7 @@ impl Plan {
             repeats: Repeats::default(),
         };
         let mut asks = Asks::default();
+        let mut rows_per_region = [0u64; REGIONS.len()];
         let spill = |e: std::io::Error| InputError::Open {
             path: std::env::temp_dir(),
             source: e,
@@ -137,14 +138,21 @@ impl Plan {
                 }
                 Ok(row) => {
                     asks.push(&row).map_err(spill)?;
-                    let bucket = buckets.of(row.region);
-                    plan.regions_per_bucket
-                        .entry(bucket.clone())
-                        .or_default()
-                        .insert(row.region);
-                    *plan.rows_per_bucket.entry(bucket).or_default() += 1;
+                    // Counted per region here (no bucket name to build per row), per
+                    // bucket below.
+                    if let Some(i) = REGIONS.iter().position(|r| *r == row.region) {
+                        rows_per_region[i] += 1;
+                    }
                 }
             }
+        }
+        for (region, n) in REGIONS.iter().zip(rows_per_region).filter(|(_, n)| *n > 0) {
+            let bucket = buckets.of(region);
+            plan.regions_per_bucket
+                .entry(bucket.clone())
+                .or_default()
+                .insert(region);
+            *plan.rows_per_bucket.entry(bucket).or_default() += n;
         }
         let found = asks.finish().map_err(spill)?;
         plan.repeats = found.repeats;
@@ -364,11 +372,16 @@ pub fn spawn_reader(
         // A row's identity holds its region, so rows asking the same thing are all in one
         // bucket: numbering this bucket's rows numbers them as the plan did.
         let mut occurrences = Occurrences::new(&repeats);
+        let mine: Vec<&str> = REGIONS
+            .iter()
+            .copied()
+            .filter(|region| buckets.of(region) == name)
+            .collect();
         for record in input.reader()? {
             let Ok(mut row) = record?.validate() else {
                 continue;
             };
-            if buckets.of(row.region) != name {
+            if !mine.contains(&row.region) {
                 continue;
             }
             let identity = occurrences.identify(&mut row);

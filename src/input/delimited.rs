@@ -340,8 +340,27 @@ impl<R: Read> Read for Scan<R> {
                 UnclosedQuote { line: opened },
             ));
         }
-        for &byte in &buf[..n] {
-            self.step(byte);
+        let mut i = 0;
+        while i < n {
+            // Inside a cell, a run of bytes that cannot change the state only moves the
+            // offset: skip it whole rather than a byte at a time.
+            let stops = |b: &u8| matches!(*b, b'\r' | b'\n') || *b == self.delimiter;
+            let run = match self.state {
+                State::Unquoted => buf[i..n].iter().position(stops),
+                State::Quoted { .. } => buf[i..n]
+                    .iter()
+                    .position(|b| matches!(*b, b'"' | b'\r' | b'\n')),
+                _ => Some(0),
+            }
+            .unwrap_or(n - i);
+            if run > 0 {
+                self.offset += run as u64;
+                self.after_cr = false;
+                i += run;
+                continue;
+            }
+            self.step(buf[i]);
+            i += 1;
         }
         Ok(n)
     }

@@ -253,32 +253,38 @@ impl Reader {
     /// Blank rows are skipped, and so are comments (see `is_comment`): a `#1234` ticket
     /// number or an `#N/A` in a row that has data is data.
     pub fn next_entry(&mut self) -> Option<Result<Entry, InputError>> {
+        let row = match self.next_row()? {
+            Ok(row) => row,
+            Err(error) => return Some(Err(error)),
+        };
+        let cell = |i: usize| row.cells.get(i).map_or("", |cell| cell.trim_ascii());
+        let [region, image_id, permission] = self.header.columns.all().map(cell);
+        let record = Record {
+            line: row.line,
+            region: region.to_string(),
+            image_id: image_id.to_string(),
+            permission: permission.to_string(),
+        };
+        Some(Ok(Entry {
+            record,
+            cells: row.cells,
+        }))
+    }
+
+    /// The next data row as the file gives it: blank rows and comments skipped.
+    fn next_row(&mut self) -> Option<Result<RawRow, InputError>> {
         if self.failed {
             return None;
         }
         loop {
-            let row = match self.rows.next_row()? {
-                Ok(row) => row,
+            match self.rows.next_row()? {
+                Ok(row) if is_blank(&row.cells) || self.is_comment(&row.cells) => {}
+                Ok(row) => return Some(Ok(row)),
                 Err(error) => {
                     self.failed = true;
                     return Some(Err(error));
                 }
-            };
-            if is_blank(&row.cells) || self.is_comment(&row.cells) {
-                continue;
             }
-            let cell = |i: usize| row.cells.get(i).map_or("", |cell| cell.trim_ascii());
-            let [region, image_id, permission] = self.header.columns.all().map(cell);
-            let record = Record {
-                line: row.line,
-                region: region.to_string(),
-                image_id: image_id.to_string(),
-                permission: permission.to_string(),
-            };
-            return Some(Ok(Entry {
-                record,
-                cells: row.cells,
-            }));
         }
     }
 
@@ -297,10 +303,25 @@ impl Reader {
                 .all(|&i| i == 0 || cells.get(i).is_none_or(|cell| cell.trim_ascii().is_empty()))
     }
 
-    /// The next data record, or `None` at the end of the file.
+    /// The next data record, or `None` at the end of the file. Its cells are moved out of
+    /// the row rather than copied (the row is not kept): this is every phase's hot path.
     pub fn next_record(&mut self) -> Option<Result<Record, InputError>> {
-        self.next_entry()
-            .map(|entry| entry.map(|entry| entry.record))
+        let mut row = match self.next_row()? {
+            Ok(row) => row,
+            Err(error) => return Some(Err(error)),
+        };
+        let mut take = |i: usize| match row.cells.get_mut(i) {
+            Some(cell) if cell.trim_ascii().len() == cell.len() => std::mem::take(cell),
+            Some(cell) => cell.trim_ascii().to_string(),
+            None => String::new(),
+        };
+        let [region, image_id, permission] = self.header.columns.all().map(&mut take);
+        Some(Ok(Record {
+            line: row.line,
+            region,
+            image_id,
+            permission,
+        }))
     }
 
     /// The rest of the rows with all of their cells.
