@@ -175,10 +175,32 @@ impl FileConfig {
         })?;
         let table: toml::Table = text
             .parse()
-            .map_err(|e| error(format!("{} is not valid TOML: {e}", path.display())))?;
+            .map_err(|e| toml_error(path, &text, "is not valid TOML", &e))?;
         check_keys(path, &table)?;
-        toml::from_str(&text).map_err(|e| error(format!("{}: {e}", path.display())))
+        toml::from_str(&text)
+            .map_err(|e| toml_error(path, &text, "has a value of the wrong kind", &e))
     }
+}
+
+/// A TOML error by its line and message, never the line itself: it may hold a secret key.
+fn toml_error(path: &Path, text: &str, what: &str, e: &toml::de::Error) -> ConfigError {
+    let before = e.span().map(|span| &text[..span.start.min(text.len())]);
+    let at = before.map_or_else(String::new, |before| {
+        format!(", line {}", before.matches('\n').count() + 1)
+    });
+    // The message may quote the value: in [credentials], a secret.
+    let in_credentials = before.is_some_and(|before| {
+        before
+            .lines()
+            .rev()
+            .find(|line| line.trim_start().starts_with('['))
+            .is_some_and(|table| table.trim().starts_with("[credentials]"))
+    });
+    let message = match in_credentials {
+        true => "the value there cannot be used (not shown: [credentials] holds secrets); quote each value in full, once".to_string(),
+        false => e.message().trim_end().to_string(),
+    };
+    error(format!("{} {what}{at}: {message}", path.display()))
 }
 
 /// Names an unknown table or key, and the known one it is nearest to.
@@ -813,6 +835,25 @@ mod tests {
                     "{key} is in the example"
                 );
             }
+        }
+    }
+
+    #[test]
+    fn a_broken_config_file_is_named_by_line_without_showing_a_secret() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        for text in [
+            "[credentials]\nsecret_id = 'AKIDx'\nsecret_key = \"TOPSECRET123\n",
+            "[credentials]\nsecret_key = \"TOPSECRET456\"\nsecret_key = \"TOPSECRET456\"\n",
+            "[credentials]\nsecret_key = 12345678\n",
+        ] {
+            std::fs::write(&path, text).unwrap();
+            let error = FileConfig::load(&path).unwrap_err().to_string();
+            assert!(
+                !error.contains("TOPSECRET") && !error.contains("12345678"),
+                "{error}"
+            );
+            assert!(error.contains("line "), "{error}");
         }
     }
 

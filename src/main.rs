@@ -56,7 +56,9 @@ async fn run(args: RunArgs, shutdown: impl Future<Output = ()>) -> Ending {
     match lighthouse_share::run::run(config, shutdown).await {
         Ok(report) => {
             let ending = report.ending();
-            // With -q a run that did all it was asked is silent: cron mails nothing.
+            // With -q a run that did all it was asked is silent: cron mails nothing. Any
+            // other ending shows the warnings held back, then the summary.
+            output::release_held(ending != Ending::Done);
             if !(quiet && ending == Ending::Done) {
                 output::print_summary(&report, format);
             }
@@ -66,6 +68,7 @@ async fn run(args: RunArgs, shutdown: impl Future<Output = ()>) -> Ending {
             ending
         }
         Err(error) => {
+            output::release_held(true);
             tracing::error!("{error}");
             error.ending()
         }

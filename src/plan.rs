@@ -116,7 +116,14 @@ impl Plan {
             path: std::env::temp_dir(),
             source: e,
         };
-        for record in input.reader()? {
+        let reader = input.reader()?;
+        match reader.delimiter() {
+            Some(';') => tracing::info!("{} is separated by `;`", input.path().display()),
+            Some('\t') => tracing::info!("{} is separated by tabs", input.path().display()),
+            _ => {}
+        }
+        let mut reader = reader;
+        for record in reader.by_ref() {
             if cancel.load(Ordering::Relaxed) {
                 return Err(PlanError::Interrupted);
             }
@@ -153,6 +160,16 @@ impl Plan {
                 .or_default()
                 .insert(region);
             *plan.rows_per_bucket.entry(bucket).or_default() += n;
+        }
+        if let (n, Some(line)) = reader.wide_rows() {
+            tracing::warn!(
+                line,
+                "line {line}{}: more cells than the header has columns; the cells past the last column have no header, so the results do not repeat them (an unquoted comma in a cell?)",
+                match n {
+                    1 => String::new(),
+                    n => format!(" and {} more rows", n - 1),
+                }
+            );
         }
         let found = asks.finish().map_err(spill)?;
         plan.repeats = found.repeats;

@@ -165,8 +165,12 @@ pub async fn run(config: RunConfig, shutdown: impl Future<Output = ()>) -> Resul
             })
                 .await?
                 .map_err(|error| {
+                    let recorded = match &report.stop {
+                        Some(Reason::Journal(_)) => "the rows recorded before the record failed are in",
+                        _ => "every finished row is in",
+                    };
                     Error::Failed(error.context(format!(
-                        "the results file {} was not written, but every finished row is in the record {}: run again with --resume to write it",
+                        "the results file {} was not written; {recorded} the record {}: run again with --resume to write it",
                         config.output,
                         config.record.display()
                     )))
@@ -218,17 +222,26 @@ fn claim_output(config: &RunConfig) -> Result<Option<File>, Error> {
         true => None,
         false => Some(lock(&config.lock, &config.output, !config.dry_run)?),
     };
-    let earlier = match &config.output {
-        Destination::File(path) if path.exists() => Some(path),
-        _ => config.record.exists().then_some(&config.record),
+    let output = match &config.output {
+        Destination::File(path) if path.symlink_metadata().is_ok() => Some(path),
+        _ => None,
     };
-    if let (false, Some(earlier)) = (config.resume, earlier) {
-        return Err(Error::Setup(anyhow::anyhow!(
-            "{} already exists: add --resume to continue (finished rows are kept, not sent again), or give another --output, or move the results file and {} away",
-            earlier.display(),
+    let has_record = config.record.symlink_metadata().is_ok();
+    match (config.resume, output, has_record) {
+        // A file at the output with no record of ours beside it is not our results file
+        // (or its record is gone): nothing can be continued, and it is not ours to replace.
+        (_, Some(output), false) => Err(Error::Setup(anyhow::anyhow!(
+            "{} already exists and no record of a run that wrote it ({}) is beside it: it is not a results file this tool can continue. Give another --output, or move that file away",
+            output.display(),
             config.record.display()
-        )));
-    }
+        ))),
+        (false, _, true) => Err(Error::Setup(anyhow::anyhow!(
+            "an earlier run's record {} exists: add --resume to continue it (finished rows are kept, not sent again), or give another --output, or move the results file and {} away",
+            config.record.display(),
+            config.record.display()
+        ))),
+        _ => Ok(()),
+    }?;
     Ok(lock)
 }
 

@@ -145,6 +145,8 @@ pub struct Reader {
     header: header::Header,
     /// Set after an error: a file that failed once yields nothing more.
     failed: bool,
+    /// Rows with cells past the header's last column, and the line of the first.
+    wide: (u64, Option<u64>),
 }
 
 impl Reader {
@@ -206,6 +208,7 @@ impl Reader {
             format,
             header,
             failed: false,
+            wide: (0, None),
         })
     }
 
@@ -237,6 +240,12 @@ impl Reader {
     /// Whether the file began with a UTF-8 byte order mark (a results CSV then gets one too).
     pub fn had_bom(&self) -> bool {
         matches!(self.format, Format::Delimited { had_bom: true, .. })
+    }
+
+    /// How many rows so far have cells past the header's last column (which have no column
+    /// in the results), and the line of the first.
+    pub fn wide_rows(&self) -> (u64, Option<u64>) {
+        self.wide
     }
 
     /// The sheet read, for a workbook.
@@ -279,7 +288,14 @@ impl Reader {
         loop {
             match self.rows.next_row()? {
                 Ok(row) if is_blank(&row.cells) || self.is_comment(&row.cells) => {}
-                Ok(row) => return Some(Ok(row)),
+                Ok(row) => {
+                    let width = self.header.cells.len();
+                    if row.cells.iter().skip(width).any(|cell| !cell.is_empty()) {
+                        self.wide.0 += 1;
+                        self.wide.1.get_or_insert(row.line);
+                    }
+                    return Some(Ok(row));
+                }
                 Err(error) => {
                     self.failed = true;
                     return Some(Err(error));

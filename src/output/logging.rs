@@ -7,7 +7,7 @@
 
 use std::fmt;
 use std::io::{IsTerminal, Write};
-use std::sync::OnceLock;
+use std::sync::{Mutex, OnceLock};
 
 use indicatif::ProgressBar;
 use tracing::Level;
@@ -26,6 +26,9 @@ pub(super) static BAR: OnceLock<ProgressBar> = OnceLock::new();
 /// this program; other crates say only warnings). `RUST_LOG`, when set, replaces that choice
 /// with its own `target=level` list, as in other Rust programs.
 pub fn init_logging(format: LogFormat, quiet: bool, verbose: u8) {
+    if quiet && let Ok(mut held) = HELD.lock() {
+        *held = Some(Vec::new());
+    }
     let level = match (quiet, verbose) {
         (true, _) => Level::WARN,
         (false, 0) => Level::INFO,
@@ -96,8 +99,27 @@ impl<'a> MakeWriter<'a> for BarAwareStderr {
 
 struct BarAwareWriter;
 
+/// With `-q`, log lines are held here until the run ends, so that a run that exits 0 prints
+/// nothing at all and any other shows them.
+static HELD: Mutex<Option<Vec<u8>>> = Mutex::new(None);
+
+/// Writes the lines held back by `-q` to stderr if `show`, drops them otherwise; from now on
+/// lines go straight to stderr.
+pub fn release_held(show: bool) {
+    let held = HELD.lock().map(|mut held| held.take()).unwrap_or_default();
+    if let (true, Some(held)) = (show, held) {
+        let _ = std::io::stderr().write_all(&held);
+    }
+}
+
 impl Write for BarAwareWriter {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if let Ok(mut held) = HELD.lock()
+            && let Some(held) = held.as_mut()
+        {
+            held.extend_from_slice(buf);
+            return Ok(buf.len());
+        }
         match BAR.get() {
             Some(bar) if !bar.is_finished() => bar.suspend(|| std::io::stderr().write_all(buf))?,
             _ => std::io::stderr().write_all(buf)?,

@@ -139,6 +139,8 @@ pub fn print_summary(report: &Report, format: LogFormat) {
         .collect();
     if format == LogFormat::Json {
         let summary = serde_json::json!({
+            "timestamp": crate::clock::rfc3339(std::time::SystemTime::now()).unwrap_or_default(),
+            "level": "INFO",
             "summary": true,
             "dry_run": report.dry_run,
             "rows": report.counts.total(),

@@ -463,6 +463,7 @@ impl Bucket {
                 self.ready.push_front(job);
             }
             Step::RetryThrottled => {
+                self.retried(&error.code);
                 job.n_throttled += 1;
                 self.ready.push_front(job);
             }

@@ -52,7 +52,11 @@ impl Journal {
         let file = open_no_follow(OpenOptions::new().write(true).create_new(true), path)
             .with_context(|| format!("cannot create the record {}", path.display()))?;
         let mut journal = Self::new(file);
-        journal.write_header(target)?;
+        if let Err(error) = journal.write_header(target) {
+            // Half a header is no record: leave nothing that a next run would refuse.
+            let _ = std::fs::remove_file(path);
+            return Err(error.context(format!("cannot write the record {}", path.display())));
+        }
         Ok(journal)
     }
 

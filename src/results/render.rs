@@ -189,12 +189,22 @@ fn compact(record: &Path, keep: &[u64]) -> anyhow::Result<()> {
 
 /// A new file beside `path`, to be renamed over it: a fresh random name, created only where
 /// nothing exists (never through a planted link), removed if it is not renamed.
+/// Its mode is the file's it replaces, or what the umask leaves of 0666, as for any new file.
 fn temporary_beside(path: &Path) -> anyhow::Result<tempfile::NamedTempFile> {
+    use std::os::unix::fs::PermissionsExt;
     let dir = parent(path);
-    tempfile::Builder::new()
+    let temporary = tempfile::Builder::new()
+        .permissions(std::fs::Permissions::from_mode(0o666))
         .prefix(".lighthouse-share.")
         .tempfile_in(dir)
-        .with_context(|| format!("cannot write a temporary file in {}", dir.display()))
+        .with_context(|| format!("cannot write a temporary file in {}", dir.display()))?;
+    if let Ok(replaced) = std::fs::metadata(path) {
+        temporary
+            .as_file()
+            .set_permissions(replaced.permissions())
+            .with_context(|| format!("cannot give {} its mode", path.display()))?;
+    }
+    Ok(temporary)
 }
 
 fn parent(path: &Path) -> &Path {

@@ -126,11 +126,11 @@ async fn a_named_profile_wins_over_the_environment_and_a_missing_one_lists_the_p
         args.extend_from_slice(extra);
         binary(home.path(), &args, env)
     };
-    let named = output(run(&["--profile", "prod"], &wrong_keys)).await;
+    let named = output(run(&["--profile", "prod", "--no-quiet"], &wrong_keys)).await;
     assert_eq!(named.status.code(), Some(0), "{}", stderr(&named));
     assert!(
         stderr(&named).contains("TENCENTCLOUD_SECRET_ID in the environment is not used"),
-        "the surprise is said even with -q: {}",
+        "the surprise is said as a warning: {}",
         stderr(&named)
     );
     assert_eq!(

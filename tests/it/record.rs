@@ -239,6 +239,42 @@ async fn the_input_is_never_the_output() {
 }
 
 #[tokio::test]
+async fn resume_never_replaces_a_file_that_no_record_says_is_ours() {
+    let sim = start(fast_simulator()).await;
+    let mut job = Job::with_rows(2, "ap-seoul", Permission::Share);
+    // Someone else's file at the output, and another run's record given as the output.
+    std::fs::write(job.output(), "precious,data\n").unwrap();
+    job.resume = true;
+    let error = lighthouse_share::run::run(job.config(&sim).await, std::future::pending())
+        .await
+        .unwrap_err();
+    assert_eq!(error.ending(), Ending::Unusable);
+    assert!(error.to_string().contains("no record"), "{error}");
+    assert_eq!(
+        std::fs::read_to_string(job.output()).unwrap(),
+        "precious,data\n"
+    );
+    std::fs::remove_file(job.output()).unwrap();
+    let (report, _) = job.run(&sim).await;
+    assert_eq!(report.ending(), Ending::Done);
+    let record = std::fs::read(job.record()).unwrap();
+    let mut config = job.config(&sim).await;
+    config.output = lighthouse_share::results::Destination::File(job.record());
+    config.record = job.dir.path().join("images.results.csv.journal.journal");
+    config.lock = job.dir.path().join("images.results.csv.journal.lock");
+    let error = lighthouse_share::run::run(config, std::future::pending())
+        .await
+        .unwrap_err();
+    assert_eq!(error.ending(), Ending::Unusable);
+    assert_eq!(
+        std::fs::read(job.record()).unwrap(),
+        record,
+        "the record is untouched"
+    );
+    assert_eq!(modify_requests(&sim), 2);
+}
+
+#[tokio::test]
 async fn our_columns_in_the_input_are_written_fresh() {
     let sim = start(fast_simulator()).await;
     let job = Job::new(
@@ -272,14 +308,8 @@ async fn a_link_planted_at_any_name_a_run_writes_is_never_followed() {
             "precious",
             "{name}"
         );
-        if name == "images.results.csv" {
-            // The results are renamed over the link itself.
-            assert_eq!(result.unwrap().ending(), Ending::Done);
-            assert!(!job.output().is_symlink());
-            assert_eq!(job.results().len(), 2);
-        } else {
-            assert_eq!(result.unwrap_err().ending(), Ending::Unusable, "{name}");
-        }
+        // A link at the results with no record beside it is nobody's results to continue.
+        assert_eq!(result.unwrap_err().ending(), Ending::Unusable, "{name}");
     }
 }
 
