@@ -38,7 +38,7 @@ Credentials, first found wins (the log names the source, never the secret):
   6. the CAM role of this CVM instance
 
 Exit codes:
-  0    every row shared, unshared or already shared
+  0    every row shared, unshared, already shared or already unshared
   1    internal failure (the results file could not be written)
   2    usage, configuration or input error; nothing was sent
   3    finished, and some rows are failed or invalid
@@ -73,7 +73,7 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Run every row of INPUT and write a results CSV.
+    /// Run every row of INPUT and write the results beside it.
     #[command(after_help = RUN_AFTER_HELP)]
     Run(RunArgs),
     /// Serve a local stand-in for the Lighthouse API, for rehearsals and tests.
@@ -103,7 +103,8 @@ pub enum LogFormat {
 /// reads the environment, not clap, so that a bad value is named by its variable.
 #[derive(Debug, Default, Args)]
 pub struct RunArgs {
-    /// The CSV to run (columns region, image_id, permission); `-` reads standard input.
+    /// The sheet to run: a CSV file or a workbook (columns region, image_id, permission);
+    /// `-` reads a CSV from standard input.
     pub input: PathBuf,
     /// Results file; `-` writes the results CSV to standard output [default: INPUT with its
     /// extension replaced by .results.csv, or .results.xlsx for a workbook]. [env: LIGHTHOUSE_SHARE_OUTPUT]
@@ -115,7 +116,8 @@ pub struct RunArgs {
     /// TOML config file (every key: config.example.toml). [env: LIGHTHOUSE_SHARE_CONFIG]
     #[arg(short, long, help_heading = INPUT_OUTPUT)]
     pub config: Option<PathBuf>,
-    /// Continue from the results file: keep its finished rows, run the rest.
+    /// Continue from the record of earlier runs (OUTPUT.journal): keep their finished rows,
+    /// run the rest.
     #[arg(long, overrides_with = "no_resume", help_heading = INPUT_OUTPUT)]
     pub resume: bool,
     /// Start afresh even if the config file or the environment says --resume.
@@ -256,7 +258,7 @@ pub struct SimulateArgs {
     #[arg(long, value_enum, default_value_t = RateScope::Region)]
     pub rate_scope: RateScope,
     /// Which requests use up the rate window: only the admitted ones (the default, and the
-    /// simulator's behaviour before this flag), or all, refused ones (RequestLimitExceeded)
+    /// simulator's behaviour by default), or all, refused ones (RequestLimitExceeded)
     /// included. Nobody outside Tencent knows which the service does.
     #[arg(long, value_enum, default_value_t = Count::Admitted)]
     pub count: Count,

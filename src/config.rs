@@ -340,6 +340,14 @@ impl RunConfig {
             }
             Some(path) => (Destination::File(path.clone()), path),
             None => {
+                let is_stream = args.input != Path::new("-")
+                    && std::fs::metadata(&args.input).is_ok_and(|m| !m.is_file() && !m.is_dir());
+                if is_stream {
+                    return Err(error(format!(
+                        "{} is a pipe or a device, with no folder for its results beside it: give them a place with -o FILE (or -o - for standard output)",
+                        args.input.display()
+                    )));
+                }
                 let path = default_output(&args.input);
                 (Destination::File(path.clone()), path)
             }
