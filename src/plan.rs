@@ -235,6 +235,9 @@ impl Plan {
     }
 
     pub fn log(&self, rate: f64, buckets: &Buckets) {
+        if self.n_to_send() + self.n_invalid + self.n_kept == 0 {
+            tracing::warn!("the input has a header but no rows: there is nothing to do");
+        }
         let pace = rate * UTILISATION;
         let slowest = self.rows_per_bucket.values().max().copied().unwrap_or(0);
         let eta = slowest as f64 / pace;

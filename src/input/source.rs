@@ -56,6 +56,12 @@ impl Source {
             path: path.to_path_buf(),
             source,
         };
+        if let (Some(sheet), false) = (sheet, is_workbook(path)) {
+            tracing::warn!(
+                "--sheet {sheet} is for a workbook; {} is read as CSV, so it is not used",
+                path.display()
+            );
+        }
         if path == Path::new("-") {
             let stdin = Path::new("standard input");
             let copy = spool(&mut io::stdin().lock()).map_err(|source| InputError::Open {

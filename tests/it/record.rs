@@ -485,6 +485,26 @@ async fn an_ods_workbook_runs_and_a_csv_output_gets_a_bom() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sheet_named_for_a_csv_and_a_sheet_without_rows_are_said() {
+    let sim = start(fast_simulator()).await;
+    let job = Job::new("region,image_id,permission\n");
+    let output = finish(
+        binary(&job)
+            .args(["--endpoint", &sim.endpoint(), "--sheet", "Images"])
+            .spawn()
+            .unwrap(),
+    )
+    .await;
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(0), "{stderr}");
+    assert!(
+        stderr.contains("--sheet Images is for a workbook"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("a header but no rows"), "{stderr}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dash_o_dash_writes_the_results_to_standard_output() {
     let sim = start(fast_simulator()).await;
     let job = Job::with_rows(3, "ap-seoul", Permission::Share);
