@@ -16,7 +16,7 @@
 //!
 //! A governor quota cannot change in place, so a new rate gets a new limiter; a fresh one
 //! would let its first request go at once, next to the last ones at the old rate, so that
-//! first request waits until the last one's time plus the new interval (less the tolerance).
+//! first request waits until the last one's time plus the new interval.
 //!
 //! [`Adaptive`] is the rate itself: lowered on a `RequestLimitExceeded`, climbing back while
 //! none comes (SPEC §3). Both read tokio's clock ([`TokioClock`]), so tests pause and advance
@@ -123,9 +123,10 @@ impl Limiter {
         state.gcra = RateLimiter::direct_with_clock(quota, self.clock.clone());
         state.cells = cells;
         state.interval = interval;
-        state.not_before = state
-            .last
-            .map(|last| (last + interval).checked_sub(TOLERANCE).unwrap_or(last));
+        // A full interval after the last request, without the tolerance: while the rate
+        // climbs it changes before every request, and a request let go early each time
+        // would add up to more than the rate in a second.
+        state.not_before = state.last.map(|last| last + interval);
     }
 
     /// Waits until the next request may be sent, and takes its slot. The wait is tokio's own

@@ -1,56 +1,123 @@
-//! Tests of what the server sees in time: no second above the rate, nothing refused. They
-//! build as their own binary, apart from `it`, so that no other test competes with them for
-//! the two cores: the margin they check is 8 ms a second, and a test runner starting forty
-//! other tests beside them can delay one arrival by more than that. For the same reason they
-//! take turns.
+//! Tests of what the server sees in time: no second above the rate, nothing refused. The margin
+//! they check is 8 ms a second, so they run as the benchmark does: the simulator and the run
+//! are two processes of the real binary, and this test binary, apart from `it` so that no
+//! other test competes with them for the two cores, only waits; its tests take turns.
 
 #[allow(dead_code)]
 #[path = "it/common.rs"]
 mod common;
 
-use std::time::Duration;
+use std::net::TcpStream;
+use std::process::{Child, Command, Stdio};
 
-use lighthouse_share::action::{Permission, RateScope};
-use lighthouse_share::output::Ending;
-use lighthouse_share::simulator::SimulatorConfig;
+use lighthouse_share::simulator::{DEFAULT_SECRET_ID, DEFAULT_SECRET_KEY, Stats};
 
-use common::{Job, start};
+use common::{Job, finish, wait_until};
 
 /// One test at a time: the other would be the competition this binary exists to avoid.
 static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
+const BINARY: &str = env!("CARGO_BIN_EXE_lighthouse-share");
+
+/// `lighthouse-share simulate` with `args`, on a free loopback port; killed when dropped.
+struct Simulator {
+    child: Child,
+    endpoint: String,
+}
+
+impl Simulator {
+    fn start(args: &[&str]) -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|listener| listener.local_addr())
+            .unwrap()
+            .port();
+        let listen = format!("127.0.0.1:{port}");
+        let child = Command::new(BINARY)
+            .args(["simulate", "--listen", &listen])
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        wait_until("the simulator listens", || {
+            TcpStream::connect(&listen).is_ok()
+        });
+        Self {
+            child,
+            endpoint: format!("http://{listen}"),
+        }
+    }
+
+    async fn stats(&self) -> Stats {
+        reqwest::get(format!("{}/__stats", self.endpoint))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+}
+
+impl Drop for Simulator {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs `job` with the binary against `sim` at `--rate 20` per region; returns its exit code.
+async fn run(job: &Job, sim: &Simulator) -> Option<i32> {
+    let child = Command::new(BINARY)
+        .arg("run")
+        .arg(&job.input)
+        .args([
+            "--endpoint",
+            &sim.endpoint,
+            "--rate",
+            "20",
+            "--rate-scope",
+            "region",
+        ])
+        .args(["--no-lookup", "-q"])
+        .env("TENCENTCLOUD_SECRET_ID", DEFAULT_SECRET_ID)
+        .env("TENCENTCLOUD_SECRET_KEY", DEFAULT_SECRET_KEY)
+        .env_remove("LIGHTHOUSE_SHARE_CONFIG")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let output = finish(child).await;
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    output.status.code()
+}
+
 /// The pacing promise end to end: real requests at `--rate 20` to a simulator that allows
 /// 20 per second and measures every arrival. A limiter with a burst, or one that paces what
 /// leaves it rather than what it lets go, would put more than 20 in some second.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test]
 async fn at_rate_20_no_second_holds_more_than_20_requests_and_none_is_refused() {
     let _alone = ONE_AT_A_TIME.lock().await;
-    let sim = start(SimulatorConfig {
-        rate: 20,
-        latency_ms: (20, 80),
-        seed: 5,
-        ..SimulatorConfig::default()
-    })
-    .await;
+    let sim = Simulator::start(&["--rate", "20", "--latency-ms", "20-80", "--seed", "5"]);
     let mut csv = String::from("region,image_id,permission\n");
     for i in 0..80 {
         let region = ["ap-guangzhou", "ap-tokyo"][i % 2];
         csv.push_str(&format!("{region},img-{i:08},SHARE\n"));
     }
-    let mut job = Job::new(&csv);
-    job.rate = 20.0;
-    job.rate_scope = Some(RateScope::Region);
-    let (report, rows) = job.run(&sim).await;
-    assert_eq!(report.ending(), Ending::Done, "{rows:?}");
-    let stats = sim.stats();
+    let job = Job::new(&csv);
+    assert_eq!(run(&job, &sim).await, Some(0));
+    let stats = sim.stats().await;
     assert_eq!(stats.answers("RequestLimitExceeded"), 0, "{stats:?}");
     assert_eq!(stats.answers("OK"), 80);
     for region in ["ap-guangzhou", "ap-tokyo"] {
         let busiest = stats.max_window[region];
         assert!(
             (19..=20).contains(&busiest),
-            "{region}: {busiest} requests in one second; {:?}",
-            report.buckets
+            "{region}: {busiest} requests in one second"
         );
     }
 }
@@ -59,21 +126,20 @@ async fn at_rate_20_no_second_holds_more_than_20_requests_and_none_is_refused() 
 /// that waits for a handshake after taking its slot would reach the server next to a later
 /// one that found a warm connection, and put 21 in a second. Warmed connections and
 /// requests prepared before their slot keep every second at 20 and nothing refused.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test]
 async fn handshakes_do_not_bunch_requests_up_at_the_server() {
     let _alone = ONE_AT_A_TIME.lock().await;
-    let sim = start(SimulatorConfig {
-        connect_latency: Duration::from_millis(200),
-        latency_ms: (50, 150),
-        seed: 3,
-        ..SimulatorConfig::default()
-    })
-    .await;
-    let mut job = Job::with_rows(60, "ap-seoul", Permission::Share);
-    job.rate = 20.0;
-    let (report, rows) = job.run(&sim).await;
-    assert_eq!(report.ending(), Ending::Done, "{rows:?}");
-    let stats = sim.stats();
+    let sim = Simulator::start(&[
+        "--connect-latency-ms",
+        "200",
+        "--latency-ms",
+        "50-150",
+        "--seed",
+        "3",
+    ]);
+    let job = Job::with_rows(60, "ap-seoul", lighthouse_share::action::Permission::Share);
+    assert_eq!(run(&job, &sim).await, Some(0));
+    let stats = sim.stats().await;
     assert_eq!(stats.answers("RequestLimitExceeded"), 0, "{stats:?}");
     assert!(stats.max_window["ap-seoul"] <= 20, "{stats:?}");
 }

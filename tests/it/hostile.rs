@@ -345,9 +345,13 @@ async fn sigterm_before_sending_stops_cleanly_with_130_and_writes_nothing() {
         .unwrap();
     let mut stdin = child.stdin.take().unwrap();
     use std::io::Write as _;
-    stdin
-        .write_all(b"region,image_id,permission\nap-guangzhou,img-00000001,SHARE\n")
-        .unwrap();
+    // A long sheet: its validation pass is still going when the signal is taken, however
+    // the two cores are shared out.
+    let mut sheet = String::from("region,image_id,permission\n");
+    for i in 0..200_000 {
+        sheet.push_str(&format!("ap-guangzhou,img-{i:08},SHARE\n"));
+    }
+    stdin.write_all(sheet.as_bytes()).unwrap();
     let pid = child.id();
     wait_until("SIGTERM is handled", || catches(pid, libc::SIGTERM));
     send_signal(pid, libc::SIGTERM);
