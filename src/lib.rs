@@ -10,6 +10,7 @@
 //! - `results`: the row outcome, the journal, compaction, resume;
 //! - `pool`: per bucket, pacing, concurrency, per-image order, retries;
 //! - `lookup`: the state look-up (`DescribeBlueprints`) and each row's decision against it;
+//! - `preflight`: which SHARE rows the service would refuse, and why (`DescribeImagesToShare`);
 //! - `config`: CLI + environment + file → one final `RunConfig`; `plan`: the validation
 //!   pass, the buckets and their readers; `output`: logs, progress, summary, how a run ended;
 //! - `run`: the whole job, from a `RunConfig` to a `Report`.
@@ -30,6 +31,7 @@ pub mod lookup;
 pub mod output;
 pub mod plan;
 pub mod pool;
+pub mod preflight;
 pub mod results;
 pub mod retry;
 pub mod run;

@@ -20,6 +20,7 @@ use crate::sign;
 mod advice;
 mod classify;
 mod endpoint;
+mod images;
 
 pub use advice::{fatal_advice, region_advice};
 pub use classify::{
@@ -31,6 +32,7 @@ pub use classify::{
 /// server that sends gigabytes is not the API.
 pub const MAX_ANSWER_BYTES: usize = 1 << 20;
 pub use endpoint::{Endpoint, is_loopback};
+pub use images::{Image, NORMAL, read_images};
 
 /// A failed attempt.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -163,6 +165,19 @@ impl Client {
                 .filter_map(|b| Some((b.image_id?, b.blueprint_id)))
                 .collect(),
         })
+    }
+
+    /// The images of `image_ids` that `region` has (`DescribeImagesToShare`), signed now.
+    pub async fn describe_images(
+        &self,
+        region: &str,
+        image_ids: &[String],
+    ) -> Result<Vec<Image>, ApiError> {
+        let body = action::images_body(image_ids);
+        let request = self
+            .build(region, action::IMAGES_ACTION, body, LOOKUP)
+            .await?;
+        read_images(&self.execute(request, LOOKUP).await?)
     }
 
     /// Signs `body` for `action` in `region` now; errors are classified as for `permission`.
