@@ -8,13 +8,15 @@ pub const SERVICE: &str = "lighthouse";
 pub const ACTION: &str = "ModifyImageSharePermission";
 /// The state look-up (SPEC §9); same version, signing and endpoint as the share.
 pub const DESCRIBE_ACTION: &str = "DescribeBlueprints";
+/// The preflight (SPEC §10): which images exist and can be shared; its own limit of 20/s.
+pub const IMAGES_ACTION: &str = "DescribeImagesToShare";
 /// The most blueprints one look-up page holds.
 pub const DESCRIBE_LIMIT: u64 = 100;
-/// The preflight (SPEC §10): which of the account's CVM images can be shared, and why not.
-pub const IMAGES_ACTION: &str = "DescribeImagesToShare";
 /// The most image ids one preflight request names: no maximum is documented, and 100 is the
 /// most images one answer lists (`Limit`).
 pub const IMAGES_LIMIT: usize = 100;
+/// The code of a share refused because the image is not in the row's region.
+pub const IMAGE_NOT_FOUND: &str = "ResourceNotFound.ImageIdNotFound";
 pub const VERSION: &str = "2020-03-24";
 pub const CONTENT_TYPE: &str = "application/json";
 

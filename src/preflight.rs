@@ -15,14 +15,16 @@ use std::future::Future;
 
 use tokio::task::JoinSet;
 
-use crate::action::{IMAGES_LIMIT, REGIONS, supported_region};
-use crate::api::{ApiError, Class, Image, NORMAL};
+use std::sync::Arc;
+
+use crate::action::{IMAGE_NOT_FOUND, IMAGES_LIMIT, REGIONS, supported_region};
+use crate::actions::{DescribeImages, Image, Kind, NORMAL, is_refused};
+use crate::api::{ApiError, Class};
+use crate::engine::{Engine, Unfinished};
 use crate::input::Row;
+use crate::job::{Bucket, Job};
 use crate::output::plural;
 use crate::results::{Outcome, Status};
-
-/// The code of a share refused because the image is not in the row's region.
-pub const NOT_FOUND: &str = "ResourceNotFound.ImageIdNotFound";
 
 /// Why a request got no answer.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -54,6 +56,31 @@ where
         image_ids: Vec<String>,
     ) -> impl Future<Output = Result<Vec<Image>, Unanswered>> + Send + 'static {
         self(region, image_ids)
+    }
+}
+
+/// The [`Ask`] of a run: each request through `engine`, in the `DescribeImagesToShare` lane
+/// of its region's bucket (paced at that action's own 20/s, retried, adapted, counted).
+pub fn through(engine: Arc<Engine>, job: &Job) -> impl Ask {
+    let buckets: Arc<HashMap<&'static str, Arc<Bucket>>> =
+        Arc::new(REGIONS.iter().map(|region| (*region, job.any(region))).collect());
+    move |region: &'static str, image_ids: Vec<String>| {
+        let (engine, buckets) = (engine.clone(), buckets.clone());
+        async move {
+            // Every region the preflight asks is one of REGIONS.
+            let Some(bucket) = buckets.get(region) else {
+                return Err(Unanswered::Left);
+            };
+            let request = DescribeImages { region, image_ids };
+            let lane = bucket.lane(Kind::DescribeImages);
+            match engine.call(lane, &request).await.result {
+                Ok(images) => Ok(images),
+                Err(Unfinished::Left) => Err(Unanswered::Left),
+                Err(Unfinished::Failed(error) | Unfinished::AlreadyDone(error)) => {
+                    Err(Unanswered::Failed(error))
+                }
+            }
+        }
     }
 }
 
@@ -255,7 +282,7 @@ pub async fn locate(
     })
 }
 
-/// After a real run: the rows refused with [`NOT_FOUND`] get, in their message, the regions
+/// After a real run: the rows refused with [`IMAGE_NOT_FOUND`] get, in their message, the regions
 /// where their image is (SPEC §10), found once per region per 100 such rows. Returns the
 /// rows whose message it amended, to be appended to the record. `Err` is a job-fatal answer.
 pub async fn hint(outcomes: Vec<Outcome>, ask: &impl Ask) -> Result<Vec<Outcome>, ApiError> {
@@ -263,7 +290,7 @@ pub async fn hint(outcomes: Vec<Outcome>, ask: &impl Ask) -> Result<Vec<Outcome>
     let mut rows = Vec::new();
     for outcome in outcomes {
         let region = supported_region(&outcome.identity.region);
-        if let (Some(region), Status::Failed, Some(NOT_FOUND)) =
+        if let (Some(region), Status::Failed, Some(IMAGE_NOT_FOUND)) =
             (region, outcome.status, outcome.error_code.as_deref())
         {
             missing
@@ -384,13 +411,6 @@ async fn ask_all(ask: &impl Ask, requests: BTreeMap<&'static str, BTreeSet<Strin
         }
     }
     answers
-}
-
-/// `UnauthorizedOperation.*` (or its `AuthFailure.` form): the CAM policy lacks the action.
-fn is_refused(code: &str) -> bool {
-    code == "UnauthorizedOperation"
-        || code.starts_with("UnauthorizedOperation.")
-        || code == "AuthFailure.UnauthorizedOperation"
 }
 
 /// Logs what a dry run's preflight found: each row that would fail, with why, and the count.
@@ -766,8 +786,8 @@ mod tests {
             .with("ap-seoul", vec![image("img-elsewhr0", "NORMAL", None)]);
         let (account, ask) = account.asker();
         let outcomes = vec![
-            outcome("ap-tokyo", "img-elsewhr0", Status::Failed, Some(NOT_FOUND)),
-            outcome("ap-tokyo", "img-nowhere0", Status::Failed, Some(NOT_FOUND)),
+            outcome("ap-tokyo", "img-elsewhr0", Status::Failed, Some(IMAGE_NOT_FOUND)),
+            outcome("ap-tokyo", "img-nowhere0", Status::Failed, Some(IMAGE_NOT_FOUND)),
             outcome(
                 "ap-tokyo",
                 "img-busy0000",
