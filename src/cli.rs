@@ -151,6 +151,13 @@ pub struct RunArgs {
     /// Send every row without reading the state first.
     #[arg(long, overrides_with = "lookup", help_heading = PACING)]
     pub no_lookup: bool,
+    /// With --dry-run, ask DescribeImagesToShare which SHARE rows would fail and why; in a
+    /// run, say where the image of a row refused as not found is [default: on]. [env: LIGHTHOUSE_SHARE_PREFLIGHT]
+    #[arg(long, overrides_with = "no_preflight", help_heading = PACING)]
+    pub preflight: bool,
+    /// Send no DescribeImagesToShare: the dry run does not check the images.
+    #[arg(long, overrides_with = "preflight", help_heading = PACING)]
+    pub no_preflight: bool,
     /// Whether each region has its own limit, or one endpoint has one limit for all
     /// regions [default: region if the endpoint contains {region}, else endpoint]. [env: LIGHTHOUSE_SHARE_RATE_SCOPE]
     #[arg(long, help_heading = PACING)]

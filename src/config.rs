@@ -70,6 +70,8 @@ pub struct RunConfig {
     pub dry_run: bool,
     /// Read the sharing state first (SPEC §9); off with `--no-lookup`.
     pub lookup: bool,
+    /// Ask `DescribeImagesToShare` (SPEC §10); off with `--no-preflight`.
+    pub preflight: bool,
     pub log_format: LogFormat,
     pub quiet: bool,
     pub verbose: u8,
@@ -122,6 +124,7 @@ pub struct RunSection {
     pub dry_run: Option<bool>,
     pub offline: Option<bool>,
     pub lookup: Option<bool>,
+    pub preflight: Option<bool>,
     pub simulate: Option<bool>,
     pub log_format: Option<LogFormat>,
     pub quiet: Option<bool>,
@@ -155,6 +158,7 @@ const KNOWN_KEYS: [(&str, &[&str]); 3] = [
             "dry_run",
             "offline",
             "lookup",
+            "preflight",
             "simulate",
             "log_format",
             "quiet",
@@ -269,6 +273,13 @@ impl RunConfig {
             env,
             "LOOKUP",
             run.lookup.unwrap_or(true),
+        )?;
+        let preflight = self::switch(
+            args.preflight,
+            args.no_preflight,
+            env,
+            "PREFLIGHT",
+            run.preflight.unwrap_or(true),
         )?;
         let resume = switch(args.resume, args.no_resume, "RESUME", run.resume)?;
         let quiet = switch(args.quiet, args.no_quiet, "QUIET", run.quiet)?;
@@ -418,6 +429,7 @@ impl RunConfig {
             resume,
             dry_run,
             lookup,
+            preflight,
             log_format: log_format.value,
             quiet,
             verbose,
@@ -443,13 +455,14 @@ impl RunConfig {
             .max_failures
             .map_or_else(|| "off".to_string(), |limit| limit.to_string());
         format!(
-            "{mode}; output {}; sheet {}; rate {}/s per {}; lookup {} at describe rate {}/s; concurrency {}; max attempts {}; backoff {}-{} ms; max failures {max_failures}; timeout {}s; resume {}; log format {}; quiet {}; verbose {}",
+            "{mode}; output {}; sheet {}; rate {}/s per {}; lookup {} at describe rate {}/s; preflight {}; concurrency {}; max attempts {}; backoff {}-{} ms; max failures {max_failures}; timeout {}s; resume {}; log format {}; quiet {}; verbose {}",
             self.output,
             self.sheet.as_deref().unwrap_or("the first"),
             self.rate,
             format!("{:?}", self.rate_scope).to_lowercase(),
             self.lookup,
             self.describe_rate,
+            self.preflight,
             self.concurrency,
             self.retry.max_attempts,
             self.retry.backoff.base.as_millis(),

@@ -312,6 +312,13 @@ pub async fn hint(outcomes: Vec<Outcome>, ask: &impl Ask) -> Result<Vec<Outcome>
             continue;
         }
         let hint = failure.describe(region, &outcome.identity.image_id);
+        tracing::warn!(
+            line = outcome.line,
+            region,
+            image_id = %outcome.identity.image_id,
+            "line {}: {hint}",
+            outcome.line
+        );
         outcome.error_message = Some(match outcome.error_message.as_deref() {
             Some(message) if !message.is_empty() => format!("{message} ({hint})"),
             _ => hint,

@@ -5,11 +5,13 @@
 //!    results or record are overwritten without `--resume`.
 //! 2. Plan: one validation pass over the input before anything is sent; its rows to send
 //!    make the job's buckets.
-//! 3. Look up what is shared in every bucket's regions (SPEC §9). A dry run stops here and
-//!    prints the plan.
+//! 3. Look up what is shared in every bucket's regions (SPEC §9). A dry run stops here: it
+//!    asks which SHARE rows the service would refuse (the preflight, SPEC §10) and prints
+//!    the plan.
 //! 4. Write: the one reader settles the rows already as asked and streams the rest to their
 //!    buckets' write tasks; finished rows go to the record.
-//! 5. Give rows shared without a BlueprintId theirs from a fresh look-up of their region.
+//! 5. Give rows shared without a BlueprintId theirs from a fresh look-up of their region;
+//!    tell rows refused as not found where their image is.
 //! 6. Render the results file from the input and the record.
 //!
 //! Every request of every stage goes through the one [`Engine`]; a signal at any stage
@@ -31,11 +33,12 @@ use crate::api::{Client, Endpoint, fatal_advice};
 use crate::config::{Mode, RunConfig};
 use crate::credentials::{Credentials, Provider};
 use crate::engine::{Engine, Reason, Stop};
-use crate::input::{InputError, Source};
+use crate::input::{InputError, Row, Source};
 use crate::job::{Buckets, Job, Pacing};
 use crate::lookup::{Decider, Lookups, State};
 use crate::output::{self, Ending, Progress, Report};
 use crate::plan::{self, Plan, PlanError};
+use crate::preflight::{self, Findings};
 use crate::results::{self, Destination, Journal, Outcome, Recorded, Resume};
 use crate::simulator::{self, Faults, Simulator, SimulatorConfig, SimulatorHandle};
 use crate::writes::{self, Sink};
@@ -119,7 +122,7 @@ pub async fn run(config: RunConfig, shutdown: impl Future<Output = ()>) -> Resul
             plan: &plan,
         };
         match config.dry_run {
-            true => stages.dry_run(resume).await?,
+            true => report.n_would_fail = stages.dry_run(resume).await?,
             false => stages.write(resume, shutdown, &mut report).await?,
         }
         report.lanes = job.reports();
@@ -281,9 +284,10 @@ impl Stages<'_> {
         }
     }
 
-    /// A dry run after its checks: looks up the state and logs the plan. A job-fatal
-    /// look-up answer is what would stop the run: exit 2, nothing having been written.
-    async fn dry_run(&self, resume: Resume) -> Result<(), Error> {
+    /// A dry run after its checks: looks up the state, asks which SHARE rows would fail, and
+    /// logs the plan; returns how many would. A job-fatal answer is what would stop the
+    /// run: exit 2, nothing having been written.
+    async fn dry_run(&self, resume: Resume) -> Result<u64, Error> {
         let state = self.look_up(&Lookups::new(self.engine.clone())).await;
         if let Some(Reason::Fatal(error)) = self.stop().reason() {
             return Err(Error::Setup(anyhow::anyhow!(
@@ -293,10 +297,31 @@ impl Stages<'_> {
         }
         let (input, buckets) = (self.input.clone(), self.job.buckets.clone());
         let repeats = self.plan.repeats.clone();
-        let plans =
+        let (plans, to_share) =
             blocking(move || plan::dry_run(&input, &buckets, &resume, &repeats, state)).await??;
-        plan::log_dry_run(&plans, self.plan.n_invalid, self.config.rate);
-        Ok(())
+        let findings = self.preflight(&to_share).await?;
+        let n_would_fail = findings.as_ref().and_then(|findings| {
+            preflight::log(findings);
+            let judged = findings.refused.is_none();
+            judged.then_some(findings.failing.len() as u64)
+        });
+        plan::log_dry_run(&plans, self.plan.n_invalid, n_would_fail, self.config.rate);
+        Ok(n_would_fail.unwrap_or(0))
+    }
+
+    /// The preflight of a dry run (SPEC §10): `None` with `--no-preflight`.
+    async fn preflight(&self, to_share: &[Row]) -> Result<Option<Findings>, Error> {
+        if !self.config.preflight {
+            return Ok(None);
+        }
+        let ask = preflight::through(self.engine.clone(), self.job);
+        match preflight::check(to_share, ask).await {
+            Ok(findings) => Ok(Some(findings)),
+            Err(error) => Err(Error::Setup(anyhow::anyhow!(
+                "the preflight (DescribeImagesToShare) was refused, so a run would stop: {}",
+                fatal_advice(&error)
+            ))),
+        }
     }
 
     /// The run proper: look-up, writes, BlueprintIds, results file; the report says what
@@ -336,6 +361,10 @@ impl Stages<'_> {
         }
         report.stop = self.stop().reason();
         say_why_stopped(report);
+        // After the ending is known: the hint only explains, and changes no ending.
+        if let Some(problem) = self.explain(recorded.not_found).await {
+            report.problems.push(problem);
+        }
         report.counts.retries = progress.retries();
         self.render(report).await
     }
@@ -388,14 +417,40 @@ impl Stages<'_> {
             return None;
         }
         let mended = self.mend(lookups, rows).await;
-        let appended =
-            Journal::resume(&self.config.record, &self.config.target).and_then(|mut journal| {
-                journal.append(&mended)?;
-                Ok(journal.sync()?)
-            });
-        appended
+        self.append(&mended)
             .err()
             .map(|error| format!("the BlueprintIds found could not be recorded: {error:#}"))
+    }
+
+    /// Rows refused because their image is not in their region get, in their message, the
+    /// region where it is (SPEC §10), appended to the record; not with `--no-preflight`.
+    /// Returns what went wrong, if the messages could not be recorded.
+    async fn explain(&self, rows: Vec<Outcome>) -> Option<String> {
+        if rows.is_empty() || !self.config.preflight || self.stop().is_stopped() {
+            return None;
+        }
+        let ask = preflight::through(self.engine.clone(), self.job);
+        let hinted = match preflight::hint(rows, &ask).await {
+            Ok(hinted) => hinted,
+            Err(error) => {
+                tracing::warn!(
+                    "cannot say where the images not found are: {}",
+                    fatal_advice(&error)
+                );
+                return None;
+            }
+        };
+        self.append(&hinted)
+            .err()
+            .map(|error| format!("where the images not found are could not be recorded: {error:#}"))
+    }
+
+    /// Appends rows mended after the writes to the record: the last record of a row is its
+    /// result.
+    fn append(&self, rows: &[Outcome]) -> anyhow::Result<()> {
+        let mut journal = Journal::resume(&self.config.record, &self.config.target)?;
+        journal.append(rows)?;
+        Ok(journal.sync()?)
     }
 
     /// The rows of `rows` whose image a fresh look-up of its region finds, with the

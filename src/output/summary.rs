@@ -63,6 +63,8 @@ pub struct Report {
     pub n_settled: u64,
     /// Images with both SHARE and CANCEL rows, which flip on every run: named.
     pub flipping: Option<String>,
+    /// SHARE rows a dry run's preflight says the service would refuse (SPEC §10).
+    pub n_would_fail: u64,
 }
 
 impl Report {
@@ -86,6 +88,7 @@ impl Report {
             problems: Vec::new(),
             n_settled: 0,
             flipping,
+            n_would_fail: 0,
         }
     }
 
@@ -116,7 +119,8 @@ impl Report {
                 plural(n_skipped, "row was", "rows were"),
             ));
         }
-        if self.counts.get(Status::Failed) + self.counts.get(Status::Invalid) > 0 {
+        let n_failed = self.counts.get(Status::Failed) + self.counts.get(Status::Invalid);
+        if n_failed + self.n_would_fail > 0 {
             Ending::SomeRowsFailed
         } else {
             Ending::Done
@@ -173,9 +177,11 @@ pub fn summary_lines(report: &Report) -> Vec<String> {
     });
     if report.dry_run {
         let mut lines = vec![format!(
-            "dry run: no share sent, nothing written; {} invalid rows; {} DescribeBlueprints requests",
+            "dry run: no share sent, nothing written; {} invalid rows; {} would fail; {} DescribeBlueprints and {} DescribeImagesToShare requests",
             report.counts.get(Status::Invalid),
-            report.n_requests(Kind::DescribeBlueprints)
+            plural(report.n_would_fail, "SHARE row", "SHARE rows"),
+            report.n_requests(Kind::DescribeBlueprints),
+            report.n_requests(Kind::DescribeImages)
         )];
         lines.extend(lane_lines(report, |kind| kind != Kind::Share));
         lines.extend(flipping);
@@ -237,6 +243,7 @@ fn json_summary(report: &Report) -> serde_json::Value {
             .map(|kind| (kind.name(), report.n_requests(*kind)))
             .collect::<BTreeMap<_, _>>(),
         "settled_by_lookup": report.n_settled,
+        "would_fail": report.n_would_fail,
         "flipping_images": report.flipping,
         "retries_by_code": retries_by_code(report),
         "stopped_by": report.stop.as_ref().and_then(Reason::threshold_passed),
