@@ -41,7 +41,8 @@ Exit codes:
   0    every row shared, unshared, already shared or already unshared
   1    internal failure (the results file could not be written)
   2    usage, configuration or input error; nothing was sent
-  3    finished, and some rows are failed or invalid
+  3    finished, and some rows are failed or invalid (a dry run: some rows are
+       invalid or would fail)
   4    stopped by a job-fatal answer or --max-failures; the rest are skipped
   5    another run holds the lock on the results file
   130  interrupted; the rest are skipped; --resume continues";
@@ -123,8 +124,9 @@ pub struct RunArgs {
     /// Start afresh even if the config file or the environment says --resume.
     #[arg(long, overrides_with = "resume", help_heading = INPUT_OUTPUT)]
     pub no_resume: bool,
-    /// Everything but the writes: credentials, output, the state look-up; print the plan per
-    /// bucket and an ETA (-v: one line per row); write nothing.
+    /// Everything but the writes: credentials, output, the state look-up, the preflight;
+    /// print the plan per bucket, each row that would fail and why, and an ETA (-v: one line
+    /// per row); write nothing. Exit 3 when rows are invalid or would fail.
     #[arg(long, overrides_with = "no_dry_run", help_heading = INPUT_OUTPUT)]
     pub dry_run: bool,
     /// Really run, even if the config file or the environment says --dry-run.

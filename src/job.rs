@@ -139,7 +139,12 @@ impl Job {
         let name = self.buckets.of(region);
         let mut others = self.others.lock().unwrap_or_else(|e| e.into_inner());
         let bucket = others.entry(name.clone()).or_insert_with(|| {
-            Arc::new(Bucket::new(&name, BTreeSet::from([region]), 0, &self.pacing))
+            Arc::new(Bucket::new(
+                &name,
+                BTreeSet::from([region]),
+                0,
+                &self.pacing,
+            ))
         });
         bucket.clone()
     }
@@ -172,5 +177,47 @@ impl Job {
         self.iter()
             .map(|bucket| bucket.lane(kind).report())
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_region_without_rows_gets_one_bucket_on_first_use_and_a_shared_quota_stays_one() {
+        let pacing = Pacing {
+            rate: 20.0,
+            describe_rate: 10.0,
+            concurrency: 4,
+        };
+        let rows = BTreeMap::from([("ap-tokyo", 3)]);
+        let per_region = Buckets {
+            scope: RateScope::Region,
+            endpoint: Endpoint::new("https://lighthouse.{region}.tencentcloudapi.com"),
+        };
+        let job = Job::new(per_region, &rows, &pacing);
+        assert!(Arc::ptr_eq(
+            &job.any("ap-tokyo"),
+            job.of("ap-tokyo").unwrap()
+        ));
+        let other = job.any("ap-seoul");
+        assert!(Arc::ptr_eq(&other, &job.any("ap-seoul")), "made once");
+        assert_eq!((other.name.as_str(), other.n_rows), ("ap-seoul", 0));
+        assert_eq!(
+            job.iter().count(),
+            1,
+            "the job's own buckets are those with rows"
+        );
+
+        let one_endpoint = Buckets {
+            scope: RateScope::Endpoint,
+            endpoint: Endpoint::new("https://lighthouse.tencentcloudapi.com"),
+        };
+        let job = Job::new(one_endpoint, &rows, &pacing);
+        assert!(
+            Arc::ptr_eq(&job.any("ap-seoul"), job.of("ap-tokyo").unwrap()),
+            "one endpoint for all regions is one quota"
+        );
     }
 }

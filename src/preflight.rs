@@ -62,8 +62,12 @@ where
 /// The [`Ask`] of a run: each request through `engine`, in the `DescribeImagesToShare` lane
 /// of its region's bucket (paced at that action's own 20/s, retried, adapted, counted).
 pub fn through(engine: Arc<Engine>, job: &Job) -> impl Ask {
-    let buckets: Arc<HashMap<&'static str, Arc<Bucket>>> =
-        Arc::new(REGIONS.iter().map(|region| (*region, job.any(region))).collect());
+    let buckets: Arc<HashMap<&'static str, Arc<Bucket>>> = Arc::new(
+        REGIONS
+            .iter()
+            .map(|region| (*region, job.any(region)))
+            .collect(),
+    );
     move |region: &'static str, image_ids: Vec<String>| {
         let (engine, buckets) = (engine.clone(), buckets.clone());
         async move {
@@ -237,6 +241,8 @@ pub struct Located {
     pub found_in: HashMap<String, Vec<&'static str>>,
     /// Every region asked answered: an image in none of them is nowhere.
     pub complete: bool,
+    /// The CAM policy refuses `DescribeImagesToShare`.
+    pub refused: bool,
 }
 
 impl Located {
@@ -279,6 +285,7 @@ pub async fn locate(
     Ok(Located {
         found_in,
         complete: answers.refused.is_none() && answers.n_unanswered == 0,
+        refused: answers.refused.is_some(),
     })
 }
 
@@ -304,6 +311,11 @@ pub async fn hint(outcomes: Vec<Outcome>, ask: &impl Ask) -> Result<Vec<Outcome>
         return Ok(Vec::new());
     }
     let located = locate(&missing, ask).await?;
+    if located.refused {
+        tracing::warn!(
+            "the CAM policy of these credentials does not allow `lighthouse:DescribeImagesToShare`: the rows refused as not found cannot be told where their image is; grant it to have them told"
+        );
+    }
     let mut hinted = Vec::new();
     for (region, mut outcome) in rows {
         let failure = located.failure(&outcome.identity.image_id);
@@ -350,31 +362,65 @@ impl Answers {
     }
 }
 
-/// Sends every request at once (the pacing is the [`Ask`]'s), [`IMAGES_LIMIT`] ids each; a
-/// request refused for its list (`InvalidParameterValue.*`) is split in halves and sent
-/// again, since the limit of ids is not documented.
+/// Sends every request at once (the pacing is the [`Ask`]'s), [`IMAGES_LIMIT`] ids each.
 async fn ask_all(ask: &impl Ask, requests: BTreeMap<&'static str, BTreeSet<String>>) -> Answers {
     let mut tasks = JoinSet::new();
-    let spawn = |tasks: &mut JoinSet<_>, region: &'static str, ids: Vec<String>| {
-        let ask = ask.clone();
-        tasks.spawn(async move {
-            let result = ask.ask(region, ids.clone()).await;
-            (region, ids, result)
-        });
-    };
     for (region, ids) in requests {
         let ids: Vec<String> = ids.into_iter().collect();
         for chunk in ids.chunks(IMAGES_LIMIT) {
-            spawn(&mut tasks, region, chunk.to_vec());
+            spawn(ask, &mut tasks, region, chunk.to_vec());
         }
     }
     let mut answers = Answers::default();
     while let Some(joined) = tasks.join_next().await {
-        let Ok((region, mut ids, result)) = joined else {
+        let Ok((region, ids, result)) = joined else {
             // Cancelled below, or a task that panicked: its images stay unanswered.
             answers.n_unanswered += 1;
             continue;
         };
+        match answers.take(region, ids, result) {
+            Then::Done => {}
+            Then::Again(first, second) => {
+                spawn(ask, &mut tasks, region, first);
+                spawn(ask, &mut tasks, region, second);
+            }
+            // Every other request would be refused the same way.
+            Then::Stop => tasks.abort_all(),
+        }
+    }
+    answers
+}
+
+/// A request's answer, with what it asked.
+type Asked = (&'static str, Vec<String>, Result<Vec<Image>, Unanswered>);
+
+fn spawn(ask: &impl Ask, tasks: &mut JoinSet<Asked>, region: &'static str, ids: Vec<String>) {
+    let ask = ask.clone();
+    tasks.spawn(async move {
+        let result = ask.ask(region, ids.clone()).await;
+        (region, ids, result)
+    });
+}
+
+/// What to do after an answer.
+enum Then {
+    Done,
+    /// Ask again about these two halves of the list.
+    Again(Vec<String>, Vec<String>),
+    /// Ask nothing more.
+    Stop,
+}
+
+impl Answers {
+    /// Notes the answer about `ids` in `region`. A list refused as such
+    /// (`InvalidParameterValue.*`) is asked again in halves, since the most ids a request
+    /// may name is not documented.
+    fn take(
+        &mut self,
+        region: &'static str,
+        mut ids: Vec<String>,
+        result: Result<Vec<Image>, Unanswered>,
+    ) -> Then {
         let error = match result {
             Ok(images) => {
                 let mut listed: HashMap<String, Image> = images
@@ -383,28 +429,25 @@ async fn ask_all(ask: &impl Ask, requests: BTreeMap<&'static str, BTreeSet<Strin
                     .collect();
                 for id in ids {
                     let image = listed.remove(&id);
-                    answers.answered.insert((region, id), image);
+                    self.answered.insert((region, id), image);
                 }
-                continue;
+                return Then::Done;
             }
             Err(Unanswered::Left) => {
-                answers.n_unanswered += ids.len() as u64;
-                continue;
+                self.n_unanswered += ids.len() as u64;
+                return Then::Done;
             }
             Err(Unanswered::Failed(error)) => error,
         };
-        if is_refused(&error.code) || error.class == Class::JobFatal {
-            // Every other request would be refused the same way.
-            tasks.abort_all();
-            let slot = match is_refused(&error.code) {
-                true => &mut answers.refused,
-                false => &mut answers.fatal,
-            };
-            slot.get_or_insert(error);
+        if is_refused(&error.code) {
+            self.refused.get_or_insert(error);
+            Then::Stop
+        } else if error.class == Class::JobFatal {
+            self.fatal.get_or_insert(error);
+            Then::Stop
         } else if error.code.starts_with("InvalidParameterValue") && ids.len() > 1 {
             let second = ids.split_off(ids.len() / 2);
-            spawn(&mut tasks, region, ids);
-            spawn(&mut tasks, region, second);
+            Then::Again(ids, second)
         } else {
             tracing::warn!(
                 region,
@@ -414,10 +457,10 @@ async fn ask_all(ask: &impl Ask, requests: BTreeMap<&'static str, BTreeSet<Strin
                 neutralise(&error.message),
                 plural(ids.len() as u64, "image", "images")
             );
-            answers.n_unanswered += ids.len() as u64;
+            self.n_unanswered += ids.len() as u64;
+            Then::Done
         }
     }
-    answers
 }
 
 /// Logs what a dry run's preflight found: each row that would fail, with why, and the count.
@@ -793,8 +836,18 @@ mod tests {
             .with("ap-seoul", vec![image("img-elsewhr0", "NORMAL", None)]);
         let (account, ask) = account.asker();
         let outcomes = vec![
-            outcome("ap-tokyo", "img-elsewhr0", Status::Failed, Some(IMAGE_NOT_FOUND)),
-            outcome("ap-tokyo", "img-nowhere0", Status::Failed, Some(IMAGE_NOT_FOUND)),
+            outcome(
+                "ap-tokyo",
+                "img-elsewhr0",
+                Status::Failed,
+                Some(IMAGE_NOT_FOUND),
+            ),
+            outcome(
+                "ap-tokyo",
+                "img-nowhere0",
+                Status::Failed,
+                Some(IMAGE_NOT_FOUND),
+            ),
             outcome(
                 "ap-tokyo",
                 "img-busy0000",
@@ -830,6 +883,21 @@ mod tests {
             account.n_requests(),
             14,
             "nothing to explain, nothing asked"
+        );
+        let refused = Account {
+            refuse: Some("UnauthorizedOperation.NoPermission"),
+            ..Account::default()
+        };
+        let (_, ask) = refused.asker();
+        let not_found = vec![outcome(
+            "ap-tokyo",
+            "img-elsewhr0",
+            Status::Failed,
+            Some(IMAGE_NOT_FOUND),
+        )];
+        assert!(
+            hint(not_found, &ask).await.unwrap().is_empty(),
+            "nothing is said that was not found out"
         );
     }
 

@@ -136,7 +136,8 @@ mod tests {
         let error = request().read(refused).unwrap_err();
         assert_eq!(error.class, Class::Permanent);
         assert!(is_refused(&error.code));
-        let bad_key = br#"{"Response":{"Error":{"Code":"AuthFailure.SignatureFailure"},"RequestId":"r"}}"#;
+        let bad_key =
+            br#"{"Response":{"Error":{"Code":"AuthFailure.SignatureFailure"},"RequestId":"r"}}"#;
         assert_eq!(request().read(bad_key).unwrap_err().class, Class::JobFatal);
         let busy = br#"{"Response":{"Error":{"Code":"InternalError"},"RequestId":"r"}}"#;
         assert_eq!(request().read(busy).unwrap_err().class, Class::Transient);
