@@ -269,7 +269,7 @@ async fn a_region_that_refuses_the_action_is_logged_once() {
 }
 
 /// Every `run` option and the variable that sets it in the test below.
-const EVERY_OPTION_IN_THE_ENVIRONMENT: [(&str, &str, &str); 18] = [
+const EVERY_OPTION_IN_THE_ENVIRONMENT: [(&str, &str, &str); 19] = [
     // (variable, value, what the settings line or the run shows)
     (
         "LIGHTHOUSE_SHARE_DRY_RUN",
@@ -279,6 +279,7 @@ const EVERY_OPTION_IN_THE_ENVIRONMENT: [(&str, &str, &str); 18] = [
     // Not offline: the dry run looks the credentials up.
     ("LIGHTHOUSE_SHARE_OFFLINE", "false", "credentials from"),
     ("LIGHTHOUSE_SHARE_LOOKUP", "false", "lookup false"),
+    ("LIGHTHOUSE_SHARE_PREFLIGHT", "false", "preflight false"),
     ("LIGHTHOUSE_SHARE_DESCRIBE_RATE", "4", "describe rate 4/s"),
     (
         "LIGHTHOUSE_SHARE_ENDPOINT",
