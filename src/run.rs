@@ -363,6 +363,7 @@ impl Stages<'_> {
         say_why_stopped(report);
         // After the ending is known: the hint only explains, and changes no ending.
         if let Some(problem) = self.explain(recorded.not_found).await {
+            tracing::error!("{problem}");
             report.problems.push(problem);
         }
         report.counts.retries = progress.retries();
