@@ -87,7 +87,9 @@ pub async fn serve(
         .first()
         .map(|account| account.secret_id.clone())
         .unwrap_or_default();
-    let (rate, describe_rate, scope) = (config.rate, config.describe_rate, config.rate_scope);
+    let (rate, describe_rate, images_rate) =
+        (config.rate, config.describe_rate, config.images_rate);
+    let scope = config.rate_scope;
     let handle = Simulator::start(listener, config).map_err(ServeError::Start)?;
     let limit = match scope {
         RateScope::Region => "per region".to_string(),
@@ -96,8 +98,9 @@ pub async fn serve(
     // Ignored if stderr is gone: the simulator serves on without anyone reading it.
     let _ = writeln!(
         std::io::stderr(),
-        "simulator listening on {} (secret id {secret_id}; {rate} shares/s and {describe_rate} look-ups/s {limit}); stats at {}/__stats",
+        "simulator listening on {} (secret id {secret_id}; {rate} shares/s, {describe_rate} look-ups/s and {images_rate} image listings/s {limit}); stats at {}/__stats, shared images at {}/__state",
         handle.addr(),
+        handle.endpoint(),
         handle.endpoint()
     );
     shutdown.await;
