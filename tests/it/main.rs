@@ -9,5 +9,6 @@ mod lookup;
 mod pacing;
 mod record;
 mod run;
+mod sim_state;
 mod simulator;
 mod unattended;
