@@ -7,6 +7,7 @@ mod habits;
 mod hostile;
 mod lookup;
 mod pacing;
+mod preflight;
 mod record;
 mod run;
 mod sim_state;

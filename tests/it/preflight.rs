@@ -19,7 +19,12 @@ fn sheet() -> (SimulatorConfig, Job) {
         csv.push_str(&format!("ap-tokyo,{id},SHARE\n"));
         images.push(SeededImage::new("ap-tokyo", &id));
     }
-    for id in ["img-unshare0", "img-elsewhr0", "img-nowhere0", "img-hostile0"] {
+    for id in [
+        "img-unshare0",
+        "img-elsewhr0",
+        "img-nowhere0",
+        "img-hostile0",
+    ] {
         csv.push_str(&format!("ap-tokyo,{id},SHARE\n"));
     }
     images.push(SeededImage {
@@ -66,7 +71,10 @@ async fn a_dry_run_names_every_row_that_would_fail_and_exits_3_without_a_write()
         .collect();
     println!("{}", failing.join("\n"));
     let n_images = requests(&sim, IMAGES_ACTION);
-    println!("exit {code:?}; {n_images} {IMAGES_ACTION} requests; {} writes", requests(&sim, ACTION));
+    println!(
+        "exit {code:?}; {n_images} {IMAGES_ACTION} requests; {} writes",
+        requests(&sim, ACTION)
+    );
     assert_eq!(code, Some(3), "{stderr}");
     let expected = [
         "line 1002: ap-tokyo img-unshare0 SHARE would fail: img-unshare0 cannot be shared: the image does not support cloud-init",
@@ -82,13 +90,19 @@ async fn a_dry_run_names_every_row_that_would_fail_and_exits_3_without_a_write()
         !stderr.contains('\x1b') && !stderr.contains('\u{202e}'),
         "the service's text reaches the terminal escaped"
     );
-    assert!(stderr.contains("1004 to share (4 of them would fail)"), "{stderr}");
+    assert!(
+        stderr.contains("1004 to share (4 of them would fail)"),
+        "{stderr}"
+    );
     assert!(stderr.contains("4 SHARE rows would fail"), "{stderr}");
     // 1,004 images in ap-tokyo: 11 requests; the two not there: one per other region.
     assert_eq!(n_images, 11 + 14, "goal: at most 30");
     let stats = sim.stats();
     let paced = &stats.max_window_by_action[IMAGES_ACTION];
-    assert!(paced.values().all(|n| *n <= 20), "20/s per bucket: {paced:?}");
+    assert!(
+        paced.values().all(|n| *n <= 20),
+        "20/s per bucket: {paced:?}"
+    );
     assert!(
         !stats.answers_by_action[IMAGES_ACTION].contains_key("RequestLimitExceeded"),
         "{stats:?}"
@@ -103,7 +117,10 @@ async fn a_dry_run_of_rows_that_would_all_succeed_exits_0_and_no_preflight_asks_
     let job = Job::with_rows(150, "ap-tokyo", lighthouse_share::action::Permission::Share);
     let (code, stderr) = dry_run(&job, &sim, &[]).await;
     assert_eq!(code, Some(0), "{stderr}");
-    assert!(stderr.contains("preflight: 0 rows of 150 SHARE rows checked would fail"), "{stderr}");
+    assert!(
+        stderr.contains("preflight: 0 rows of 150 SHARE rows checked would fail"),
+        "{stderr}"
+    );
     assert_eq!(requests(&sim, IMAGES_ACTION), 2, "150 images: two requests");
 
     let (config, job) = sheet();
@@ -134,7 +151,10 @@ async fn a_real_run_sends_every_row_and_a_row_not_found_says_where_its_image_is(
         message.ends_with("(img-elsewhr0 is in ap-guangzhou, not ap-tokyo)"),
         "{message}"
     );
-    let nowhere = row("img-nowhere0").error_message.as_deref().unwrap_or_default();
+    let nowhere = row("img-nowhere0")
+        .error_message
+        .as_deref()
+        .unwrap_or_default();
     assert!(nowhere.contains("nor in any other region"), "{nowhere}");
     // The two not found: one request per other region.
     assert_eq!(requests(&sim, IMAGES_ACTION), 14);
