@@ -492,8 +492,8 @@ pub fn log(findings: &Findings) {
         );
     }
     tracing::info!(
-        "preflight: {} of {} checked would fail",
-        plural(findings.failing.len() as u64, "row", "rows"),
+        "preflight: {} of the {} checked would fail",
+        findings.failing.len(),
         plural(findings.n_checked, "SHARE row", "SHARE rows")
     );
 }

@@ -118,7 +118,7 @@ async fn a_dry_run_of_rows_that_would_all_succeed_exits_0_and_no_preflight_asks_
     let (code, stderr) = dry_run(&job, &sim, &[]).await;
     assert_eq!(code, Some(0), "{stderr}");
     assert!(
-        stderr.contains("preflight: 0 rows of 150 SHARE rows checked would fail"),
+        stderr.contains("preflight: 0 of the 150 SHARE rows checked would fail"),
         "{stderr}"
     );
     assert_eq!(requests(&sim, IMAGES_ACTION), 2, "150 images: two requests");
