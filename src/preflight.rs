@@ -12,10 +12,9 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::future::Future;
+use std::sync::Arc;
 
 use tokio::task::JoinSet;
-
-use std::sync::Arc;
 
 use crate::action::{IMAGE_NOT_FOUND, IMAGES_LIMIT, REGIONS, supported_region};
 use crate::actions::{DescribeImages, Image, Kind, NORMAL, is_refused};
@@ -111,7 +110,7 @@ impl Failure {
                 format!("{image_id} is in {}, not {region}", found_in.join(" and "))
             }
             Failure::NotInRegion { searched: true, .. } => format!(
-                "{image_id} is not in {region}, nor in any other region of this account: check the image id"
+                "{image_id} is not in {region}, nor in any other region that shares to Lighthouse: check the image id"
             ),
             Failure::NotInRegion {
                 searched: false, ..
@@ -667,7 +666,7 @@ mod tests {
                 (1003, "img-elsewhr0 is in ap-guangzhou, not ap-tokyo".to_string()),
                 (
                     1004,
-                    "img-nowhere0 is not in ap-tokyo, nor in any other region of this account: check the image id".to_string()
+                    "img-nowhere0 is not in ap-tokyo, nor in any other region that shares to Lighthouse: check the image id".to_string()
                 ),
                 (
                     1005,
@@ -873,7 +872,7 @@ mod tests {
                 ),
                 (
                     "img-nowhere0",
-                    "The image ID does not exist. (img-nowhere0 is not in ap-tokyo, nor in any other region of this account: check the image id)"
+                    "The image ID does not exist. (img-nowhere0 is not in ap-tokyo, nor in any other region that shares to Lighthouse: check the image id)"
                 ),
             ]
         );

@@ -79,7 +79,7 @@ async fn a_dry_run_names_every_row_that_would_fail_and_exits_3_without_a_write()
     let expected = [
         "line 1002: ap-tokyo img-unshare0 SHARE would fail: img-unshare0 cannot be shared: the image does not support cloud-init",
         "line 1003: ap-tokyo img-elsewhr0 SHARE would fail: img-elsewhr0 is in ap-guangzhou, not ap-tokyo",
-        "line 1004: ap-tokyo img-nowhere0 SHARE would fail: img-nowhere0 is not in ap-tokyo, nor in any other region of this account: check the image id",
+        "line 1004: ap-tokyo img-nowhere0 SHARE would fail: img-nowhere0 is not in ap-tokyo, nor in any other region that shares to Lighthouse: check the image id",
         "line 1005: ap-tokyo img-hostile0 SHARE would fail: img-hostile0 cannot be shared: imported\\u{1b}[2J\\u{1b}]0;pwned\\u{7}\\u{202e}image",
     ];
     assert_eq!(failing.len(), expected.len(), "{stderr}");
