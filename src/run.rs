@@ -22,7 +22,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
 use crate::api::{Client, Endpoint, fatal_advice};
-use crate::config::{Mode, RunConfig};
+use crate::config::{Connection, RunConfig};
 use crate::credentials::{Credentials, Provider};
 use crate::input::{InputError, Source};
 use crate::lookup::{Decider, Lookups, State};
@@ -72,28 +72,29 @@ pub async fn run(config: RunConfig, shutdown: impl Future<Output = ()>) -> Resul
     tracing::debug!("settings: {}", config.settings());
     let mut shutdown = std::pin::pin!(shutdown);
     let input = {
-        let (path, sheet) = (config.input.clone(), config.sheet.clone());
+        let (path, sheet) = (config.input().path.clone(), config.input().sheet.clone());
         Arc::new(blocking(move || Source::open(&path, sheet.as_deref())).await??)
     };
     // The simulator lives as long as this function: it is dropped after the last request.
-    let (target, _simulator) = match &config.mode {
-        Mode::Offline { endpoint } => (Target::None(endpoint.clone()), None),
-        Mode::Remote {
+    let (target, _simulator) = match &config.mode().connection {
+        Connection::Offline { endpoint } => (Target::None(endpoint.clone()), None),
+        Connection::Remote {
             endpoint,
             credentials,
         } => (Target::Send(endpoint.clone(), credentials.clone()), None),
-        Mode::Simulator => {
+        Connection::Simulator => {
             let (handle, endpoint, credentials) = start_simulator(&config).await?;
             (Target::Send(endpoint, credentials), Some(handle))
         }
     };
     let buckets = Buckets {
-        scope: config.rate_scope,
+        scope: config.pacing().rate_scope,
         endpoint: target.endpoint().clone(),
     };
     let _lock = claim_output(&config)?;
-    let resume = match config.resume {
-        true => Resume::load(&config.record, &config.target).map_err(Error::Setup)?,
+    let resume = match config.mode().resume {
+        true => Resume::load(&config.output().record, &config.mode().record_target)
+            .map_err(Error::Setup)?,
         false => Resume::default(),
     };
     let (plan, resume) = {
@@ -114,15 +115,15 @@ pub async fn run(config: RunConfig, shutdown: impl Future<Output = ()>) -> Resul
             planned = &mut planning => planned??,
         }
     };
-    plan.log(config.rate, &buckets);
+    plan.log(config.pacing().rate, &buckets);
     let mut report = Report {
-        output: config.output.clone(),
+        output: config.output().results.clone(),
         n_unmatched: 0,
         counts: Counts::default(),
         elapsed: Duration::ZERO,
         buckets: Vec::new(),
         stop: None,
-        dry_run: config.dry_run,
+        dry_run: config.mode().dry_run,
         problems: Vec::new(),
         n_lookups: 0,
         n_settled: 0,
@@ -135,10 +136,10 @@ pub async fn run(config: RunConfig, shutdown: impl Future<Output = ()>) -> Resul
                 .by_status
                 .insert(Status::Invalid, plan.n_invalid);
         }
-        Target::Send(endpoint, credentials) if config.dry_run => {
+        Target::Send(endpoint, credentials) if config.mode().dry_run => {
             tracing::info!("credentials from {}", credentials.source());
-            let client =
-                Client::new(endpoint, credentials, config.timeout).map_err(Error::Setup)?;
+            let client = Client::new(endpoint, credentials, config.pacing().timeout)
+                .map_err(Error::Setup)?;
             report.n_lookups = dry_run(&config, client, &input, &buckets, &plan, resume).await?;
             report
                 .counts
@@ -147,17 +148,17 @@ pub async fn run(config: RunConfig, shutdown: impl Future<Output = ()>) -> Resul
         }
         Target::Send(endpoint, credentials) => {
             tracing::info!("credentials from {}", credentials.source());
-            let client =
-                Client::new(endpoint, credentials, config.timeout).map_err(Error::Setup)?;
+            let client = Client::new(endpoint, credentials, config.pacing().timeout)
+                .map_err(Error::Setup)?;
             let sent = send(&config, client, &input, &buckets, &plan, resume, shutdown).await?;
             let retries = sent.retries;
             (report.buckets, report.stop, report.problems) =
                 (sent.reports, sent.stop, sent.problems);
             (report.n_lookups, report.n_settled) = (sent.n_lookups, sent.n_settled);
             let (record, target, output) = (
-                config.record.clone(),
-                config.target.clone(),
-                config.output.clone(),
+                config.output().record.clone(),
+                config.mode().record_target.clone(),
+                config.output().results.clone(),
             );
             let repeats = plan.repeats.clone();
             let rendered = blocking(move || {
@@ -171,8 +172,8 @@ pub async fn run(config: RunConfig, shutdown: impl Future<Output = ()>) -> Resul
                     };
                     Error::Failed(error.context(format!(
                         "the results file {} was not written; {recorded} the record {}: run again with --resume to write it",
-                        config.output,
-                        config.record.display()
+                        config.output().results,
+                        config.output().record.display()
                     )))
                 })?;
             report.counts = rendered.counts;
@@ -205,10 +206,10 @@ impl Target {
 /// A dry run checks the same but leaves nothing behind: it only tests a lock that exists
 /// (a run holding it made it), and creates none.
 fn claim_output(config: &RunConfig) -> Result<Option<File>, Error> {
-    if matches!(config.mode, Mode::Offline { .. }) {
+    if matches!(config.mode().connection, Connection::Offline { .. }) {
         return Ok(None);
     }
-    if let Destination::File(path) = &config.output
+    if let Destination::File(path) = &config.output().results
         && path.is_dir()
     {
         return Err(Error::Setup(anyhow::anyhow!(
@@ -217,28 +218,32 @@ fn claim_output(config: &RunConfig) -> Result<Option<File>, Error> {
             path.join("images.results.csv").display()
         )));
     }
-    check_writable(&config.record)?;
-    let lock = match config.dry_run && !config.lock.exists() {
+    check_writable(&config.output().record)?;
+    let lock = match config.mode().dry_run && !config.output().lock.exists() {
         true => None,
-        false => Some(lock(&config.lock, &config.output, !config.dry_run)?),
+        false => Some(lock(
+            &config.output().lock,
+            &config.output().results,
+            !config.mode().dry_run,
+        )?),
     };
-    let output = match &config.output {
+    let output = match &config.output().results {
         Destination::File(path) if path.symlink_metadata().is_ok() => Some(path),
         _ => None,
     };
-    let has_record = config.record.symlink_metadata().is_ok();
-    match (config.resume, output, has_record) {
+    let has_record = config.output().record.symlink_metadata().is_ok();
+    match (config.mode().resume, output, has_record) {
         // A file at the output with no record of ours beside it is not our results file
         // (or its record is gone): nothing can be continued, and it is not ours to replace.
         (_, Some(output), false) => Err(Error::Setup(anyhow::anyhow!(
             "{} already exists and no record of a run that wrote it ({}) is beside it: it is not a results file this tool can continue. Give another --output, or move that file away",
             output.display(),
-            config.record.display()
+            config.output().record.display()
         ))),
         (false, _, true) => Err(Error::Setup(anyhow::anyhow!(
             "an earlier run's record {} exists: add --resume to continue it (finished rows are kept, not sent again), or give another --output, or move the results file and {} away",
-            config.record.display(),
-            config.record.display()
+            config.output().record.display(),
+            config.output().record.display()
         ))),
         _ => Ok(()),
     }?;
@@ -295,12 +300,12 @@ async fn dry_run(
     let stop = Stop::default();
     let lookups = Arc::new(Lookups::new(
         Arc::new(client),
-        config.retry,
+        config.pacing().retry,
         stop.clone(),
-        config.describe_rate,
+        config.pacing().describe_rate,
     ));
     let mut state = State::new();
-    if config.lookup {
+    if config.mode().lookup {
         let mut tasks = JoinSet::new();
         for (name, regions) in &plan.regions_per_bucket {
             let (lookups, name) = (lookups.clone(), name.clone());
@@ -320,7 +325,7 @@ async fn dry_run(
     let (input, buckets, repeats) = (input.clone(), buckets.clone(), plan.repeats.clone());
     let plans =
         blocking(move || plan::dry_run(&input, &buckets, &resume, &repeats, state)).await??;
-    plan::log_dry_run(&plans, plan.n_invalid, config.rate);
+    plan::log_dry_run(&plans, plan.n_invalid, config.pacing().rate);
     Ok(lookups.n_requests.load(Ordering::Relaxed))
 }
 
@@ -376,9 +381,9 @@ async fn send(
     shutdown: impl Future<Output = ()>,
 ) -> Result<Sent, Error> {
     let client = Arc::new(client);
-    let journal = match config.resume {
-        true => Journal::resume(&config.record, &config.target),
-        false => Journal::create(&config.record, &config.target),
+    let journal = match config.mode().resume {
+        true => Journal::resume(&config.output().record, &config.mode().record_target),
+        false => Journal::create(&config.output().record, &config.mode().record_target),
     }
     .map_err(Error::Setup)?;
     let progress = Arc::new(Progress::new(plan.n_to_send()));
@@ -386,9 +391,9 @@ async fn send(
     let stop = Stop::default();
     let lookups = Arc::new(Lookups::new(
         client.clone(),
-        config.retry,
+        config.pacing().retry,
         stop.clone(),
-        config.describe_rate,
+        config.pacing().describe_rate,
     ));
     // Rows shared without a BlueprintId, for the fresh look-up; and the rows the look-up
     // settled, for the summary.
@@ -397,13 +402,13 @@ async fn send(
     let written = (
         progress.clone(),
         stop.clone(),
-        config.max_failures,
+        config.pacing().max_failures,
         unnamed.clone(),
         n_settled.clone(),
     );
     let journal = results::spawn_journal(
         journal,
-        config.record.clone(),
+        config.output().record.clone(),
         outcomes_rx,
         move |outcome| {
             let (progress, stop, max_failures, unnamed, n_settled) = &written;
@@ -439,17 +444,24 @@ async fn send(
         },
     );
     let counters = Arc::new(Counters::default());
+    // Every bucket sends at once: the open-files cap is shared among them.
+    let (concurrency, capped) = config
+        .pacing()
+        .in_flight_per_bucket(plan.regions_per_bucket.len());
+    if let Some(capped) = capped {
+        tracing::warn!("{capped}");
+    }
     let pool = Arc::new(Pool {
         client,
         settings: Settings {
-            rate: config.rate,
-            concurrency: config.concurrency,
-            retry: config.retry,
+            rate: config.pacing().rate,
+            concurrency,
+            retry: config.pacing().retry,
         },
         stop: stop.clone(),
         counters: counters.clone(),
     });
-    let reporter = output::report(progress.clone(), counters, config.quiet);
+    let reporter = output::report(progress.clone(), counters, config.output().quiet);
     let resume = Arc::new(resume);
     let mut tasks = JoinSet::new();
     for (name, regions) in &plan.regions_per_bucket {
@@ -458,7 +470,7 @@ async fn send(
         let (input, buckets, name, resume) =
             (input.clone(), buckets.clone(), name.clone(), resume.clone());
         let (pool, outcomes_tx, lookups) = (pool.clone(), outcomes_tx.clone(), lookups.clone());
-        let (lookup, repeats) = (config.lookup, plan.repeats.clone());
+        let (lookup, repeats) = (config.mode().lookup, plan.repeats.clone());
         // The bucket's writes start as soon as its own regions are looked up.
         tasks.spawn(async move {
             let state = match lookup {
@@ -498,10 +510,11 @@ async fn send(
     // Made with --no-lookup too: it sends no row, and every shared row should say its BlueprintId.
     if !unnamed.is_empty() && !lookups.was_refused() && !stop.is_stopped() {
         let mended = mend(&lookups, buckets, unnamed).await;
-        let appended = Journal::resume(&config.record, &config.target).and_then(|mut journal| {
-            journal.append(&mended)?;
-            Ok(journal.sync()?)
-        });
+        let appended = Journal::resume(&config.output().record, &config.mode().record_target)
+            .and_then(|mut journal| {
+                journal.append(&mended)?;
+                Ok(journal.sync()?)
+            });
         if let Err(error) = appended {
             problems.push(format!(
                 "the BlueprintIds found could not be recorded: {error:#}"
@@ -578,7 +591,7 @@ async fn start_simulator(
     let handle = Simulator::start(
         listener,
         SimulatorConfig {
-            rate_scope: config.rate_scope,
+            rate_scope: config.pacing().rate_scope,
             faults: Faults {
                 occupied: 0.05,
                 ..Faults::default()

@@ -291,12 +291,24 @@ impl Client {
             warming.spawn(async move {
                 match get.send().await {
                     // Read (at most the cap) so the connection can be used again.
-                    Ok(response) => drop(read_capped(response).await),
-                    Err(error) => tracing::debug!("warming a connection: {error}"),
+                    Ok(response) => {
+                        drop(read_capped(response).await);
+                        None
+                    }
+                    Err(error) => Some(error),
                 }
             });
         }
-        warming.join_all().await;
+        let failed: Vec<reqwest::Error> = warming.join_all().await.into_iter().flatten().collect();
+        // Harmless (each request connects for itself), but a sign of trouble: said at -v.
+        if let Some(error) = failed.first()
+            && tracing::enabled!(tracing::Level::DEBUG)
+        {
+            tracing::warn!(
+                "{} of {n} warm-up connections to {region} failed (the requests will connect as they go): {error}",
+                failed.len()
+            );
+        }
     }
 }
 

@@ -94,7 +94,7 @@ async fn run_against(
     endpoint: &str,
 ) -> (lighthouse_share::output::Report, Vec<ResultRow>) {
     let mut config = job.config_for(endpoint).await;
-    config.concurrency = 1;
+    config.pacing_mut().concurrency = 1;
     let report = lighthouse_share::run::run(config, std::future::pending())
         .await
         .unwrap();

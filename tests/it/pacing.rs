@@ -97,7 +97,7 @@ async fn a_bucket_refused_without_pause_fails_its_rows_and_ends() {
     let mut job = rows(0, 20);
     job.max_attempts = 1;
     let mut config = job.config(&sim).await;
-    config.retry.max_throttled = Duration::from_millis(300);
+    config.pacing_mut().retry.max_throttled = Duration::from_millis(300);
     let report = lighthouse_share::run::run(config, std::future::pending())
         .await
         .unwrap();

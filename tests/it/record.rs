@@ -259,9 +259,9 @@ async fn resume_never_replaces_a_file_that_no_record_says_is_ours() {
     assert_eq!(report.ending(), Ending::Done);
     let record = std::fs::read(job.record()).unwrap();
     let mut config = job.config(&sim).await;
-    config.output = lighthouse_share::results::Destination::File(job.record());
-    config.record = job.dir.path().join("images.results.csv.journal.journal");
-    config.lock = job.dir.path().join("images.results.csv.journal.lock");
+    config.output_mut().results = lighthouse_share::results::Destination::File(job.record());
+    config.output_mut().record = job.dir.path().join("images.results.csv.journal.journal");
+    config.output_mut().lock = job.dir.path().join("images.results.csv.journal.lock");
     let error = lighthouse_share::run::run(config, std::future::pending())
         .await
         .unwrap_err();
@@ -467,7 +467,7 @@ async fn an_ods_workbook_runs_and_a_csv_output_gets_a_bom() {
     )
     .unwrap();
     let mut config = job.config(&sim).await;
-    config.output = lighthouse_share::results::Destination::File(job.output());
+    config.output_mut().results = lighthouse_share::results::Destination::File(job.output());
     let report = lighthouse_share::run::run(config, std::future::pending())
         .await
         .unwrap();

@@ -1,0 +1,451 @@
+//! Configuration: the command line, the environment and the config file become one validated
+//! [`RunConfig`] before the first request (ripgrep's low → high arguments). Each option is
+//! one row of the option table ([`table`]); [`table::walk`] reads each from the first place
+//! that sets it (flag, `LIGHTHOUSE_SHARE_<KEY>`, the config file, the default) through its
+//! own parser, so a message names the flag, the variable or the file's key. Then the values
+//! that depend on one another (paths, the mode, the credentials, the open-files cap) are
+//! worked out, and the result is final.
+
+mod checks;
+mod file;
+mod limits;
+pub mod table;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::action::RateScope;
+use crate::api::Endpoint;
+use crate::cli::{LogFormat, RunArgs};
+use crate::credentials::{self, CredentialsError, Env, Profile, Provider};
+use crate::pool::FailureLimit;
+use crate::results::{Destination, SIMULATOR_TARGET};
+use crate::retry::{Backoff, Policy};
+use crate::suggest;
+use file::FileConfig;
+pub use limits::{open_files_limit, raise_open_files_limit};
+use table::Low;
+
+pub const DEFAULT_ENDPOINT: &str = "https://lighthouse.{region}.tencentcloudapi.com";
+
+/// A configuration mistake: exit 2, with a message that names the fix.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct ConfigError(pub String);
+
+impl From<CredentialsError> for ConfigError {
+    fn from(error: CredentialsError) -> Self {
+        Self(error.0)
+    }
+}
+
+fn error(message: impl Into<String>) -> ConfigError {
+    ConfigError(message.into())
+}
+
+/// Everything a run needs, validated: final once resolved. Read through its groups.
+#[derive(Debug, Clone)]
+pub struct RunConfig {
+    input: Input,
+    output: Output,
+    pacing: Pacing,
+    mode: Mode,
+    /// Said once logging is set up (the config decides its format), even with `-q`.
+    warnings: Vec<String>,
+}
+
+/// What is read.
+#[derive(Debug, Clone)]
+pub struct Input {
+    /// The input file; `-` is standard input.
+    pub path: PathBuf,
+    /// The sheet of a workbook input; the first visible one if `None`.
+    pub sheet: Option<String>,
+}
+
+/// What is written, and what is said.
+#[derive(Debug, Clone)]
+pub struct Output {
+    /// Where the results file goes.
+    pub results: Destination,
+    /// The record of the run, `OUTPUT.journal`: the source of truth for `--resume`.
+    pub record: PathBuf,
+    /// The lock a run holds, `OUTPUT.lock`.
+    pub lock: PathBuf,
+    pub log_format: LogFormat,
+    /// `-q`: no progress, no INFO lines, no summary of a run that did all it was asked.
+    pub quiet: bool,
+    pub verbose: u8,
+}
+
+/// How fast, how many at once, how often again.
+#[derive(Debug, Clone)]
+pub struct Pacing {
+    pub rate: f64,
+    /// `--describe-rate`: the pace of the state look-ups per bucket (their own limit).
+    pub describe_rate: f64,
+    pub rate_scope: RateScope,
+    /// `--concurrency`: requests in flight per bucket, as asked; the effective figure is
+    /// [`Pacing::in_flight_per_bucket`], which the open-files limit may cut.
+    pub concurrency: usize,
+    /// The most requests in flight the open-files limit allows, all buckets together,
+    /// warm-up connections included.
+    pub max_in_flight: usize,
+    /// The soft open-files limit the cap was worked out from, for the warning.
+    pub open_files: u64,
+    pub retry: Policy,
+    /// `--max-failures`: the job stops once more rows than this have failed.
+    pub max_failures: Option<FailureLimit>,
+    pub timeout: Duration,
+}
+
+/// What the run does.
+#[derive(Debug, Clone)]
+pub struct Mode {
+    /// Where its requests go, with what each way needs.
+    pub connection: Connection,
+    /// `--dry-run`: everything but the writes; print the plan.
+    pub dry_run: bool,
+    pub resume: bool,
+    /// Read the sharing state first (SPEC §9); off with `--no-lookup`.
+    pub lookup: bool,
+    /// What the record is bound to: `simulator`, or the endpoint template.
+    pub record_target: String,
+}
+
+/// Where a run's requests go, decided before it starts: each way carries exactly what it
+/// needs.
+#[derive(Debug, Clone)]
+pub enum Connection {
+    /// `--dry-run --offline`: check the input and print the plan; no credentials, no
+    /// requests, nothing written. The endpoint names the rate buckets of the plan.
+    Offline { endpoint: Endpoint },
+    /// Send to an endpoint with the credentials found for it.
+    Remote {
+        endpoint: Endpoint,
+        credentials: Provider,
+    },
+    /// `--simulate`: send to an in-process simulator, with its built-in account.
+    Simulator,
+}
+
+impl RunConfig {
+    pub fn input(&self) -> &Input {
+        &self.input
+    }
+
+    pub fn output(&self) -> &Output {
+        &self.output
+    }
+
+    pub fn pacing(&self) -> &Pacing {
+        &self.pacing
+    }
+
+    pub fn mode(&self) -> &Mode {
+        &self.mode
+    }
+
+    /// The credentials requests are signed with; `None` offline and for the simulator.
+    pub fn credentials(&self) -> Option<&Provider> {
+        match &self.mode.connection {
+            Connection::Remote { credentials, .. } => Some(credentials),
+            _ => None,
+        }
+    }
+
+    /// What to say once logging is set up, even with `-q`.
+    pub fn warnings(&self) -> &[String] {
+        &self.warnings
+    }
+
+    /// The pacing, to change what no flag sets (tests shorten the backoff): unchecked.
+    pub fn pacing_mut(&mut self) -> &mut Pacing {
+        &mut self.pacing
+    }
+
+    /// The output, to change where it goes (tests): unchecked.
+    pub fn output_mut(&mut self) -> &mut Output {
+        &mut self.output
+    }
+
+    /// Resolves the process's own command line and environment: [`RunConfig::resolve`],
+    /// after checking the names of the `LIGHTHOUSE_SHARE_*` variables set.
+    pub async fn from_process(args: RunArgs) -> Result<Self, ConfigError> {
+        let names = std::env::vars_os().filter_map(|(name, _)| name.into_string().ok());
+        let unknown = check_variables(names)?;
+        let mut config = Self::resolve(args, &|key| std::env::var(key).ok()).await?;
+        config.warnings.splice(0..0, unknown);
+        Ok(config)
+    }
+
+    /// Resolves the arguments, the environment (through `env`) and the config file.
+    pub async fn resolve(args: RunArgs, env: Env<'_>) -> Result<Self, ConfigError> {
+        let file = match args.config.clone().or_else(|| {
+            env("LIGHTHOUSE_SHARE_CONFIG")
+                .filter(|value| !value.trim().is_empty())
+                .map(PathBuf::from)
+        }) {
+            Some(path) => FileConfig::load(&path)?,
+            None => FileConfig::default(),
+        };
+        let mut warnings = file.warnings.clone();
+        if file.credentials.secret_key.is_some() {
+            warnings.extend(credentials::readable_by_others(file.path(), "a secret key"));
+        }
+        let low = table::walk(&args, env, &file)?;
+        check_together(&low)?;
+        let endpoint = endpoint(&low)?;
+        let input = Input {
+            path: args.input,
+            sheet: low.sheet.clone(),
+        };
+        let output = output(&low, &input.path)?;
+        let pacing = pacing(&low, &endpoint, limits::open_files_limit());
+        let mode = mode(&low, endpoint, env, &file, &mut warnings).await?;
+        Ok(Self {
+            input,
+            output,
+            pacing,
+            mode,
+            warnings,
+        })
+    }
+}
+
+/// Refuses the values that do not go together.
+fn check_together(low: &Low) -> Result<(), ConfigError> {
+    if low.offline && !low.dry_run {
+        return Err(error(
+            "--offline goes with --dry-run (check the file alone): add --dry-run, or leave --offline out to run",
+        ));
+    }
+    if low.base_ms > low.max_ms {
+        return Err(error(format!(
+            "{}: larger than max_ms ({}): make base_ms the smaller",
+            low.written("base_ms", &low.base_ms.to_string()),
+            low.max_ms
+        )));
+    }
+    Ok(())
+}
+
+/// The endpoint template, checked unless the simulator stands in for it.
+fn endpoint(low: &Low) -> Result<Endpoint, ConfigError> {
+    if !low.simulate {
+        checks::check_endpoint(&low.endpoint, |shown| low.written("endpoint", shown))?;
+    }
+    Ok(Endpoint::new(&low.endpoint))
+}
+
+/// The results file, the record and the lock beside it; none of them the input.
+fn output(low: &Low, input: &Path) -> Result<Output, ConfigError> {
+    let (results, beside) = match &low.output {
+        Some(path) if path == Path::new("-") => {
+            (Destination::Stdout, checks::default_output(input))
+        }
+        Some(path) => (Destination::File(path.clone()), path.clone()),
+        None => {
+            let is_stream = input != Path::new("-")
+                && std::fs::metadata(input).is_ok_and(|m| !m.is_file() && !m.is_dir());
+            if is_stream {
+                return Err(error(format!(
+                    "{} is a pipe or a device, with no folder for its results beside it: give them a place with -o FILE (or -o - for standard output)",
+                    input.display()
+                )));
+            }
+            let path = checks::default_output(input);
+            (Destination::File(path.clone()), path)
+        }
+    };
+    let record = checks::with_suffix(&beside, ".journal");
+    let lock = checks::with_suffix(&beside, ".lock");
+    for ours in [&beside, &record, &lock] {
+        checks::refuse_input(input, ours)?;
+    }
+    Ok(Output {
+        results,
+        record,
+        lock,
+        log_format: low.log_format,
+        quiet: low.quiet,
+        verbose: low.verbose,
+    })
+}
+
+/// The pacing, with the requests in flight capped by `open_files`.
+fn pacing(low: &Low, endpoint: &Endpoint, open_files: u64) -> Pacing {
+    let rate_scope = low
+        .rate_scope
+        .unwrap_or(if endpoint.has_region() || low.simulate {
+            RateScope::Region
+        } else {
+            RateScope::Endpoint
+        });
+    let max_in_flight = limits::max_in_flight(open_files, low.simulate);
+    Pacing {
+        rate: low.rate,
+        describe_rate: low.describe_rate,
+        rate_scope,
+        concurrency: low.concurrency,
+        max_in_flight,
+        open_files,
+        retry: Policy {
+            max_attempts: low.max_attempts,
+            backoff: Backoff {
+                base: Duration::from_millis(low.base_ms),
+                max: Duration::from_millis(low.max_ms),
+            },
+            max_throttled: Duration::from_secs(300),
+        },
+        max_failures: low.max_failures,
+        timeout: Duration::from_secs_f64(low.timeout),
+    }
+}
+
+impl Pacing {
+    /// Requests in flight per bucket when `n_buckets` send at once: `--concurrency`, or the
+    /// open-files cap shared among them; and the warning to give when the cap cut it.
+    pub fn in_flight_per_bucket(&self, n_buckets: usize) -> (usize, Option<String>) {
+        let n_buckets = n_buckets.max(1);
+        let asked = self.concurrency.max(1);
+        let per_bucket = (self.max_in_flight / n_buckets).clamp(1, asked);
+        let warning = (per_bucket < asked).then(|| {
+            format!(
+                "at most {per_bucket} requests in flight per bucket ({} in all over {n_buckets} buckets), not --concurrency {asked}: this process may open {} files (ulimit -n), and each request in flight holds one; raise the hard limit (ulimit -Hn) to allow more",
+                per_bucket * n_buckets,
+                self.open_files
+            )
+        });
+        (per_bucket, warning)
+    }
+}
+
+/// The mode: the connection (with credentials for a remote one) and the on/off choices.
+async fn mode(
+    low: &Low,
+    endpoint: Endpoint,
+    env: Env<'_>,
+    file: &FileConfig,
+    warnings: &mut Vec<String>,
+) -> Result<Mode, ConfigError> {
+    let record_target = match low.simulate {
+        true => SIMULATOR_TARGET.to_string(),
+        false => endpoint.template().to_string(),
+    };
+    let connection = match (low.offline, low.simulate) {
+        (_, true) => Connection::Simulator,
+        (true, false) => Connection::Offline { endpoint },
+        (false, false) => {
+            let profile = profile(low.profile.clone(), env)?;
+            let credentials = credentials::find(env, &file.credentials, &profile, warnings)
+                .await?
+                .ok_or_else(|| credentials::not_found(&profile))?;
+            if profile.named && env("TENCENTCLOUD_SECRET_ID").is_some_and(|id| !id.is_empty()) {
+                // Surprising to someone used to the environment winning: said even with -q.
+                warnings.push(format!(
+                    "TENCENTCLOUD_SECRET_ID in the environment is not used: the profile `{}` was named, and a named profile wins",
+                    profile.name
+                ));
+            }
+            Connection::Remote {
+                endpoint,
+                credentials,
+            }
+        }
+    };
+    Ok(Mode {
+        connection,
+        dry_run: low.dry_run,
+        resume: low.resume,
+        lookup: low.lookup,
+        record_target,
+    })
+}
+
+/// The profile to read: named by `--profile` (or its variable) or the config file, else
+/// tccli's `TCCLI_PROFILE` as the default name, else `default`; only a named one wins over
+/// the environment's keys (as `AWS_PROFILE` does not, in aws-cli). A name is a name, never
+/// a path: `TCCLI_PROFILE` is held to the same rule as `--profile`.
+fn profile(named: Option<String>, env: Env<'_>) -> Result<Profile, ConfigError> {
+    if let Some(name) = named {
+        return Ok(Profile { name, named: true });
+    }
+    let name = match env("TCCLI_PROFILE").filter(|name| !name.is_empty()) {
+        Some(name) => table::profile_name(&name)
+            .map_err(|why| error(format!("TCCLI_PROFILE={}: {why}", table::shown(&name))))?,
+        None => "default".into(),
+    };
+    Ok(Profile { name, named: false })
+}
+
+/// Checks the names of the `LIGHTHOUSE_SHARE_*` variables set: one near a known name is a
+/// typo of an option that is then not in force (`_DRYRUN` for `_DRY_RUN` would send for
+/// real), so the run stops; any other unknown one is a warning.
+pub fn check_variables(names: impl Iterator<Item = String>) -> Result<Vec<String>, ConfigError> {
+    const PREFIX: &str = "LIGHTHOUSE_SHARE_";
+    let known = table::known_variables();
+    let suffixes: Vec<&str> = known.iter().map(|name| &name[PREFIX.len()..]).collect();
+    let mut warnings = Vec::new();
+    for name in names {
+        let Some(suffix) = name.strip_prefix(PREFIX) else {
+            continue;
+        };
+        if known.contains(&name) {
+            continue;
+        }
+        let shown = table::shown(&name);
+        match suggest::nearest(suffix, &suffixes) {
+            Some(near) => {
+                return Err(error(format!(
+                    "unknown variable {shown}: did you mean {PREFIX}{near}? Nothing was sent: rename it, or unset it"
+                )));
+            }
+            None => warnings.push(format!(
+                "unknown variable {shown} is ignored (run `lighthouse-share run --help` for the LIGHTHOUSE_SHARE_* variables)"
+            )),
+        }
+    }
+    Ok(warnings)
+}
+
+impl RunConfig {
+    /// The settings in force, for `-v`: where each came from (flag, environment, file,
+    /// default) is otherwise invisible.
+    pub fn settings(&self) -> String {
+        let (mode, pacing, output) = (&self.mode, &self.pacing, &self.output);
+        let connection = match &mode.connection {
+            Connection::Offline { endpoint } => {
+                format!("offline dry run for {}", endpoint.template())
+            }
+            Connection::Remote { endpoint, .. } if mode.dry_run => {
+                format!("dry run for {}", endpoint.template())
+            }
+            Connection::Remote { endpoint, .. } => format!("endpoint {}", endpoint.template()),
+            Connection::Simulator if mode.dry_run => "dry run for the in-process simulator".into(),
+            Connection::Simulator => "the in-process simulator".into(),
+        };
+        let max_failures = pacing
+            .max_failures
+            .map_or_else(|| "off".to_string(), |limit| limit.to_string());
+        format!(
+            "{connection}; output {}; sheet {}; rate {}/s per {}; lookup {} at describe rate {}/s; concurrency {} per bucket (at most {} in flight in all); max attempts {}; backoff {}-{} ms; max failures {max_failures}; timeout {}s; resume {}; log format {}; quiet {}; verbose {}",
+            output.results,
+            self.input.sheet.as_deref().unwrap_or("the first visible"),
+            pacing.rate,
+            format!("{:?}", pacing.rate_scope).to_lowercase(),
+            mode.lookup,
+            pacing.describe_rate,
+            pacing.concurrency,
+            pacing.max_in_flight,
+            pacing.retry.max_attempts,
+            pacing.retry.backoff.base.as_millis(),
+            pacing.retry.backoff.max.as_millis(),
+            pacing.timeout.as_secs_f64(),
+            mode.resume,
+            format!("{:?}", output.log_format).to_lowercase(),
+            output.quiet,
+            output.verbose,
+        )
+    }
+}
