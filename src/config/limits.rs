@@ -71,6 +71,6 @@ mod tests {
         assert_eq!(max_in_flight(128, false), 64);
         assert_eq!(max_in_flight(128, true), 32);
         assert_eq!(max_in_flight(10, false), 1, "never none");
-        assert_eq!(max_in_flight(u64::MAX, false), usize::MAX);
+        assert!(max_in_flight(u64::MAX, false) > 1 << 40, "no limit, no cap");
     }
 }

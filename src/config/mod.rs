@@ -449,3 +449,476 @@ impl RunConfig {
         )
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Resolves `args` with `vars` as the environment; the error's text if it fails.
+    async fn resolve(args: RunArgs, vars: &[(&str, &str)]) -> Result<RunConfig, String> {
+        let vars: Vec<(String, String)> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let env = move |key: &str| {
+            vars.iter()
+                .find(|(name, _)| name == key)
+                .map(|(_, value)| value.clone())
+        };
+        RunConfig::resolve(args, &env)
+            .await
+            .map_err(|e| e.to_string())
+    }
+
+    fn dry() -> RunArgs {
+        RunArgs {
+            input: "in.csv".into(),
+            dry_run: true,
+            offline: true,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn the_example_config_loads_and_names_every_key() {
+        let path = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/config.example.toml"));
+        let file = FileConfig::load(path).expect("config.example.toml is valid");
+        assert!(file.warnings.is_empty(), "{:?}", file.warnings);
+        let text = std::fs::read_to_string(path).unwrap();
+        for (table, keys) in file::all_keys() {
+            assert!(text.contains(&format!("[{table}]")), "[{table}]");
+            for key in keys {
+                assert!(
+                    text.contains(&format!("{key} = ")),
+                    "{key} is in the example"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn a_broken_config_file_is_named_by_line_without_showing_a_secret() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        for text in [
+            "[credentials]\nsecret_id = 'AKIDx'\nsecret_key = \"TOPSECRET123\n",
+            "[credentials]\nsecret_key = \"TOPSECRET456\"\nsecret_key = \"TOPSECRET456\"\n",
+            "[credentials]\nsecret_key = 12345678\n",
+        ] {
+            std::fs::write(&path, text).unwrap();
+            let error = FileConfig::load(&path).unwrap_err().to_string();
+            assert!(
+                !error.contains("TOPSECRET") && !error.contains("12345678"),
+                "{error}"
+            );
+            assert!(error.contains("line "), "{error}");
+        }
+    }
+
+    #[test]
+    fn a_near_miss_key_stops_with_the_nearest_known_one_and_a_stranger_is_a_warning() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(&path, "[run]\nconcurency = 4\n").unwrap();
+        let error = FileConfig::load(&path).unwrap_err().to_string();
+        assert!(
+            error.contains("`concurency`") && error.contains("did you mean `concurrency`?"),
+            "{error}"
+        );
+        std::fs::write(&path, "[retries]\nbase_ms = 4\n").unwrap();
+        let error = FileConfig::load(&path).unwrap_err().to_string();
+        assert!(error.contains("did you mean `retry`?"), "{error}");
+        std::fs::write(&path, "[run]\nparallelism = 4\n[extra]\n").unwrap();
+        let file = FileConfig::load(&path).unwrap();
+        assert_eq!(file.warnings.len(), 2, "{:?}", file.warnings);
+        for said in [
+            "unknown key in [run] `parallelism` is ignored",
+            "unknown table `extra` is ignored",
+        ] {
+            assert!(
+                file.warnings.iter().any(|w| w.contains(said)),
+                "{said}: {:?}",
+                file.warnings
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn numbers_that_cannot_work_are_refused_with_the_fix_and_a_short_value() {
+        let with = |f: fn(&mut RunArgs)| {
+            let mut args = dry();
+            f(&mut args);
+            args
+        };
+        assert!(resolve(dry(), &[]).await.is_ok());
+        for (args, starts) in [
+            (with(|a| a.rate = Some(0.0)), "--rate 0: give"),
+            (with(|a| a.rate = Some(f64::NAN)), "--rate NaN: give"),
+            (with(|a| a.rate = Some(f64::INFINITY)), "--rate inf: give"),
+            (with(|a| a.rate = Some(1e-300)), "--rate 1.000e-300: give"),
+            (with(|a| a.rate = Some(1e300)), "--rate 1.000e300: give"),
+            (
+                with(|a| a.describe_rate = Some(-1.0)),
+                "--describe-rate -1: give",
+            ),
+            (with(|a| a.concurrency = Some(0)), "--concurrency 0: give"),
+            (with(|a| a.max_attempts = Some(0)), "--max-attempts 0: give"),
+            (with(|a| a.timeout = Some(-1.0)), "--timeout -1: give"),
+            (
+                with(|a| a.timeout = Some(1e300)),
+                "--timeout 1.000e300: give",
+            ),
+            (with(|a| a.timeout = Some(f64::NAN)), "--timeout NaN: give"),
+        ] {
+            let error = resolve(args, &[]).await.unwrap_err();
+            assert!(error.starts_with(starts), "{error}");
+            assert!(error.len() < 200, "one short line: {error}");
+        }
+    }
+
+    #[tokio::test]
+    async fn backoff_keys_are_checked_alone_and_together() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        let args = || RunArgs {
+            config: Some(path.clone()),
+            ..dry()
+        };
+        std::fs::write(&path, "[retry]\nmax_ms = 9223372036854775807\n").unwrap();
+        assert_eq!(
+            resolve(args(), &[]).await.unwrap_err(),
+            format!(
+                "{}: [retry] max_ms = 9223372036854775807: give at most 600000 (10 minutes): a longer wait between attempts looks like a hang",
+                path.display()
+            )
+        );
+        std::fs::write(&path, "[retry]\nbase_ms = 30000\n").unwrap();
+        let error = resolve(args(), &[]).await.unwrap_err();
+        let expected = format!(
+            "{}: [retry] base_ms = 30000: larger than max_ms",
+            path.display()
+        );
+        assert!(error.starts_with(&expected), "{error}");
+    }
+
+    /// A value is named where it was set: the flag, the variable, or the file and its key.
+    #[tokio::test]
+    async fn a_bad_value_is_named_by_its_flag_variable_or_file_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("config.toml");
+        std::fs::write(&config, "[run]\nrate = -5\n").unwrap();
+        let error = resolve(dry(), &[("LIGHTHOUSE_SHARE_RATE", "abc")])
+            .await
+            .unwrap_err();
+        assert!(
+            error.starts_with("LIGHTHOUSE_SHARE_RATE=abc: not a number"),
+            "{error}"
+        );
+        let error = resolve(dry(), &[("LIGHTHOUSE_SHARE_RATE", "-5")])
+            .await
+            .unwrap_err();
+        assert!(
+            error.starts_with("LIGHTHOUSE_SHARE_RATE=-5: give"),
+            "{error}"
+        );
+        let error = resolve(dry(), &[("LIGHTHOUSE_SHARE_RATE_SCOPE", "zone")])
+            .await
+            .unwrap_err();
+        assert_eq!(
+            error,
+            "LIGHTHOUSE_SHARE_RATE_SCOPE=zone: give one of region, endpoint"
+        );
+        let from_file = RunArgs {
+            config: Some(config.clone()),
+            ..dry()
+        };
+        let error = resolve(from_file, &[]).await.unwrap_err();
+        let expected = format!("{}: [run] rate = -5: give", config.display());
+        assert!(error.starts_with(&expected), "{error}");
+        let flag_wins = RunArgs {
+            config: Some(config.clone()),
+            rate: Some(0.0),
+            ..dry()
+        };
+        let error = resolve(flag_wins, &[("LIGHTHOUSE_SHARE_RATE", "abc")])
+            .await
+            .unwrap_err();
+        assert!(error.starts_with("--rate 0: give"), "{error}");
+        let env_beats_file = RunArgs {
+            config: Some(config),
+            ..dry()
+        };
+        let error = resolve(env_beats_file, &[("LIGHTHOUSE_SHARE_RATE", "0")])
+            .await
+            .unwrap_err();
+        assert!(
+            error.starts_with("LIGHTHOUSE_SHARE_RATE=0: give"),
+            "{error}"
+        );
+    }
+
+    #[tokio::test]
+    async fn max_failures_states_its_range_wherever_it_is_set() {
+        for bad in ["0", "0%", "100.5%", "-3", "lots"] {
+            let error = resolve(dry(), &[("LIGHTHOUSE_SHARE_MAX_FAILURES", bad)])
+                .await
+                .unwrap_err();
+            assert!(
+                error.contains("at least 1") && error.contains("at most 100%"),
+                "{error}"
+            );
+        }
+        for good in ["1", "100%", "0.5%"] {
+            let config = resolve(dry(), &[("LIGHTHOUSE_SHARE_MAX_FAILURES", good)]).await;
+            assert!(config.is_ok(), "{good}: {config:?}");
+        }
+    }
+
+    fn endpoint(template: &str) -> Result<(), ConfigError> {
+        checks::check_endpoint(template, |shown| format!("--endpoint {shown}"))
+    }
+
+    #[test]
+    fn plain_http_is_refused_unless_the_host_is_loopback() {
+        for ok in [
+            "https://lighthouse.{region}.tencentcloudapi.com",
+            "http://127.0.0.1:8020",
+            "http://localhost:1",
+            "http://[::1]:2",
+        ] {
+            assert!(endpoint(ok).is_ok(), "{ok}");
+        }
+        let error = endpoint("http://lighthouse.tencentcloudapi.com").unwrap_err();
+        assert!(error.to_string().contains("use https://"), "{error}");
+    }
+
+    #[test]
+    fn a_placeholder_other_than_region_is_named() {
+        let error = endpoint("https://lighthouse.{REGION}.tencentcloudapi.com")
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("`{REGION}` is not a placeholder"), "{error}");
+        let error = endpoint("https://lighthouse.{region.tencentcloudapi.com")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("`{region.tencentcloudapi.com` is not"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn user_info_in_the_endpoint_is_refused_and_never_shown() {
+        let error = endpoint("https://user:hunter2@lighthouse.{region}.tencentcloudapi.com")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.starts_with("--endpoint https://***@lighthouse.{region}"),
+            "{error}"
+        );
+        assert!(!error.contains("hunter2"), "{error}");
+    }
+
+    #[tokio::test]
+    async fn an_on_off_option_takes_the_flag_then_the_environment_then_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(&path, "[run]\nresume = true\n").unwrap();
+        let resume = |args: RunArgs, vars: &'static [(&'static str, &'static str)]| async move {
+            resolve(args, vars).await.map(|c| c.mode().resume)
+        };
+        let file = || RunArgs {
+            config: Some(path.clone()),
+            ..dry()
+        };
+        assert_eq!(resume(dry(), &[]).await, Ok(false));
+        assert_eq!(resume(file(), &[]).await, Ok(true));
+        let no_resume = RunArgs {
+            no_resume: true,
+            ..file()
+        };
+        assert_eq!(
+            resume(no_resume, &[]).await,
+            Ok(false),
+            "--no-resume beats the file"
+        );
+        let env_off = &[("LIGHTHOUSE_SHARE_RESUME", "off")];
+        assert_eq!(
+            resume(file(), env_off).await,
+            Ok(false),
+            "the environment beats the file"
+        );
+        let flag = RunArgs {
+            resume: true,
+            ..dry()
+        };
+        assert_eq!(
+            resume(flag, env_off).await,
+            Ok(true),
+            "a flag beats the environment"
+        );
+        let error = resume(dry(), &[("LIGHTHOUSE_SHARE_RESUME", "maybe")])
+            .await
+            .unwrap_err();
+        assert!(
+            error.starts_with("LIGHTHOUSE_SHARE_RESUME=maybe: give true or false"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn only_a_named_profile_wins_and_tccli_profile_names_the_default() {
+        let tccli = |key: &str| (key == "TCCLI_PROFILE").then(|| "staging".to_string());
+        let none = |_: &str| None;
+        let named = |name: &str| Profile {
+            name: name.into(),
+            named: true,
+        };
+        assert_eq!(profile(Some("prod".into()), &tccli).unwrap(), named("prod"));
+        assert_eq!(
+            profile(None, &tccli).unwrap(),
+            Profile {
+                name: "staging".into(),
+                named: false
+            }
+        );
+        assert_eq!(profile(None, &none).unwrap().name, "default");
+        let path = |key: &str| (key == "TCCLI_PROFILE").then(|| "../../x".to_string());
+        let error = profile(None, &path).unwrap_err().to_string();
+        assert!(
+            error.starts_with("TCCLI_PROFILE=../../x: not a profile name"),
+            "{error}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_profile_name_is_a_name_never_a_path_nor_empty() {
+        for bad in ["../../x", "/tmp/x", "", ".hidden", "a\\b", "a b"] {
+            let args = RunArgs {
+                profile: Some(bad.to_string()),
+                ..dry()
+            };
+            let error = resolve(args, &[]).await.unwrap_err();
+            assert!(
+                error.starts_with(&format!(
+                    "--profile {}: not a profile name",
+                    bad.escape_debug()
+                )) && error.contains("letters, digits"),
+                "{error}"
+            );
+        }
+        for good in ["prod", "team-a_2", "v1.2"] {
+            let args = RunArgs {
+                profile: Some(good.to_string()),
+                ..dry()
+            };
+            assert!(resolve(args, &[]).await.is_ok(), "{good}");
+        }
+    }
+
+    #[test]
+    fn the_later_of_a_flag_and_its_no_form_wins() {
+        use crate::cli::{Cli, Command};
+        use clap::Parser;
+        let parse = |args: &[&str]| match Cli::parse_from(args).command {
+            Command::Run(run) => (run.resume, run.no_resume),
+            _ => unreachable!("a run was parsed"),
+        };
+        let run = ["lighthouse-share", "run", "in.csv"];
+        assert_eq!(
+            parse(&[&run[..], &["--resume", "--no-resume"]].concat()),
+            (false, true)
+        );
+        assert_eq!(
+            parse(&[&run[..], &["--no-resume", "--resume"]].concat()),
+            (true, false)
+        );
+    }
+
+    #[test]
+    fn a_misspelt_variable_stops_the_run_and_a_stranger_is_a_warning() {
+        let names = |list: &[&str]| list.iter().map(|n| n.to_string()).collect::<Vec<_>>();
+        let error = check_variables(names(&["PATH", "LIGHTHOUSE_SHARE_DRYRUN"]).into_iter())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.starts_with(
+                "unknown variable LIGHTHOUSE_SHARE_DRYRUN: did you mean LIGHTHOUSE_SHARE_DRY_RUN?"
+            ),
+            "{error}"
+        );
+        let warnings = check_variables(
+            names(&[
+                "LIGHTHOUSE_SHARE_RATE",
+                "LIGHTHOUSE_SHARE_CONFIG",
+                "LIGHTHOUSE_SHARE_METADATA_URL",
+                "LIGHTHOUSE_SHARE_VERBOSE",
+                "LIGHTHOUSE_SHARE_SOMETHING_ELSE_ENTIRELY",
+            ])
+            .into_iter(),
+        )
+        .unwrap();
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        assert!(
+            warnings[0].starts_with(
+                "unknown variable LIGHTHOUSE_SHARE_SOMETHING_ELSE_ENTIRELY is ignored"
+            )
+        );
+    }
+
+    #[test]
+    fn every_option_in_the_table_is_in_the_help_with_its_variable() {
+        use clap::CommandFactory;
+        let mut cli = crate::cli::Cli::command();
+        let help = cli
+            .find_subcommand_mut("run")
+            .unwrap()
+            .render_long_help()
+            .to_string();
+        let flat = help.split_whitespace().collect::<Vec<_>>().join(" ");
+        for opt in table::OPTIONS
+            .iter()
+            .filter(|opt| opt.table == table::Table::Run)
+        {
+            assert!(
+                flat.contains(&opt.flag_name()),
+                "{} in the help",
+                opt.flag_name()
+            );
+        }
+        for opt in table::OPTIONS
+            .iter()
+            .filter(|o| o.env && o.default.is_some_and(|d| d != "false"))
+        {
+            assert!(
+                flat.contains(&opt.variable()),
+                "{} in the help",
+                opt.variable()
+            );
+        }
+    }
+
+    #[test]
+    fn the_open_files_cap_is_shared_among_buckets_and_said_once_when_it_cuts() {
+        let low = Low {
+            concurrency: 100_000,
+            endpoint: DEFAULT_ENDPOINT.into(),
+            ..Low::default()
+        };
+        let pacing = pacing(&low, &Endpoint::new(DEFAULT_ENDPOINT), 128);
+        assert_eq!(pacing.max_in_flight, 64);
+        let (per_bucket, warning) = pacing.in_flight_per_bucket(3);
+        assert_eq!(per_bucket, 21);
+        let warning = warning.expect("the cap cut --concurrency");
+        assert!(
+            warning.contains("not --concurrency 100000") && warning.contains("128 files"),
+            "{warning}"
+        );
+        let roomy = Pacing {
+            concurrency: 8,
+            ..pacing
+        };
+        assert_eq!(roomy.in_flight_per_bucket(3), (8, None));
+        assert_eq!(roomy.in_flight_per_bucket(1000).0, 1, "never none");
+    }
+}

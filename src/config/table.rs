@@ -400,14 +400,16 @@ pub fn known_variables() -> Vec<String> {
 /// cut to a few characters, and control characters escaped, so that a message stays one
 /// readable line.
 pub fn shown(text: &str) -> String {
-    const MOST: usize = 24;
+    const MOST_DIGITS: usize = 24;
+    const MOST_TEXT: usize = 60;
     let text = text.trim();
-    let short = match text.chars().count() > MOST {
-        false => text.to_string(),
-        true => match text.parse::<f64>() {
-            Ok(number) => format!("{number:.3e}"),
-            Err(_) => format!("{}...", text.chars().take(MOST).collect::<String>()),
-        },
+    let n_chars = text.chars().count();
+    let short = match text.parse::<f64>() {
+        Ok(number) if n_chars > MOST_DIGITS => format!("{number:.3e}"),
+        _ if n_chars > MOST_TEXT => {
+            format!("{}...", text.chars().take(MOST_TEXT).collect::<String>())
+        }
+        _ => text.to_string(),
     };
     short.escape_debug().to_string()
 }

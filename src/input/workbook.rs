@@ -66,6 +66,13 @@ impl Source {
 
 /// Reads `path` and loads `sheet` (the first visible worksheet if `None`) into memory.
 pub fn load(path: &Path, sheet: Option<&str>) -> Result<Sheet, InputError> {
+    // Checked before opening: opening a FIFO waits for a writer.
+    if let Some(problem) = not_a_workbook_file(path) {
+        return Err(InputError::Workbook {
+            path: path.to_path_buf(),
+            problem,
+        });
+    }
     // The same message as for a CSV file that cannot be opened.
     File::open(path).map_err(|source| InputError::Open {
         path: path.to_path_buf(),
@@ -83,6 +90,29 @@ pub fn load(path: &Path, sheet: Option<&str>) -> Result<Sheet, InputError> {
     Ok(Sheet {
         range: Arc::new(range),
         name,
+    })
+}
+
+/// Why `path` cannot be read as a workbook before trying, in the user's words: a workbook is
+/// read from its end (a pipe cannot seek), and a password-protected `.xlsx` is an OLE
+/// container, not the zip an `.xlsx` is.
+fn not_a_workbook_file(path: &Path) -> Option<String> {
+    use std::io::Read;
+    if std::fs::metadata(path).is_ok_and(|m| !m.is_file()) {
+        return Some(
+            "it is a pipe or a device, and a workbook is read from its end: save it to a file first, or send a CSV through the pipe".into(),
+        );
+    }
+    const OLE: [u8; 8] = [0xD0, 0xCF, 0x11, 0xE0, 0xA1, 0xB1, 0x1A, 0xE1];
+    let mut magic = [0u8; 8];
+    let is_ole = File::open(path)
+        .and_then(|mut file| file.read_exact(&mut magic))
+        .is_ok_and(|()| magic == OLE);
+    let is_xls = path
+        .extension()
+        .is_some_and(|ext| ext.eq_ignore_ascii_case("xls"));
+    (is_ole && !is_xls).then(|| {
+        "it is protected with a password (encrypted), or is an old .xls under another name: remove the password in Excel (File > Info > Protect Workbook), or save it as .xlsx or .csv, and run again".into()
     })
 }
 

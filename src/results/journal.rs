@@ -166,12 +166,25 @@ fn read_header(reader: &mut impl BufRead, path: &Path) -> anyhow::Result<Option<
     if !line.ends_with('\n') {
         return Ok(None);
     }
+    /// What any version's header holds, to tell another version's record from a stranger.
+    #[derive(serde::Deserialize)]
+    struct Kind {
+        record: String,
+        version: serde_json::Value,
+    }
     match serde_json::from_str::<Header>(&line) {
         Ok(header) if header.record == RECORD && header.version == VERSION => Ok(Some(header)),
-        _ => bail!(
-            "{} is not a record of lighthouse-share: give this run another --output, or move that file away",
-            path.display()
-        ),
+        _ => match serde_json::from_str::<Kind>(&line) {
+            Ok(kind) if kind.record == RECORD => bail!(
+                "{} is a record of another version of lighthouse-share (format {}; this one reads format {VERSION}): finish it with the version that wrote it, or give this run another --output",
+                path.display(),
+                kind.version
+            ),
+            _ => bail!(
+                "{} is not a record of lighthouse-share: give this run another --output, or move that file away",
+                path.display()
+            ),
+        },
     }
 }
 
