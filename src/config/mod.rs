@@ -312,8 +312,9 @@ impl Pacing {
         let per_bucket = (self.max_in_flight / n_buckets).clamp(1, asked);
         let warning = (per_bucket < asked).then(|| {
             format!(
-                "at most {per_bucket} requests in flight per bucket ({} in all over {n_buckets} buckets), not --concurrency {asked}: this process may open {} files (ulimit -n), and each request in flight holds one; raise the hard limit (ulimit -Hn) to allow more",
+                "at most {per_bucket} requests in flight per bucket ({} in all over {n_buckets} {}), not --concurrency {asked}: this process may open {} files (ulimit -n), and each request in flight holds one; raise the hard limit (ulimit -Hn) to allow more",
                 per_bucket * n_buckets,
+                if n_buckets == 1 { "bucket" } else { "buckets" },
                 self.open_files
             )
         });

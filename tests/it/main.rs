@@ -1,6 +1,7 @@
 //! All integration tests, built as one binary. They talk to the real simulator over real HTTP
 //! on `127.0.0.1:0`.
 
+mod command_line;
 mod common;
 mod credentials;
 mod habits;
