@@ -800,11 +800,13 @@ mod tests {
                 ..dry()
             };
             let error = resolve(args, &[]).await.unwrap_err();
+            let shown = match bad {
+                "" => "\"\"".to_string(),
+                bad => bad.escape_debug().to_string(),
+            };
             assert!(
-                error.starts_with(&format!(
-                    "--profile {}: not a profile name",
-                    bad.escape_debug()
-                )) && error.contains("letters, digits"),
+                error.starts_with(&format!("--profile {shown}: not a profile name"))
+                    && error.contains("letters, digits"),
                 "{error}"
             );
         }

@@ -369,7 +369,13 @@ pub fn walk(args: &RunArgs, env: Env<'_>, file: &FileConfig) -> Result<Low, Conf
         let Some((text, origin)) = opt.given(args, env, file)? else {
             continue;
         };
-        (opt.apply)(&mut low, text.trim())
+        // A variable's stray spaces (`export X= 5`) are not part of its value; a flag's
+        // or a file's text is taken as written (a sheet name may end in a space).
+        let value = match origin {
+            Origin::Env => text.trim(),
+            _ => text.as_str(),
+        };
+        (opt.apply)(&mut low, value)
             .map_err(|why| error(format!("{}: {why}", opt.written(&origin, &shown(&text)))))?;
         low.origins.insert(opt.key, origin);
     }
@@ -403,6 +409,9 @@ pub fn shown(text: &str) -> String {
     const MOST_DIGITS: usize = 24;
     const MOST_TEXT: usize = 60;
     let text = text.trim();
+    if text.is_empty() {
+        return "\"\"".into();
+    }
     let n_chars = text.chars().count();
     let short = match text.parse::<f64>() {
         Ok(number) if n_chars > MOST_DIGITS => format!("{number:.3e}"),

@@ -499,3 +499,39 @@ fn a_record_of_another_version_is_named_as_such() {
         stderr(&refused)
     );
 }
+
+/// A warm-up connection that fails is said at `-v` (it used to be silent), once per bucket.
+#[test]
+fn a_failed_warm_up_is_a_warning_at_verbose() {
+    let home = home();
+    let run = |verbose: &[&str]| {
+        binary(home.path())
+            // Port 9 on loopback: closed, refused at once.
+            .args([
+                "run",
+                "in.csv",
+                "--endpoint",
+                "http://127.0.0.1:9",
+                "--no-lookup",
+            ])
+            .args(["--max-attempts", "1", "-o", "out.csv"])
+            .args(verbose)
+            .env("TENCENTCLOUD_SECRET_ID", DEFAULT_SECRET_ID)
+            .env("TENCENTCLOUD_SECRET_KEY", DEFAULT_SECRET_KEY)
+            .output()
+            .unwrap()
+    };
+    let verbose = run(&["-v"]);
+    let text = stderr(&verbose);
+    assert_eq!(
+        text.matches("warm-up connections to ap-seoul failed")
+            .count(),
+        1,
+        "{text}"
+    );
+    for leftover in ["out.csv", "out.csv.journal"] {
+        std::fs::remove_file(home.path().join(leftover)).ok();
+    }
+    let plain = run(&[]);
+    assert!(!stderr(&plain).contains("warm-up"), "{}", stderr(&plain));
+}
