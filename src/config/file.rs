@@ -36,6 +36,8 @@ const TABLES: [&str; 3] = ["run", "retry", "credentials"];
 const CREDENTIAL_KEYS: [&str; 3] = ["secret_id", "secret_key", "token"];
 
 impl FileConfig {
+    /// Reads and checks the file at `path`: exit 2 for what cannot be read or is a near
+    /// miss of a known key; a warning for any other unknown key.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|e| {
             error(format!(
@@ -62,6 +64,7 @@ impl FileConfig {
         })
     }
 
+    /// The file's path; empty when there is no file.
     pub fn path(&self) -> &Path {
         &self.path
     }
@@ -120,6 +123,15 @@ fn check_keys(path: &Path, table: &toml::Table) -> Result<Vec<String>, ConfigErr
         }
     };
     for (name, value) in table {
+        let home = ["run", "retry"]
+            .into_iter()
+            .find(|table| known_keys(table).contains(&name.as_str()));
+        if let (Some(home), false) = (home, value.is_table()) {
+            return Err(error(format!(
+                "{}: `{name}` is a key of [{home}]: put it below a [{home}] line",
+                path.display()
+            )));
+        }
         if !TABLES.contains(&name.as_str()) {
             unknown("table", name, &TABLES)?;
             continue;

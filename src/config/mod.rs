@@ -9,7 +9,7 @@
 mod checks;
 mod file;
 mod limits;
-pub mod table;
+mod table;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -130,18 +130,22 @@ pub enum Connection {
 }
 
 impl RunConfig {
+    /// What is read: the input file and its sheet.
     pub fn input(&self) -> &Input {
         &self.input
     }
 
+    /// What is written (results, record, lock) and said (log format, -q, -v).
     pub fn output(&self) -> &Output {
         &self.output
     }
 
+    /// Rates, concurrency, retries, the failure threshold, the timeout.
     pub fn pacing(&self) -> &Pacing {
         &self.pacing
     }
 
+    /// Where the requests go, and dry run, resume, look-up.
     pub fn mode(&self) -> &Mode {
         &self.mode
     }
@@ -529,6 +533,12 @@ mod tests {
         std::fs::write(&path, "[retries]\nbase_ms = 4\n").unwrap();
         let error = FileConfig::load(&path).unwrap_err().to_string();
         assert!(error.contains("did you mean `retry`?"), "{error}");
+        std::fs::write(&path, "rate = 5\n").unwrap();
+        let error = FileConfig::load(&path).unwrap_err().to_string();
+        assert!(
+            error.ends_with("`rate` is a key of [run]: put it below a [run] line"),
+            "{error}"
+        );
         std::fs::write(&path, "[run]\nparallelism = 4\n[extra]\n").unwrap();
         let file = FileConfig::load(&path).unwrap();
         assert_eq!(file.warnings.len(), 2, "{:?}", file.warnings);
@@ -817,6 +827,24 @@ mod tests {
             };
             assert!(resolve(args, &[]).await.is_ok(), "{good}");
         }
+    }
+
+    #[tokio::test]
+    async fn more_v_than_two_means_every_request_and_the_variable_takes_0_to_2() {
+        let loud = RunArgs {
+            verbose: 5,
+            ..dry()
+        };
+        assert_eq!(resolve(loud, &[]).await.unwrap().output().verbose, 2);
+        let env = resolve(dry(), &[("LIGHTHOUSE_SHARE_VERBOSE", "1")]).await;
+        assert_eq!(env.unwrap().output().verbose, 1);
+        let error = resolve(dry(), &[("LIGHTHOUSE_SHARE_VERBOSE", "9")])
+            .await
+            .unwrap_err();
+        assert!(
+            error.starts_with("LIGHTHOUSE_SHARE_VERBOSE=9: give 0, 1"),
+            "{error}"
+        );
     }
 
     #[test]

@@ -25,6 +25,7 @@ pub enum Table {
 }
 
 impl Table {
+    /// The table's name in the file: `[run]`, `[retry]`.
     pub fn name(self) -> &'static str {
         match self {
             Table::Run => "run",
@@ -290,7 +291,8 @@ pub const OPTIONS: &[Opt] = &[
     Opt {
         key: "verbose",
         table: Table::Run,
-        flag: |a| (a.verbose > 0).then(|| a.verbose.to_string()),
+        // -vvv and more mean what -vv does: every request.
+        flag: |a| (a.verbose > 0).then(|| a.verbose.min(2).to_string()),
         env: true,
         default: Some("0"),
         apply: |low, text| {
