@@ -18,7 +18,7 @@ use crate::action::RateScope;
 use crate::api::Endpoint;
 use crate::cli::{LogFormat, RunArgs};
 use crate::credentials::{self, CredentialsError, Env, Profile, Provider};
-use crate::pool::FailureLimit;
+use crate::engine::FailureLimit;
 use crate::results::{Destination, SIMULATOR_TARGET};
 use crate::retry::{Backoff, Policy};
 use crate::suggest;

@@ -15,7 +15,7 @@ use super::{ConfigError, error};
 use crate::action::RateScope;
 use crate::cli::{self, LogFormat, RunArgs};
 use crate::credentials::Env;
-use crate::pool::FailureLimit;
+use crate::engine::FailureLimit;
 
 /// The config file's table that holds a key.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
