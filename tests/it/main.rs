@@ -10,5 +10,6 @@ mod lookup;
 mod pacing;
 mod record;
 mod run;
+mod sim_state;
 mod simulator;
 mod unattended;
