@@ -17,7 +17,7 @@ use crate::lookup::{Decider, Decision, State};
 use crate::output::plural;
 use crate::pool::Incoming;
 use crate::results::{
-    Asks, INVALID_INPUT, Identity, Occurrences, Outcome, Repeats, Resume, Status, ask,
+    Asks, Destination, Fits, INVALID_INPUT, Identity, Occurrences, Outcome, Repeats, Resume, Status, ask,
 };
 
 /// What a rate bucket is, given the scope and the endpoint.
@@ -100,6 +100,7 @@ impl Plan {
         input: &Source,
         buckets: &Buckets,
         resume: &Resume,
+        destination: &Destination,
         cancel: &AtomicBool,
     ) -> Result<Self, PlanError> {
         let mut plan = Plan {
@@ -123,11 +124,15 @@ impl Plan {
             _ => {}
         }
         let mut reader = reader;
-        for record in reader.by_ref() {
+        let mut fits = Fits::new(destination, reader.header())?;
+        while let Some(entry) = reader.next_entry() {
             if cancel.load(Ordering::Relaxed) {
                 return Err(PlanError::Interrupted);
             }
-            let record = record?;
+            let entry = entry?;
+            // What the results file cannot hold is found now, before anything is sent.
+            fits.check(&entry)?;
+            let record = entry.record;
             match record.validate() {
                 Err(message) => {
                     plan.n_invalid += 1;

@@ -97,11 +97,11 @@ pub async fn run(config: RunConfig, shutdown: impl Future<Output = ()>) -> Resul
         false => Resume::default(),
     };
     let (plan, resume) = {
-        let (input, buckets) = (input.clone(), buckets.clone());
+        let (input, buckets, output) = (input.clone(), buckets.clone(), config.output.clone());
         let cancel = Arc::new(AtomicBool::new(false));
         let cancelled = cancel.clone();
         let mut planning = std::pin::pin!(blocking(move || {
-            Plan::make(&input, &buckets, &resume, &cancelled).map(|p| (p, resume))
+            Plan::make(&input, &buckets, &resume, &output, &cancelled).map(|p| (p, resume))
         }));
         tokio::select! {
             biased;
