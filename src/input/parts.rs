@@ -45,7 +45,7 @@ pub fn check(path: &Path) -> Result<(), String> {
             cells: lower.contains("worksheets/") && lower.ends_with(".xml"),
             shared_strings: lower.ends_with("sharedstrings.xml"),
         };
-        check_part(&mut part, &name, scan)?;
+        check_part(&mut part, &name, scan, MAX_PART_BYTES)?;
     }
     Ok(())
 }
@@ -60,7 +60,9 @@ struct Scan {
     shared_strings: bool,
 }
 
-fn check_part(part: &mut impl Read, name: &str, scan: Scan) -> Result<(), String> {
+/// Unpacks `part` as a stream, counting, and checks what `scan` asks, and that it unpacks to
+/// at most `limit` bytes.
+fn check_part(part: &mut impl Read, name: &str, scan: Scan, limit: u64) -> Result<(), String> {
     let shown = crate::text::for_line(name);
     let mut buffer = vec![0u8; 64 * 1024];
     // The end of the previous chunk, so that a reference cut in two is still seen whole.
@@ -75,10 +77,10 @@ fn check_part(part: &mut impl Read, name: &str, scan: Scan) -> Result<(), String
             Err(_) => return Ok(()),
         };
         n_bytes += n as u64;
-        if n_bytes > MAX_PART_BYTES {
+        if n_bytes > limit {
             return Err(format!(
                 "its part `{shown}` unpacks to more than {} MiB (a zip bomb, or a sheet too large to load): export the sheet as CSV, which is read as a stream",
-                MAX_PART_BYTES / (1024 * 1024)
+                limit / (1024 * 1024)
             ));
         }
         let chunk = &buffer[..n];
@@ -179,7 +181,7 @@ mod tests {
             cells: true,
             shared_strings: false,
         };
-        check_part(&mut xml.as_bytes(), "xl/worksheets/sheet1.xml", scan)
+        check_part(&mut xml.as_bytes(), "xl/worksheets/sheet1.xml", scan, MAX_PART_BYTES)
     }
 
     #[test]
@@ -200,15 +202,31 @@ mod tests {
     }
 
     #[test]
+    fn a_part_that_unpacks_past_the_limit_is_refused_while_reading() {
+        let scan = Scan {
+            cells: false,
+            shared_strings: false,
+        };
+        let mut zeros = std::io::repeat(0).take(3 * 1024 * 1024);
+        let error = check_part(&mut zeros, "xl/styles.xml", scan, 2 * 1024 * 1024).unwrap_err();
+        assert!(error.contains("more than 2 MiB"), "{error}");
+        assert!(error.contains("export the sheet as CSV"), "{error}");
+        // An endless stream is refused as soon as it passes the limit.
+        let error = check_part(&mut std::io::repeat(0), "x", scan, 1024 * 1024).unwrap_err();
+        assert!(error.contains("zip bomb"), "{error}");
+    }
+
+    #[test]
     fn a_shared_string_count_past_what_the_part_holds_is_refused() {
         let scan = Scan {
             cells: false,
             shared_strings: true,
         };
         let lie = r#"<sst xmlns="x" count="1" uniqueCount="4000000000"><si><t>a</t></si></sst>"#;
-        let error = check_part(&mut lie.as_bytes(), "xl/sharedStrings.xml", scan).unwrap_err();
+        let error = check_part(&mut lie.as_bytes(), "xl/sharedStrings.xml", scan, MAX_PART_BYTES)
+            .unwrap_err();
         assert!(error.contains("4000000000"), "{error}");
         let honest = r#"<sst uniqueCount="1"><si><t>a</t></si></sst>"#;
-        assert!(check_part(&mut honest.as_bytes(), "s", scan).is_ok());
+        assert!(check_part(&mut honest.as_bytes(), "s", scan, MAX_PART_BYTES).is_ok());
     }
 }

@@ -227,7 +227,7 @@ impl Fits {
             n_rows: 1,
         };
         let width = 1 + header.len() + RESULT_COLUMNS.len();
-        if width > MAX_COLUMNS as usize {
+        if fits.workbook.is_some() && width > MAX_COLUMNS as usize {
             return Err(fits.error(format!(
                 "the input has {} columns, and with ours the results would have {width}, more than the {MAX_COLUMNS} an .xlsx sheet holds",
                 header.len()
@@ -252,9 +252,10 @@ impl Fits {
             let length = neutralise(cell, To::Cell).encode_utf16().count();
             if length > MAX_XLSX_CELL {
                 return Err(self.error(format!(
-                    "line {}, column {} (`{}`) holds {length} characters, more than the {MAX_XLSX_CELL} an .xlsx cell holds",
+                    "cell {}{} (line {}, column `{}`) holds {length} characters, more than the {MAX_XLSX_CELL} an .xlsx cell holds",
+                    crate::input::column_name(i),
                     entry.record.line,
-                    i + 1,
+                    entry.record.line,
                     crate::text::for_line(&self.header[i].chars().take(100).collect::<String>())
                 )));
             }

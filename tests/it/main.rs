@@ -11,3 +11,4 @@ mod record;
 mod run;
 mod simulator;
 mod unattended;
+mod workbooks;
