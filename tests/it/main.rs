@@ -3,6 +3,7 @@
 
 mod common;
 mod credentials;
+mod fuzz;
 mod habits;
 mod hostile;
 mod lookup;
