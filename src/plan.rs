@@ -17,7 +17,8 @@ use crate::lookup::{Decider, Decision, State};
 use crate::output::plural;
 use crate::pool::Incoming;
 use crate::results::{
-    Asks, Destination, Fits, INVALID_INPUT, Identity, Occurrences, Outcome, Repeats, Resume, Status, ask,
+    Asks, Destination, Fits, INVALID_INPUT, Identity, Occurrences, Outcome, Repeats, Resume,
+    Status, ask,
 };
 
 /// What a rate bucket is, given the scope and the endpoint.

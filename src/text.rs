@@ -90,7 +90,10 @@ mod tests {
 
     #[test]
     fn a_cell_keeps_its_line_breaks_and_tabs_a_line_does_not() {
-        assert_eq!(neutralise("two\nlines\tand\r", Sink::Cell), "two\nlines\tand\r");
+        assert_eq!(
+            neutralise("two\nlines\tand\r", Sink::Cell),
+            "two\nlines\tand\r"
+        );
         assert_eq!(for_line("two\nlines"), "two\\u{a}lines");
         assert_eq!(neutralise("bell\u{7}", Sink::Cell), "bell\\u{7}");
     }

@@ -29,8 +29,8 @@ use std::path::{Path, PathBuf};
 use crate::action::Permission;
 
 pub use header::{Columns, RESULT_COLUMNS};
-pub use source::Source;
 pub use parts::{MAX_COLUMNS, MAX_ROWS};
+pub use source::Source;
 pub use workbook::{Kind, column_name, is_workbook};
 
 /// The file as a whole cannot be used: exit 2, before anything is sent.

@@ -116,7 +116,12 @@ fn unique_count(xml: &[u8]) -> Option<u64> {
         .take_while(u8::is_ascii_digit)
         .collect();
     // A count too long for u64 is certainly more than the part holds.
-    Some(std::str::from_utf8(&digits).ok()?.parse().unwrap_or(u64::MAX))
+    Some(
+        std::str::from_utf8(&digits)
+            .ok()?
+            .parse()
+            .unwrap_or(u64::MAX),
+    )
 }
 
 /// Every `r="..."` in `xml` (rows and cells of a worksheet) inside Excel's grid.
@@ -143,7 +148,10 @@ fn check_references(xml: &[u8], shown: &str) -> Result<(), String> {
 
 /// A cell (`XFD1048576`) or row (`1048576`) reference within the grid.
 fn check_reference(reference: &[u8], shown: &str) -> Result<(), String> {
-    let letters = reference.iter().take_while(|b| b.is_ascii_alphabetic()).count();
+    let letters = reference
+        .iter()
+        .take_while(|b| b.is_ascii_alphabetic())
+        .count();
     let (column, row) = reference.split_at(letters);
     let too_far = |what: String| {
         Err(format!(
@@ -159,9 +167,13 @@ fn check_reference(reference: &[u8], shown: &str) -> Result<(), String> {
         n.checked_mul(26)?
             .checked_add(u32::from(b.to_ascii_uppercase() - b'A') + 1)
     });
-    let row_number = std::str::from_utf8(row)
-        .ok()
-        .and_then(|r| if r.is_empty() { Some(1) } else { r.parse::<u32>().ok() });
+    let row_number = std::str::from_utf8(row).ok().and_then(|r| {
+        if r.is_empty() {
+            Some(1)
+        } else {
+            r.parse::<u32>().ok()
+        }
+    });
     match (column_number, row_number) {
         (Some(c), Some(r)) if c <= MAX_COLUMNS && (1..=MAX_ROWS).contains(&r) => Ok(()),
         _ => too_far(echo()),
@@ -181,7 +193,12 @@ mod tests {
             cells: true,
             shared_strings: false,
         };
-        check_part(&mut xml.as_bytes(), "xl/worksheets/sheet1.xml", scan, MAX_PART_BYTES)
+        check_part(
+            &mut xml.as_bytes(),
+            "xl/worksheets/sheet1.xml",
+            scan,
+            MAX_PART_BYTES,
+        )
     }
 
     #[test]
@@ -223,8 +240,13 @@ mod tests {
             shared_strings: true,
         };
         let lie = r#"<sst xmlns="x" count="1" uniqueCount="4000000000"><si><t>a</t></si></sst>"#;
-        let error = check_part(&mut lie.as_bytes(), "xl/sharedStrings.xml", scan, MAX_PART_BYTES)
-            .unwrap_err();
+        let error = check_part(
+            &mut lie.as_bytes(),
+            "xl/sharedStrings.xml",
+            scan,
+            MAX_PART_BYTES,
+        )
+        .unwrap_err();
         assert!(error.contains("4000000000"), "{error}");
         let honest = r#"<sst uniqueCount="1"><si><t>a</t></si></sst>"#;
         assert!(check_part(&mut honest.as_bytes(), "s", scan, MAX_PART_BYTES).is_ok());

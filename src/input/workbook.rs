@@ -156,7 +156,11 @@ fn read_sheet<RS: Read + Seek>(
                 .worksheet_cells_reader(name)
                 .map_err(|e| e.to_string())?;
             while let Some(cell) = reader.next_cell().map_err(|e| e.to_string())? {
-                cells.add(cell.get_position(), Data::from(cell.get_value().clone()), false)?;
+                cells.add(
+                    cell.get_position(),
+                    Data::from(cell.get_value().clone()),
+                    false,
+                )?;
             }
         }
         workbook => {
@@ -276,7 +280,10 @@ impl RowSource for Source {
         let row = self.rows.get(self.next)?;
         self.next += 1;
         // Dense up to the row's last cell: a row's far cell costs this row only, once.
-        let width = row.cells.last().map_or(0, |(column, _)| *column as usize + 1);
+        let width = row
+            .cells
+            .last()
+            .map_or(0, |(column, _)| *column as usize + 1);
         let mut cells = vec![String::new(); width];
         let mut kinds = vec![Kind::Text; width];
         for (column, cell) in &row.cells {

@@ -162,7 +162,9 @@ pub const SIMULATOR: &str = "simulator";
 /// Reads the header line; `None` if the file has no whole line yet.
 fn read_header(reader: &mut impl BufRead, path: &Path) -> anyhow::Result<Option<Header>> {
     let mut line = String::new();
-    reader.read_line(&mut line).with_context(|| damaged(path, 1))?;
+    reader
+        .read_line(&mut line)
+        .with_context(|| damaged(path, 1))?;
     if !line.ends_with('\n') {
         return Ok(None);
     }

@@ -363,10 +363,7 @@ fn remove_leftovers_of(path: &Path) {
     for entry in entries.flatten() {
         let name = entry.file_name().to_string_lossy().into_owned();
         let is_file = entry.file_type().is_ok_and(|t| t.is_file());
-        if is_file
-            && name.starts_with(&prefix)
-            && std::fs::remove_file(entry.path()).is_ok()
-        {
+        if is_file && name.starts_with(&prefix) && std::fs::remove_file(entry.path()).is_ok() {
             removed.push(crate::text::for_line(&name).into_owned());
         }
     }
@@ -450,7 +447,9 @@ impl Sink {
     fn row(&mut self, cells: &[Out]) -> anyhow::Result<()> {
         match self {
             // A CSV cell has no type: what a spreadsheet would run is guarded.
-            Sink::Csv(csv, _) => csv.write_record(cells.iter().map(|c| guard(&c.text).into_owned()))?,
+            Sink::Csv(csv, _) => {
+                csv.write_record(cells.iter().map(|c| guard(&c.text).into_owned()))?
+            }
             Sink::Workbook(workbook, row, _, formats) => {
                 let sheet = workbook
                     .worksheets_mut()
@@ -551,4 +550,90 @@ fn clip(text: &str) -> std::borrow::Cow<'_, str> {
         })
         .map_or(text.len(), |(i, _)| i);
     format!("{}…", &text[..end]).into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::input::Record;
+
+    fn names(cells: &[&str]) -> Vec<String> {
+        cells.iter().map(|c| c.to_string()).collect()
+    }
+
+    #[test]
+    fn a_users_column_named_like_ours_is_kept_renamed_uniquely() {
+        let header = names(&["Status", "region", "status (input)", "x\u{1b}y"]);
+        let columns = columns(&header, &[0]);
+        assert_eq!(
+            columns[..5],
+            [
+                "line",
+                "Status (input)",
+                "region",
+                "status (input)",
+                "x\\u{1b}y"
+            ]
+        );
+        let header = names(&["status", "status (input)"]);
+        assert_eq!(
+            columns_of(&header)[1..3],
+            ["status (input) (input)", "status (input)"]
+        );
+    }
+
+    fn columns_of(header: &[String]) -> Vec<String> {
+        columns(header, &[0])
+    }
+
+    fn entry(line: u64, cells: &[&str]) -> Entry {
+        Entry {
+            record: Record {
+                line,
+                region: String::new(),
+                image_id: String::new(),
+                permission: String::new(),
+                unreadable: None,
+            },
+            cells: names(cells),
+            kinds: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn fits_finds_what_an_xlsx_cannot_hold_and_a_csv_holds_anything() {
+        let xlsx = Destination::File(PathBuf::from("out.xlsx"));
+        let header = names(&["region", "note"]);
+        let mut fits = Fits::new(&xlsx, &header).unwrap();
+        let full = "x".repeat(MAX_XLSX_CELL);
+        assert!(fits.check(&entry(2, &["ap-seoul", &full])).is_ok());
+        // An escaped control is longer than the character: counted as written.
+        let over = format!("{}\u{1b}", "x".repeat(MAX_XLSX_CELL - 1));
+        let error = fits
+            .check(&entry(3, &["a", &over]))
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("cell B3 (line 3, column `note`)"), "{error}");
+        assert!(error.contains("-o results.csv"), "{error}");
+        // Cells past the header's last column are not written, so they do not count.
+        assert!(fits.check(&entry(4, &["a", "b", &over])).is_ok());
+        fits.n_rows = u64::from(MAX_ROWS);
+        let error = fits.check(&entry(9, &["a"])).unwrap_err().to_string();
+        assert!(error.contains("past the 1048576 rows"), "{error}");
+
+        let csv = Destination::File(PathBuf::from("out.csv"));
+        let wide = vec![String::new(); MAX_COLUMNS as usize];
+        assert!(Fits::new(&xlsx, &wide).is_err());
+        let mut fits = Fits::new(&csv, &wide).unwrap();
+        assert!(fits.check(&entry(2, &[&over])).is_ok());
+    }
+
+    #[test]
+    fn text_too_long_for_a_cell_is_clipped_to_fit() {
+        let long = "é".repeat(MAX_XLSX_CELL + 5);
+        let clipped = clip(&long);
+        assert_eq!(clipped.encode_utf16().count(), MAX_XLSX_CELL);
+        assert!(clipped.ends_with('…'));
+        assert_eq!(clip("short"), "short");
+    }
 }

@@ -36,8 +36,27 @@ fn close_to(pieces: &'static [&'static str], max: usize) -> impl Strategy<Value 
 }
 
 const CSV_PIECES: &[&str] = &[
-    "region", "image_id", "permission", ",", ";", "\t", "\"", "\n", "\r\n", "\r", "#", "sep=;",
-    "\u{feff}", "ap-seoul", "img-abcdefgh", "SHARE", "CANCEL", "=1+1", " ", "\u{1b}", "line",
+    "region",
+    "image_id",
+    "permission",
+    ",",
+    ";",
+    "\t",
+    "\"",
+    "\n",
+    "\r\n",
+    "\r",
+    "#",
+    "sep=;",
+    "\u{feff}",
+    "ap-seoul",
+    "img-abcdefgh",
+    "SHARE",
+    "CANCEL",
+    "=1+1",
+    " ",
+    "\u{1b}",
+    "line",
     "status",
 ];
 
@@ -69,15 +88,50 @@ proptest! {
 }
 
 const XML_PIECES: &[&str] = &[
-    "<row>", "</row>", "<row r=\"2\">", "<c r=\"A1\">", "<c r=\"XFD1048576\">", "<c r=\"B2\" t=\"s\">",
-    "<c t=\"inlineStr\">", "<c t=\"b\">", "<c t=\"e\">", "<c t=\"str\">", "</c>", "<v>", "</v>",
-    "<v/>", "<f>", "</f>", "<f t=\"shared\" si=\"0\" ref=\"A1:A9\">", "<is><t>", "</t></is>",
-    "0", "1", "45418.5", "img-abcdefgh", "#N/A", "&amp;", "&#27;", "<", ">", "\"",
+    "<row>",
+    "</row>",
+    "<row r=\"2\">",
+    "<c r=\"A1\">",
+    "<c r=\"XFD1048576\">",
+    "<c r=\"B2\" t=\"s\">",
+    "<c t=\"inlineStr\">",
+    "<c t=\"b\">",
+    "<c t=\"e\">",
+    "<c t=\"str\">",
+    "</c>",
+    "<v>",
+    "</v>",
+    "<v/>",
+    "<f>",
+    "</f>",
+    "<f t=\"shared\" si=\"0\" ref=\"A1:A9\">",
+    "<is><t>",
+    "</t></is>",
+    "0",
+    "1",
+    "45418.5",
+    "img-abcdefgh",
+    "#N/A",
+    "&amp;",
+    "&#27;",
+    "<",
+    ">",
+    "\"",
 ];
 
 const SST_PIECES: &[&str] = &[
-    "<sst uniqueCount=\"3\">", "<sst count=\"99999999999\">", "<si>", "</si>", "<t>", "</t>",
-    "<r><t>a</t></r>", "region", "img-abcdefgh", "</sst>", "<", ">",
+    "<sst uniqueCount=\"3\">",
+    "<sst count=\"99999999999\">",
+    "<si>",
+    "</si>",
+    "<t>",
+    "</t>",
+    "<r><t>a</t></r>",
+    "region",
+    "img-abcdefgh",
+    "</sst>",
+    "<",
+    ">",
 ];
 
 /// Opens a workbook written from `parts` and reads every entry.
@@ -176,9 +230,15 @@ proptest! {
 fn a_record_that_is_not_text_is_named_as_damaged() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("fuzz.csv.journal");
-    for bytes in [&b"{\"record\xff\n"[..], &[HEADER.as_bytes(), b"\xc3(\n"].concat()] {
+    for bytes in [
+        &b"{\"record\xff\n"[..],
+        &[HEADER.as_bytes(), b"\xc3(\n"].concat(),
+    ] {
         std::fs::write(&path, bytes).unwrap();
         let error = format!("{:#}", Resume::load(&path, "simulator").err().unwrap());
-        assert!(error.contains("fuzz.csv.journal is damaged at line"), "{error}");
+        assert!(
+            error.contains("fuzz.csv.journal is damaged at line"),
+            "{error}"
+        );
     }
 }

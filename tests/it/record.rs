@@ -390,7 +390,9 @@ async fn a_crashed_runs_temporary_files_are_removed_by_the_next_run() {
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
     assert!(
-        !names.iter().any(|n| n.contains("images.results.csv.lighthouse-share-tmp")),
+        !names
+            .iter()
+            .any(|n| n.contains("images.results.csv.lighthouse-share-tmp")),
         "{names:?}"
     );
 }
@@ -411,7 +413,15 @@ async fn every_form_a_spreadsheet_runs_is_guarded_in_csv_and_numbers_are_not() {
         .unwrap();
     assert_eq!(
         row.iter().skip(4).take(7).collect::<Vec<_>>(),
-        ["'-inf", "'-NaN", "'+nan", "'+Infinity", "'=1+1", "-5", "+1.5e3"]
+        [
+            "'-inf",
+            "'-NaN",
+            "'+nan",
+            "'+Infinity",
+            "'=1+1",
+            "-5",
+            "+1.5e3"
+        ]
     );
 }
 
@@ -520,10 +530,17 @@ async fn the_users_columns_survive_the_round_trip_and_results_are_a_next_input()
     let own_of = |text: &str| {
         let mut csv = csv::Reader::from_reader(text.as_bytes());
         let header: Vec<String> = csv.headers().unwrap().iter().map(String::from).collect();
-        let at: Vec<usize> = ["owner", "Region", "notes", "Image ID", "permission", "ticket"]
-            .iter()
-            .map(|name| header.iter().position(|h| h == name).unwrap())
-            .collect();
+        let at: Vec<usize> = [
+            "owner",
+            "Region",
+            "notes",
+            "Image ID",
+            "permission",
+            "ticket",
+        ]
+        .iter()
+        .map(|name| header.iter().position(|h| h == name).unwrap())
+        .collect();
         csv.records()
             .map(|r| {
                 let r = r.unwrap();

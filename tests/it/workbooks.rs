@@ -78,7 +78,11 @@ fn a_formula_is_its_saved_value_and_one_without_makes_its_row_invalid() {
     );
     xlsx(&path, &rows);
     let entries = entries(&path).unwrap();
-    assert_eq!(entries.len(), 3, "a row of formulas is not blank: no row is dropped");
+    assert_eq!(
+        entries.len(),
+        3,
+        "a row of formulas is not blank: no row is dropped"
+    );
     assert_eq!(entries[0].record.image_id, "img-aaaaaaa1");
     assert!(entries[0].record.validate().is_ok());
     for (entry, cell) in entries[1..].iter().zip(["A3", "C4"]) {
@@ -160,7 +164,9 @@ async fn xlsx_results_keep_the_inputs_types() {
     sheet.write_string(1, 1, "img-aaaaaaa1").unwrap();
     sheet.write_string(1, 2, "SHARE").unwrap();
     sheet.write_number(1, 3, 42).unwrap();
-    sheet.write_datetime_with_format(1, 4, &date, &date_format).unwrap();
+    sheet
+        .write_datetime_with_format(1, 4, &date, &date_format)
+        .unwrap();
     sheet.write_boolean(1, 5, true).unwrap();
     sheet.write_string(1, 6, "=1+1").unwrap();
     sheet
@@ -191,7 +197,11 @@ async fn xlsx_results_keep_the_inputs_types() {
 fn a_csvs_cells_are_all_text() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("in.csv");
-    std::fs::write(&path, "region,image_id,permission,n\nap-seoul,img-aaaaaaa1,SHARE,42\n").unwrap();
+    std::fs::write(
+        &path,
+        "region,image_id,permission,n\nap-seoul,img-aaaaaaa1,SHARE,42\n",
+    )
+    .unwrap();
     let entries = entries(&path).unwrap();
     assert!(entries[0].kinds.iter().all(|k| *k == Kind::Text));
 }
