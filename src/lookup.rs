@@ -2,65 +2,41 @@
 //! its regions are listed (`DescribeBlueprints`, paced per bucket at `--describe-rate`), and
 //! each row is decided against that state as the earlier rows of its image leave it
 //! ([`Decider`]). After the run, rows that ended `already_shared` without a BlueprintId get
-//! it from a fresh look-up of their region ([`Lookups::fresh`]).
+//! it from a fresh look-up of their region ([`Lookups::fresh`]). Every page goes through the
+//! engine, in the bucket's own `DescribeBlueprints` lane: paced, retried and slowed down when
+//! refused exactly as the writes are.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
-use rand::Rng;
 use tokio::task::JoinSet;
 
 use crate::action::Permission;
-use crate::api::{ApiError, Blueprints, Class, Client, Page};
+use crate::actions::{Blueprints, DescribeBlueprints, Kind, is_refused};
+use crate::api::ApiError;
+use crate::engine::{Engine, Unfinished};
 use crate::input::Row;
-use crate::limiter::Limiter;
-use crate::pool::{Reason, Stop};
-use crate::retry::{Heard, History, Policy, Step};
+use crate::job::{Bucket, Job};
 
 /// The images shared in each region looked up: image id → BlueprintId. A region missing
 /// here was not looked up (its rows are sent blind).
 pub type State = HashMap<&'static str, HashMap<String, String>>;
 
-/// What the look-ups of a run share: the client, the pacing of each bucket, and what they
-/// found out about the account.
+/// The look-ups of a run: the engine they go through, and whether the CAM policy refuses
+/// them.
 pub struct Lookups {
-    client: Arc<Client>,
-    retry: Policy,
-    stop: Stop,
-    rate: f64,
-    /// One describe limiter per bucket name, kept for the fresh look-ups at the end.
-    limiters: Mutex<HashMap<String, Arc<Limiter>>>,
+    engine: Arc<Engine>,
     /// The CAM policy refuses `DescribeBlueprints`: said once, and nothing more is looked up.
     refused: AtomicBool,
-    /// `DescribeBlueprints` requests sent, for the summary.
-    pub n_requests: AtomicU64,
-}
-
-/// Why a region could not be listed.
-enum Failure {
-    /// `UnauthorizedOperation.*`: the policy allows the share but not the look-up.
-    Refused(ApiError),
-    /// A job-fatal answer: the job stops (SPEC §5).
-    Fatal(ApiError),
-    /// Retries ran out, or the answer cannot be mended: the region is sent blind.
-    Failed(ApiError),
-    /// The job is stopping.
-    Stopped,
 }
 
 impl Lookups {
-    pub fn new(client: Arc<Client>, retry: Policy, stop: Stop, rate: f64) -> Self {
-        Self {
-            client,
-            retry,
-            stop,
-            rate,
-            limiters: Mutex::new(HashMap::new()),
+    pub fn new(engine: Arc<Engine>) -> Arc<Self> {
+        Arc::new(Self {
+            engine,
             refused: AtomicBool::new(false),
-            n_requests: AtomicU64::new(0),
-        }
+        })
     }
 
     /// Whether `DescribeBlueprints` was refused by the CAM policy.
@@ -68,42 +44,18 @@ impl Lookups {
         self.refused.load(Ordering::Relaxed)
     }
 
-    fn limiter(&self, bucket: &str) -> Arc<Limiter> {
-        let mut limiters = self.limiters.lock().unwrap_or_else(|e| e.into_inner());
-        limiters
-            .entry(bucket.to_string())
-            .or_insert_with(|| Arc::new(Limiter::new(self.rate)))
-            .clone()
-    }
-
-    /// Lists the `SHARED` blueprints of `regions`, all in bucket `bucket`, in parallel
-    /// through the bucket's describe limiter. A region whose look-up failed is left out.
-    pub async fn bucket(self: &Arc<Self>, bucket: &str, regions: &[&'static str]) -> State {
-        self.regions(bucket, regions, Blueprints::Shared).await
-    }
-
-    /// The fresh look-up (SPEC §9): the blueprints of every type in `region`, image id →
-    /// BlueprintId; `None` if it could not be made.
-    pub async fn fresh(
-        self: &Arc<Self>,
-        bucket: &str,
-        region: &'static str,
-    ) -> Option<HashMap<String, String>> {
-        let mut state = self.regions(bucket, &[region], Blueprints::All).await;
-        state.remove(region)
-    }
-
-    async fn regions(
-        self: &Arc<Self>,
-        bucket: &str,
-        regions: &[&'static str],
-        kind: Blueprints,
-    ) -> State {
-        let limiter = self.limiter(bucket);
+    /// Lists the `SHARED` blueprints of every bucket's regions, all in parallel, each bucket
+    /// paced by its own look-up lane. A region whose look-up failed is left out.
+    pub async fn job(self: &Arc<Self>, job: &Job) -> State {
         let mut tasks = JoinSet::new();
-        for region in regions {
-            let (lookups, limiter, region) = (self.clone(), limiter.clone(), *region);
-            tasks.spawn(async move { (region, lookups.region(&limiter, region, kind).await) });
+        for bucket in job.iter() {
+            for region in &bucket.regions {
+                let (lookups, bucket, region) = (self.clone(), bucket.clone(), *region);
+                tasks.spawn(async move {
+                    let images = lookups.region(&bucket, region, Blueprints::Shared).await;
+                    (region, images)
+                });
+            }
         }
         let mut state = State::new();
         while let Some(joined) = tasks.join_next().await {
@@ -118,23 +70,39 @@ impl Lookups {
         state
     }
 
+    /// The fresh look-up (SPEC §9): the blueprints of every type in `region`, image id →
+    /// BlueprintId; `None` if it could not be made.
+    pub async fn fresh(
+        &self,
+        bucket: &Bucket,
+        region: &'static str,
+    ) -> Option<HashMap<String, String>> {
+        self.region(bucket, region, Blueprints::All).await
+    }
+
     /// One region's blueprints, every page; `None` (said in the log) if not to be had.
     async fn region(
         &self,
-        limiter: &Limiter,
+        bucket: &Bucket,
         region: &'static str,
         kind: Blueprints,
     ) -> Option<HashMap<String, String>> {
+        let lane = bucket.lane(Kind::DescribeBlueprints);
         let mut images = HashMap::new();
         let mut offset = 0;
         loop {
             if self.was_refused() {
                 return None;
             }
-            let page = match self.page(limiter, region, kind, offset).await {
+            let call = DescribeBlueprints {
+                region,
+                kind,
+                offset,
+            };
+            let page = match self.engine.call(lane, &call).await.result {
                 Ok(page) => page,
-                Err(failure) => {
-                    self.failed(region, failure);
+                Err(unfinished) => {
+                    self.failed(region, unfinished);
                     return None;
                 }
             };
@@ -151,96 +119,32 @@ impl Lookups {
         }
     }
 
-    fn failed(&self, region: &str, failure: Failure) {
-        match failure {
-            Failure::Refused(error) => {
-                if !self.refused.swap(true, Ordering::Relaxed) {
-                    tracing::warn!(
-                        code = %error.code,
-                        "the CAM policy of these credentials does not allow `lighthouse:DescribeBlueprints` ({}): every row is sent without reading the state first (as with --no-lookup), and rows already shared get no BlueprintId; grant it to have them",
-                        error.code
-                    );
-                }
+    /// Says why a region could not be listed: a policy that lacks the action (once), a
+    /// failure (its rows are sent without the look-up). A job-fatal answer has stopped the
+    /// job already, in the engine.
+    fn failed(&self, region: &str, unfinished: Unfinished) {
+        let error: ApiError = match unfinished {
+            Unfinished::Failed(error) | Unfinished::AlreadyDone(error) => error,
+            Unfinished::Left => return,
+        };
+        if is_refused(&error.code) {
+            if !self.refused.swap(true, Ordering::Relaxed) {
+                tracing::warn!(
+                    code = %error.code,
+                    "the CAM policy of these credentials does not allow `lighthouse:DescribeBlueprints` ({}): every row is sent without reading the state first (as with --no-lookup), and rows already shared get no BlueprintId; grant it to have them",
+                    error.code
+                );
             }
-            Failure::Fatal(error) => self.stop.trigger(Reason::Fatal(error)),
-            Failure::Failed(error) => tracing::warn!(
+        } else if !self.engine.stop().is_stopped() {
+            tracing::warn!(
                 region,
                 code = %error.code,
                 "{region}: the look-up failed ({}: {}): its rows are sent without it",
                 error.code,
                 error.message
-            ),
-            Failure::Stopped => {}
+            );
         }
     }
-
-    /// One page, retried as a row would be.
-    async fn page(
-        &self,
-        limiter: &Limiter,
-        region: &str,
-        kind: Blueprints,
-        offset: u64,
-    ) -> Result<Page, Failure> {
-        let mut history = History {
-            attempts: 0,
-            clock_retried: false,
-            throttled_for: Duration::ZERO,
-        };
-        let mut heard = Heard::default();
-        // Since when every answer has been `RequestLimitExceeded`.
-        let mut refused_since = None;
-        loop {
-            if self.stop.is_stopped() {
-                return Err(Failure::Stopped);
-            }
-            limiter.pace().await;
-            self.n_requests.fetch_add(1, Ordering::Relaxed);
-            history.attempts += 1;
-            let result = self.client.describe(region, kind, offset).await;
-            heard.note(&result);
-            let error = match result {
-                Ok(page) => return Ok(page),
-                Err(error) if is_refused(&error.code) => return Err(Failure::Refused(error)),
-                Err(error) => error,
-            };
-            if error.class == Class::Throttled {
-                // The service did nothing: not an attempt that --max-attempts counts.
-                history.attempts -= 1;
-                let now = tokio::time::Instant::now();
-                history.throttled_for = now - *refused_since.get_or_insert(now);
-            } else {
-                refused_since = None;
-                history.throttled_for = Duration::ZERO;
-            }
-            let jitter = rand::rng().random::<f64>();
-            let stopping = self.stop.is_stopped();
-            match self
-                .retry
-                .next_step(error.class, history, heard, stopping, jitter)
-            {
-                Step::RetryAfter(delay) => tokio::select! {
-                    () = tokio::time::sleep(delay) => {}
-                    () = self.stop.stopped() => return Err(Failure::Stopped),
-                },
-                Step::RetryNow => history.clock_retried = true,
-                // Through the limiter again, at once.
-                Step::RetryThrottled => {}
-                Step::StopJob => return Err(Failure::Fatal(error)),
-                Step::Leave => return Err(Failure::Stopped),
-                Step::Fail | Step::StopRegion | Step::StopBucket | Step::AlreadyDone => {
-                    return Err(Failure::Failed(error));
-                }
-            }
-        }
-    }
-}
-
-/// `UnauthorizedOperation.*` (or its `AuthFailure.` form): the CAM policy lacks the action.
-fn is_refused(code: &str) -> bool {
-    code == "UnauthorizedOperation"
-        || code.starts_with("UnauthorizedOperation.")
-        || code == "AuthFailure.UnauthorizedOperation"
 }
 
 /// What to do with a row, given the state.

@@ -10,6 +10,7 @@ mod lookup;
 mod pacing;
 mod record;
 mod run;
+mod sim_state;
 mod simulator;
 mod unattended;
 mod workbooks;
