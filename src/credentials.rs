@@ -231,6 +231,7 @@ impl ProfileFiles {
 
     /// A named profile that is nowhere: the places looked at and the profiles found there.
     fn missing(&self, profile: &str) -> CredentialsError {
+        let profile = crate::text::for_line(profile);
         let places: Vec<String> = [
             self.ini.as_ref().map(|p| p.display().to_string()),
             self.tccli_dir
@@ -242,7 +243,15 @@ impl ProfileFiles {
         .collect();
         let found = match self.names() {
             names if names.is_empty() => "no profiles were found there".to_string(),
-            names => format!("the profiles found: {}", names.join(", ")),
+            // Names read from files: shown with any control character escaped.
+            names => format!(
+                "the profiles found: {}",
+                names
+                    .iter()
+                    .map(|n| crate::text::for_line(n).into_owned())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
         };
         CredentialsError(format!(
             "the profile `{profile}` does not exist (looked in {}); {found}. Give one of them with --profile, or add [{profile}] with secret_id and secret_key to the credentials file",

@@ -2,7 +2,7 @@
 //! sharing, in bulk.
 //!
 //! The data's path, one module per stage, each depending only on the ones before it:
-//! - `action` (regions, permission, image id: the API's vocabulary), `suggest`, `clock`,
+//! - `text` (outside text made safe for terminals, logs and cells), `action` (regions, permission, image id: the API's vocabulary), `suggest`, `clock`,
 //!   `credentials` and `sign` (TC3-HMAC-SHA256) at the bottom;
 //! - `input`: a spreadsheet export → validated rows;
 //! - `limiter`: pacing; `api`: sign, send, read answers, classify (with the advice for
@@ -43,4 +43,5 @@ pub mod run;
 pub mod sign;
 pub mod simulator;
 pub mod suggest;
+pub mod text;
 pub mod writes;

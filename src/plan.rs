@@ -18,7 +18,8 @@ use crate::limiter::UTILISATION;
 use crate::lookup::{Decider, Decision, State};
 use crate::output::plural;
 use crate::results::{
-    Asks, INVALID_INPUT, Identity, Occurrences, Outcome, Repeats, Resume, Status, ask,
+    Asks, Destination, Fits, INVALID_INPUT, Identity, Occurrences, Outcome, Repeats, Resume,
+    Status, ask,
 };
 use crate::writes::{Incoming, Sink};
 
@@ -79,7 +80,12 @@ impl Plan {
     /// Reads every row of `input` once: checks it, and counts it in its bucket unless an
     /// earlier run finished it. Stops early with [`PlanError::Interrupted`] once `cancel` is
     /// set, so that a signal during a long validation ends the run promptly.
-    pub fn make(input: &Source, resume: &Resume, cancel: &AtomicBool) -> Result<Self, PlanError> {
+    pub fn make(
+        input: &Source,
+        resume: &Resume,
+        destination: &Destination,
+        cancel: &AtomicBool,
+    ) -> Result<Self, PlanError> {
         let mut plan = Plan {
             rows_per_region: BTreeMap::new(),
             n_invalid: 0,
@@ -94,7 +100,8 @@ impl Plan {
             Some('\t') => tracing::info!("{} is separated by tabs", input.path().display()),
             _ => {}
         }
-        let rows_per_region = plan.first_pass(&mut reader, &mut asks, cancel)?;
+        let mut fits = Fits::new(destination, reader.header())?;
+        let rows_per_region = plan.first_pass(&mut reader, &mut asks, &mut fits, cancel)?;
         plan.rows_per_region = REGIONS
             .iter()
             .copied()
@@ -123,14 +130,18 @@ impl Plan {
         &mut self,
         reader: &mut Reader,
         asks: &mut Asks,
+        fits: &mut Fits,
         cancel: &AtomicBool,
     ) -> Result<[u64; REGIONS.len()], PlanError> {
         let mut rows_per_region = [0u64; REGIONS.len()];
-        for record in reader.by_ref() {
+        while let Some(entry) = reader.next_entry() {
             if cancel.load(Ordering::Relaxed) {
                 return Err(PlanError::Interrupted);
             }
-            let record = record?;
+            let entry = entry?;
+            // What the results file cannot hold is found now, before anything is sent.
+            fits.check(&entry)?;
+            let record = entry.record;
             match record.validate() {
                 Err(message) => {
                     self.n_invalid += 1;

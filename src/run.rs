@@ -91,7 +91,8 @@ pub async fn run(config: RunConfig, shutdown: impl Future<Output = ()>) -> Resul
             .map_err(Error::Setup)?,
         false => Resume::default(),
     };
-    let (plan, resume) = make_plan(input.clone(), resume, shutdown.as_mut()).await?;
+    let output = config.output().results.clone();
+    let (plan, resume) = make_plan(input.clone(), resume, output, shutdown.as_mut()).await?;
     let buckets = Buckets {
         scope: config.pacing().rate_scope,
         endpoint: target.endpoint().clone(),
@@ -172,12 +173,13 @@ async fn target(config: &RunConfig) -> Result<(Target, Option<SimulatorHandle>),
 async fn make_plan(
     input: Arc<Source>,
     resume: Resume,
+    output: Destination,
     shutdown: std::pin::Pin<&mut impl Future<Output = ()>>,
 ) -> Result<(Plan, Resume), Error> {
     let cancel = Arc::new(AtomicBool::new(false));
     let cancelled = cancel.clone();
     let mut planning = std::pin::pin!(blocking(move || {
-        Plan::make(&input, &resume, &cancelled).map(|p| (p, resume))
+        Plan::make(&input, &resume, &output, &cancelled).map(|p| (p, resume))
     }));
     tokio::select! {
         biased;

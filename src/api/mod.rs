@@ -330,7 +330,9 @@ pub fn read_answer<T: serde::de::DeserializeOwned>(
     class: impl Fn(&str) -> Class,
 ) -> Result<(String, T), ApiError> {
     let Ok(Envelope { response }) = serde_json::from_slice::<Envelope<T>>(bytes) else {
-        let start = String::from_utf8_lossy(&bytes[..bytes.len().min(120)]).into_owned();
+        // The service's words are shown in logs and results: controls escaped (SPEC §4).
+        let start = String::from_utf8_lossy(&bytes[..bytes.len().min(120)]);
+        let start = crate::text::for_line(&start).into_owned();
         return Err(ApiError {
             code: INVALID_RESPONSE.to_string(),
             message: format!("the answer is not the API's JSON: {start}"),
@@ -341,11 +343,14 @@ pub fn read_answer<T: serde::de::DeserializeOwned>(
     match response.error {
         Some(error) => Err(ApiError {
             class: class(&error.code),
-            code: error.code,
-            message: error.message.unwrap_or_default(),
-            request_id: Some(response.request_id),
+            code: crate::text::for_line(&error.code).into_owned(),
+            message: crate::text::for_line(&error.message.unwrap_or_default()).into_owned(),
+            request_id: Some(crate::text::for_line(&response.request_id).into_owned()),
         }),
-        None => Ok((response.request_id, response.fields)),
+        None => Ok((
+            crate::text::for_line(&response.request_id).into_owned(),
+            response.fields,
+        )),
     }
 }
 

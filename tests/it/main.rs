@@ -4,6 +4,7 @@
 mod command_line;
 mod common;
 mod credentials;
+mod fuzz;
 mod habits;
 mod hostile;
 mod lookup;
@@ -13,3 +14,4 @@ mod run;
 mod sim_state;
 mod simulator;
 mod unattended;
+mod workbooks;
