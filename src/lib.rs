@@ -9,7 +9,9 @@
 //!   `retry`: what a failed attempt leads to;
 //! - `results`: the row outcome, the journal, compaction, resume;
 //! - `pool`: per bucket, pacing, concurrency, per-image order, retries;
-//! - `lookup`: the state look-up (`DescribeBlueprints`) and each row's decision against it;
+//! - `lookup`: the state look-up (`DescribeBlueprints`) and when a listing is evidence;
+//!   `decide`: each row's decision, from the record, the look-up and the rows before it (the
+//!   invariant of SPEC §9 in one function);
 //! - `config`: CLI + environment + file → one final `RunConfig`; `plan`: the validation
 //!   pass, the buckets and their readers; `output`: logs, progress, summary, how a run ended;
 //! - `run`: the whole job, from a `RunConfig` to a `Report`.
@@ -24,6 +26,7 @@ pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod credentials;
+pub mod decide;
 pub mod input;
 pub mod limiter;
 pub mod lookup;

@@ -11,9 +11,9 @@ use tokio::sync::mpsc;
 
 use crate::action::{Permission, REGIONS, RateScope};
 use crate::api::Endpoint;
+use crate::decide::{Decided, Decider, Decision, Drift, State};
 use crate::input::{InputError, Row, Source};
 use crate::limiter::UTILISATION;
-use crate::lookup::{Decider, Decision, State};
 use crate::output::plural;
 use crate::pool::Incoming;
 use crate::results::{
@@ -53,7 +53,7 @@ pub struct Plan {
     /// Rows to send, per bucket.
     pub rows_per_bucket: BTreeMap<String, u64>,
     pub n_invalid: u64,
-    /// Rows an earlier run finished, kept as they are.
+    /// Rows an earlier run finished: kept unless the record or the look-up contradicts them.
     pub n_kept: u64,
     /// The regions of each bucket's rows to send: what its look-up lists.
     pub regions_per_bucket: BTreeMap<String, BTreeSet<&'static str>>,
@@ -222,10 +222,9 @@ impl Plan {
                 }
             }
         }
+        // A bucket whose rows were all finished earlier is still looked up and decided: the
+        // look-up may contradict them (SPEC §9).
         self.rows_per_bucket.retain(|_, n| *n > 0);
-        let rows = &self.rows_per_bucket;
-        self.regions_per_bucket
-            .retain(|bucket, _| rows.contains_key(bucket));
         Ok(())
     }
 
@@ -256,7 +255,7 @@ impl Plan {
             ),
         };
         tracing::info!(
-            "plan: {} to send {limit}; {} invalid; {} already done (kept); about {} at full rate",
+            "plan: {} to send {limit}; {} invalid; {} finished earlier (kept unless the record or the look-up contradicts them); about {} at full rate",
             plural(self.n_to_send(), "row", "rows"),
             self.n_invalid,
             self.n_kept,
@@ -288,23 +287,25 @@ pub struct BucketPlan {
 pub fn dry_run(
     input: &Source,
     buckets: &Buckets,
-    resume: &Resume,
+    resume: Arc<Resume>,
     repeats: &Repeats,
     state: State,
 ) -> Result<BTreeMap<String, BucketPlan>, InputError> {
-    let mut decider = Decider::new(state);
+    let mut decider = Decider::new(state, resume, Default::default());
     let mut plans: BTreeMap<String, BucketPlan> = BTreeMap::new();
     let mut occurrences = Occurrences::new(repeats);
     for record in input.reader()? {
         let Ok(mut row) = record?.validate() else {
             continue;
         };
-        if resume.is_kept(&occurrences.identify(&mut row)) {
+        let identity = occurrences.identify(&mut row);
+        let Decided { decision, drift } = decider.decide(&row, &identity);
+        if decision == Decision::Keep {
             continue;
         }
         let plan = plans.entry(buckets.of(row.region)).or_default();
-        let decision = decider.decide(&row);
         let what = match (&decision, row.permission) {
+            (Decision::Keep, _) => continue,
             (Decision::Send, Permission::Share) => {
                 plan.n_share += 1;
                 "would be shared".to_string()
@@ -315,21 +316,19 @@ pub fn dry_run(
             }
             (Decision::AlreadyShared(blueprint), _) => {
                 plan.n_already += 1;
-                format!(
-                    "already shared ({}): not sent",
-                    blueprint.as_deref().unwrap_or("by an earlier row")
-                )
+                format!("already shared ({blueprint}): not sent")
             }
             (Decision::AlreadyUnshared, _) => {
                 plan.n_already += 1;
                 "already unshared: not sent".to_string()
             }
         };
+        let drift = drift.map(|d| format!(" ({d})")).unwrap_or_default();
         tracing::debug!(
             line = row.line,
             region = row.region,
             image_id = %row.image_id,
-            "line {}: {} {} {}: {what}",
+            "line {}: {} {} {}: {what}{drift}",
             row.line,
             row.region,
             row.image_id,
@@ -380,7 +379,6 @@ pub fn spawn_reader(
     input: Arc<Source>,
     buckets: &Buckets,
     name: &str,
-    resume: Arc<Resume>,
     repeats: Repeats,
     mut decider: Decider,
     outcomes_tx: mpsc::Sender<Outcome>,
@@ -405,17 +403,22 @@ pub fn spawn_reader(
                 continue;
             }
             let identity = occurrences.identify(&mut row);
-            if resume.is_kept(&identity) {
-                continue;
+            let Decided { decision, drift } = decider.decide(&row, &identity);
+            if let Some(drift) = drift {
+                note_drift(&mut row, drift);
             }
-            let settled = match decider.decide(&row) {
+            let settled = match decision {
+                Decision::Keep => continue,
                 Decision::Send => {
                     batch.push(row);
                     None
                 }
-                Decision::AlreadyShared(blueprint) => {
-                    Some(settled(identity, &row, Status::AlreadyShared, blueprint))
-                }
+                Decision::AlreadyShared(blueprint) => Some(settled(
+                    identity,
+                    &row,
+                    Status::AlreadyShared,
+                    Some(blueprint),
+                )),
                 Decision::AlreadyUnshared => {
                     Some(settled(identity, &row, Status::AlreadyUnshared, None))
                 }
@@ -454,7 +457,24 @@ fn settled(identity: Identity, row: &Row, status: Status, blueprint: Option<Stri
     );
     let mut outcome = Outcome::new(identity, row.line, status);
     outcome.blueprint_id = blueprint;
+    outcome.error_message = row.note.clone();
     outcome
+}
+
+/// Says in the log (with the row's fields, for JSON logs) and in the row's message that its
+/// image changed outside this tool since the last run, so the row is decided again.
+fn note_drift(row: &mut Row, drift: Drift) {
+    tracing::warn!(
+        line = row.line,
+        region = row.region,
+        image_id = %row.image_id,
+        drift = true,
+        "line {}: {} {}: {drift}; decided again",
+        row.line,
+        row.region,
+        row.image_id
+    );
+    row.note = Some(drift.to_string());
 }
 
 /// `ap-seoul img-aaaaaaaa`: a flipping image as the plan names it.

@@ -24,8 +24,9 @@ use tokio::task::JoinSet;
 use crate::api::{Client, Endpoint, fatal_advice};
 use crate::config::{Mode, RunConfig};
 use crate::credentials::{Credentials, Provider};
+use crate::decide::{Decider, State};
 use crate::input::{InputError, Source};
-use crate::lookup::{Decider, Lookups, State};
+use crate::lookup::Lookups;
 use crate::output::{self, Ending, Progress, Report};
 use crate::plan::{self, Buckets, Plan, PlanError};
 use crate::pool::{self, BucketReport, Counters, Pool, Reason, Settings, Stop};
@@ -127,6 +128,8 @@ pub async fn run(config: RunConfig, shutdown: impl Future<Output = ()>) -> Resul
         n_lookups: 0,
         n_settled: 0,
         flipping: plan.flipping.describe(),
+        n_drifted: 0,
+        unknown_listings: Vec::new(),
     };
     match target {
         Target::None(_) => {
@@ -154,6 +157,7 @@ pub async fn run(config: RunConfig, shutdown: impl Future<Output = ()>) -> Resul
             (report.buckets, report.stop, report.problems) =
                 (sent.reports, sent.stop, sent.problems);
             (report.n_lookups, report.n_settled) = (sent.n_lookups, sent.n_settled);
+            (report.n_drifted, report.unknown_listings) = (sent.n_drifted, sent.unknown_listings);
             let (record, target, output) = (
                 config.record.clone(),
                 config.target.clone(),
@@ -279,6 +283,10 @@ struct Sent {
     n_lookups: u64,
     /// Rows the look-up settled: already as asked, not sent.
     n_settled: u64,
+    /// Images found changed outside this tool since the last run.
+    n_drifted: u64,
+    /// Regions whose look-up proved nothing, and why.
+    unknown_listings: Vec<String>,
 }
 
 /// A dry run after its checks: looks up every bucket's regions in parallel (paced per bucket)
@@ -318,8 +326,9 @@ async fn dry_run(
         )));
     }
     let (input, buckets, repeats) = (input.clone(), buckets.clone(), plan.repeats.clone());
+    let resume = Arc::new(resume);
     let plans =
-        blocking(move || plan::dry_run(&input, &buckets, &resume, &repeats, state)).await??;
+        blocking(move || plan::dry_run(&input, &buckets, resume, &repeats, state)).await??;
     plan::log_dry_run(&plans, plan.n_invalid, config.rate);
     Ok(lookups.n_requests.load(Ordering::Relaxed))
 }
@@ -451,6 +460,7 @@ async fn send(
     });
     let reporter = output::report(progress.clone(), counters, config.quiet);
     let resume = Arc::new(resume);
+    let n_drifted = Arc::new(AtomicU64::new(0));
     let mut tasks = JoinSet::new();
     for (name, regions) in &plan.regions_per_bucket {
         let regions: Vec<&'static str> = regions.iter().copied().collect();
@@ -459,6 +469,7 @@ async fn send(
             (input.clone(), buckets.clone(), name.clone(), resume.clone());
         let (pool, outcomes_tx, lookups) = (pool.clone(), outcomes_tx.clone(), lookups.clone());
         let (lookup, repeats) = (config.lookup, plan.repeats.clone());
+        let n_drifted = n_drifted.clone();
         // The bucket's writes start as soon as its own regions are looked up.
         tasks.spawn(async move {
             let state = match lookup {
@@ -469,9 +480,8 @@ async fn send(
                 input,
                 &buckets,
                 &name,
-                resume,
                 repeats,
-                Decider::new(state),
+                Decider::new(state, resume, n_drifted),
                 outcomes_tx.clone(),
             );
             let report = pool::drive(name, n_rows, rows, pool, outcomes_tx).await;
@@ -528,6 +538,8 @@ async fn send(
         retries: progress.retries(),
         n_lookups: lookups.n_requests.load(Ordering::Relaxed),
         n_settled: n_settled.load(Ordering::Relaxed),
+        n_drifted: n_drifted.load(Ordering::Relaxed),
+        unknown_listings: lookups.unknown(),
     })
 }
 

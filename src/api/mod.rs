@@ -157,6 +157,11 @@ impl Client {
         Ok(Page {
             total: answer.total_count,
             n_listed: answer.blueprint_set.len() as u64,
+            ids: answer
+                .blueprint_set
+                .iter()
+                .map(|b| b.blueprint_id.clone())
+                .collect(),
             blueprints: answer
                 .blueprint_set
                 .into_iter()
@@ -379,6 +384,9 @@ pub struct Page {
     pub total: u64,
     /// How many blueprints this page lists: the next page starts that much further.
     pub n_listed: u64,
+    /// The BlueprintId of every blueprint the page lists, public ones included: what tells a
+    /// page that adds something from one that repeats an earlier one.
+    pub ids: Vec<String>,
     /// (ImageId, BlueprintId) of this page's blueprints that came from a CVM image.
     pub blueprints: Vec<(String, String)>,
 }

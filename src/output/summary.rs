@@ -63,6 +63,10 @@ pub struct Report {
     pub n_settled: u64,
     /// Images with both SHARE and CANCEL rows, which flip on every run: named.
     pub flipping: Option<String>,
+    /// Images found changed outside this tool since the last run (and decided again).
+    pub n_drifted: u64,
+    /// `region: why` for each region whose look-up proved nothing: its rows were all sent.
+    pub unknown_listings: Vec<String>,
 }
 
 impl Report {
@@ -126,6 +130,24 @@ fn retries_lines(by_code: &BTreeMap<&str, u64>) -> Vec<String> {
     lines
 }
 
+/// What the look-up found that the user should know: images changed outside this tool
+/// (repaired), and regions whose listing proved nothing (every row of them sent).
+fn lookup_lines(report: &Report) -> Vec<String> {
+    let mut lines = Vec::new();
+    if report.n_drifted > 0 {
+        lines.push(format!(
+            "  {} changed outside this tool since the last run: decided again (each row's message says so)",
+            plural(report.n_drifted, "image was", "images were")
+        ));
+    }
+    for why in &report.unknown_listings {
+        lines.push(format!(
+            "  the look-up proved nothing in {why}: its rows were all sent, none settled from it"
+        ));
+    }
+    lines
+}
+
 /// The summary on stderr: counts per status, elapsed time, rate per bucket, retries, path.
 pub fn print_summary(report: &Report, format: LogFormat) {
     let counts: Vec<(&str, u64)> = Status::ALL
@@ -152,6 +174,8 @@ pub fn print_summary(report: &Report, format: LogFormat) {
             },
             "settled_by_lookup": report.n_settled,
             "flipping_images": report.flipping,
+            "changed_outside_images": report.n_drifted,
+            "lookups_proving_nothing": report.unknown_listings,
             "retries_by_code": retries_by_code(report),
             "stopped_by": report.stop.as_ref().and_then(Reason::threshold_passed),
             "elapsed_seconds": report.elapsed.as_secs_f64(),
@@ -217,6 +241,9 @@ pub fn print_summary(report: &Report, format: LogFormat) {
         say(&line);
     }
     flipping.iter().for_each(|line| say(line));
+    for line in lookup_lines(report) {
+        say(&line);
+    }
     if let Some(passed) = report.stop.as_ref().and_then(Reason::threshold_passed) {
         say(&format!("  stopped: {passed}"));
     }
@@ -297,6 +324,8 @@ mod tests {
             n_lookups: 0,
             n_settled: 0,
             flipping: None,
+            n_drifted: 0,
+            unknown_listings: Vec::new(),
         }
     }
 

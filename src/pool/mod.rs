@@ -523,5 +523,7 @@ impl Bucket {
 fn outcome(job: &Job, status: Status) -> Outcome {
     let mut outcome = Outcome::new(Identity::of(&job.row), job.row.line, status);
     outcome.attempts = job.attempts;
+    // Why the row was decided again; a failure's own message replaces it.
+    outcome.error_message = job.row.note.clone();
     outcome
 }
