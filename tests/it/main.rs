@@ -5,6 +5,7 @@ mod common;
 mod credentials;
 mod habits;
 mod hostile;
+mod invariant;
 mod lookup;
 mod pacing;
 mod record;
