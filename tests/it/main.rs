@@ -8,6 +8,7 @@ mod hostile;
 mod invariant;
 mod lookup;
 mod pacing;
+mod property;
 mod record;
 mod run;
 mod simulator;
