@@ -7,7 +7,7 @@ use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
 
 use crate::action::RateScope;
 use crate::credentials::Credentials;
-use crate::pool::FailureLimit;
+use crate::engine::FailureLimit;
 use crate::simulator::{Count, Faults, SimulatorConfig};
 
 /// Help headings: the options of `run`, grouped as a user looks for them.

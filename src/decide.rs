@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::action::Permission;
 use crate::input::Row;
-use crate::results::{Identity, Kept, Recorded, Resume, Sharing, image_key};
+use crate::results::{Footprint, Identity, Kept, Resume, Sharing, image_key};
 
 /// What the look-up of one region found.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -59,7 +59,7 @@ pub struct Evidence<'a> {
     /// The row's own final record from an earlier run.
     pub kept: Option<Kept>,
     /// The state this tool last left the image in, by the record.
-    pub recorded: Recorded,
+    pub recorded: Footprint,
     /// What the look-up of this run found.
     pub seen: Seen<'a>,
     /// An earlier row of the image was sent in this run: its state is unknown until the end.
@@ -95,7 +95,7 @@ pub fn decide(wanted: Permission, evidence: &Evidence) -> Decision {
         seen => seen.sharing() == Some(wanted),
     };
     if evidence.kept == Some(Kept::Done(wanted))
-        && evidence.recorded == Recorded::Left(wanted)
+        && evidence.recorded == Footprint::Left(wanted)
         && seen_agrees
     {
         return Decision::Keep;
@@ -117,9 +117,9 @@ pub struct Drift {
 
 impl Drift {
     /// The drift between `recorded` and `seen`, if they disagree.
-    pub fn between(recorded: Recorded, seen: Seen) -> Option<Self> {
+    pub fn between(recorded: Footprint, seen: Seen) -> Option<Self> {
         match (recorded, seen.sharing()) {
-            (Recorded::Left(left), Some(found)) if left != found => Some(Self { left, found }),
+            (Footprint::Left(left), Some(found)) if left != found => Some(Self { left, found }),
             _ => None,
         }
     }
@@ -211,7 +211,7 @@ mod tests {
     use Permission::{Cancel, Share};
     use Sharing::{Shared, Unshared};
 
-    fn evidence(kept: Option<Kept>, recorded: Recorded, seen: Seen<'static>) -> Evidence<'static> {
+    fn evidence(kept: Option<Kept>, recorded: Footprint, seen: Seen<'static>) -> Evidence<'static> {
         Evidence {
             kept,
             recorded,
@@ -222,7 +222,7 @@ mod tests {
 
     #[test]
     fn a_new_row_is_settled_only_by_a_look_up_that_knows_and_agrees() {
-        let new = |seen| evidence(None, Recorded::Untouched, seen);
+        let new = |seen| evidence(None, Footprint::Untouched, seen);
         let cases = [
             (
                 Share,
@@ -245,7 +245,7 @@ mod tests {
     #[test]
     fn a_finished_row_is_kept_only_while_the_record_and_the_look_up_agree_with_it() {
         let done = Some(Kept::Done(Shared));
-        let left_shared = Recorded::Left(Shared);
+        let left_shared = Footprint::Left(Shared);
         assert_eq!(
             decide(Share, &evidence(done, left_shared, Seen::Shared("b"))),
             Decision::Keep
@@ -259,21 +259,24 @@ mod tests {
         assert_eq!(
             decide(
                 Share,
-                &evidence(done, Recorded::Left(Unshared), Seen::Unshared)
+                &evidence(done, Footprint::Left(Unshared), Seen::Unshared)
             ),
             Decision::Send
         );
         assert_eq!(
             decide(
                 Share,
-                &evidence(done, Recorded::Left(Unshared), Seen::Shared("b"))
+                &evidence(done, Footprint::Left(Unshared), Seen::Shared("b"))
             ),
             Decision::AlreadyShared("b".into()),
             "decided again like a new row"
         );
         // A later row may have changed the image unseen.
         assert_eq!(
-            decide(Share, &evidence(done, Recorded::Unknown, Seen::NotLookedUp)),
+            decide(
+                Share,
+                &evidence(done, Footprint::Unknown, Seen::NotLookedUp)
+            ),
             Decision::Send
         );
         // Drift: someone else unshared it.
@@ -290,14 +293,14 @@ mod tests {
         assert_eq!(
             decide(
                 Cancel,
-                &evidence(cancelled, Recorded::Left(Unshared), Seen::Unshared)
+                &evidence(cancelled, Footprint::Left(Unshared), Seen::Unshared)
             ),
             Decision::Keep
         );
         assert_eq!(
             decide(
                 Cancel,
-                &evidence(cancelled, Recorded::Left(Unshared), Seen::Shared("b"))
+                &evidence(cancelled, Footprint::Left(Unshared), Seen::Shared("b"))
             ),
             Decision::Send
         );
@@ -305,13 +308,13 @@ mod tests {
 
     #[test]
     fn after_a_row_of_the_image_is_sent_every_later_row_is_sent_but_failures_stay_kept() {
-        let mut after_send = evidence(None, Recorded::Untouched, Seen::Shared("b"));
+        let mut after_send = evidence(None, Footprint::Untouched, Seen::Shared("b"));
         after_send.sent_earlier = true;
         assert_eq!(decide(Share, &after_send), Decision::Send);
         after_send.seen = Seen::Unshared;
         assert_eq!(decide(Cancel, &after_send), Decision::Send);
         after_send.kept = Some(Kept::Done(Unshared));
-        after_send.recorded = Recorded::Left(Unshared);
+        after_send.recorded = Footprint::Left(Unshared);
         assert_eq!(decide(Cancel, &after_send), Decision::Send);
         after_send.kept = Some(Kept::Failed);
         assert_eq!(decide(Share, &after_send), Decision::Keep);
@@ -320,19 +323,19 @@ mod tests {
     #[test]
     fn drift_is_a_recorded_state_the_look_up_contradicts() {
         assert_eq!(
-            Drift::between(Recorded::Left(Shared), Seen::Unshared),
+            Drift::between(Footprint::Left(Shared), Seen::Unshared),
             Some(Drift {
                 left: Shared,
                 found: Unshared
             })
         );
         assert_eq!(
-            Drift::between(Recorded::Left(Shared), Seen::Shared("b")),
+            Drift::between(Footprint::Left(Shared), Seen::Shared("b")),
             None
         );
-        assert_eq!(Drift::between(Recorded::Left(Shared), Seen::Unknown), None);
-        assert_eq!(Drift::between(Recorded::Unknown, Seen::Unshared), None);
-        assert_eq!(Drift::between(Recorded::Untouched, Seen::Unshared), None);
+        assert_eq!(Drift::between(Footprint::Left(Shared), Seen::Unknown), None);
+        assert_eq!(Drift::between(Footprint::Unknown, Seen::Unshared), None);
+        assert_eq!(Drift::between(Footprint::Untouched, Seen::Unshared), None);
     }
 
     fn row(image: &str, permission: Permission) -> Row {

@@ -5,15 +5,20 @@
 //! - `action` (regions, permission, image id: the API's vocabulary), `suggest`, `clock`,
 //!   `credentials` and `sign` (TC3-HMAC-SHA256) at the bottom;
 //! - `input`: a spreadsheet export → validated rows;
-//! - `limiter`: pacing; `api`: sign, call, classify (with the advice for job-fatal answers);
-//!   `retry`: what a failed attempt leads to;
+//! - `limiter`: pacing; `api`: sign, send, read answers, classify (with the advice for
+//!   job-fatal answers), behind the `Transport` trait; `retry`: what a failed attempt leads
+//!   to;
 //! - `results`: the row outcome, the journal, compaction, resume;
-//! - `pool`: per bucket, pacing, concurrency, per-image order, retries;
+//! - `actions`: what is particular to each API action (request, answer, classes);
+//! - `engine`: the one place that paces, sends, retries, adapts, gives up and counts, for
+//!   every action; `job`: the rate buckets, each with one engine lane per action;
+//! - `output`: logs, progress, summary, how a run ended;
 //! - `lookup`: the state look-up (`DescribeBlueprints`) and when a listing is evidence;
-//!   `decide`: each row's decision, from the record, the look-up and the rows before it (the
+//!   `decide`: each row's decision from the record, the look-up and the rows before it (the
 //!   invariant of SPEC §9 in one function);
+//! - `writes`: per bucket, per-image order, each row's write and its outcome;
 //! - `config`: CLI + environment + file → one final `RunConfig`; `plan`: the validation
-//!   pass, the buckets and their readers; `output`: logs, progress, summary, how a run ended;
+//!   pass, the one numbered pass every later stage reads, and the reader;
 //! - `run`: the whole job, from a `RunConfig` to a `Report`.
 //!
 //! Beside them, `simulator`: a faithful local stand-in for the API that tests, benchmarks and
@@ -21,21 +26,24 @@
 //! exit code.
 
 pub mod action;
+pub mod actions;
 pub mod api;
 pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod credentials;
 pub mod decide;
+pub mod engine;
 pub mod input;
+pub mod job;
 pub mod limiter;
 pub mod lookup;
 pub mod output;
 pub mod plan;
-pub mod pool;
 pub mod results;
 pub mod retry;
 pub mod run;
 pub mod sign;
 pub mod simulator;
 pub mod suggest;
+pub mod writes;

@@ -1,65 +1,41 @@
 //! Reading the state first (SPEC §9): before a bucket's rows are sent, the images shared in
-//! its regions are listed (`DescribeBlueprints`, paced per bucket at `--describe-rate`), and
-//! the listing is evidence only when it is complete and consistent ([`Listing`]). After the
-//! run, rows that ended `already_shared` without a BlueprintId get it from a fresh look-up of
-//! their region ([`Lookups::fresh`]). What each row's decision makes of it is `decide`'s.
+//! its regions are listed (`DescribeBlueprints`), and a listing is evidence only when it is
+//! complete and consistent ([`Listing`]). After the run, rows that ended `already_shared`
+//! without a BlueprintId get it from a fresh look-up of their region ([`Lookups::fresh`]).
+//! Every page goes through the engine, in the bucket's own `DescribeBlueprints` lane: paced,
+//! retried and slowed down when refused exactly as the writes are. What each row's decision
+//! makes of the state is `decide`'s.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
-use rand::Rng;
 use tokio::task::JoinSet;
 
 use crate::action::DESCRIBE_LIMIT;
-use crate::api::{ApiError, Blueprints, Class, Client, Page};
+use crate::actions::{Blueprints, DescribeBlueprints, Kind, Page, is_refused};
+use crate::api::ApiError;
 use crate::decide::{Listed, State};
-use crate::limiter::Limiter;
-use crate::pool::{Reason, Stop};
-use crate::retry::{Heard, History, Policy, Step};
+use crate::engine::{Engine, Unfinished};
+use crate::job::{Bucket, Job};
 
-/// What the look-ups of a run share: the client, the pacing of each bucket, and what they
-/// found out about the account.
+/// The look-ups of a run: the engine they go through, and whether the CAM policy refuses
+/// them.
 pub struct Lookups {
-    client: Arc<Client>,
-    retry: Policy,
-    stop: Stop,
-    rate: f64,
-    /// One describe limiter per bucket name, kept for the fresh look-ups at the end.
-    limiters: Mutex<HashMap<String, Arc<Limiter>>>,
+    engine: Arc<Engine>,
     /// The CAM policy refuses `DescribeBlueprints`: said once, and nothing more is looked up.
     refused: AtomicBool,
-    /// `DescribeBlueprints` requests sent, for the summary.
-    pub n_requests: AtomicU64,
-    /// Regions whose state is unknown, and why: said in the summary.
+    /// `region: why` for each region whose look-up proved nothing: said in the summary.
     unknown: Mutex<Vec<String>>,
 }
 
-/// Why a region could not be listed.
-enum Failure {
-    /// `UnauthorizedOperation.*`: the policy allows the share but not the look-up.
-    Refused(ApiError),
-    /// A job-fatal answer: the job stops (SPEC §5).
-    Fatal(ApiError),
-    /// Retries ran out, or the answer cannot be mended: the region is sent blind.
-    Failed(ApiError),
-    /// The job is stopping.
-    Stopped,
-}
-
 impl Lookups {
-    pub fn new(client: Arc<Client>, retry: Policy, stop: Stop, rate: f64) -> Self {
-        Self {
-            client,
-            retry,
-            stop,
-            rate,
-            limiters: Mutex::new(HashMap::new()),
+    pub fn new(engine: Arc<Engine>) -> Arc<Self> {
+        Arc::new(Self {
+            engine,
             refused: AtomicBool::new(false),
-            n_requests: AtomicU64::new(0),
             unknown: Mutex::new(Vec::new()),
-        }
+        })
     }
 
     /// Whether `DescribeBlueprints` was refused by the CAM policy.
@@ -75,60 +51,19 @@ impl Lookups {
             .clone()
     }
 
-    fn limiter(&self, bucket: &str) -> Arc<Limiter> {
-        let mut limiters = self.limiters.lock().unwrap_or_else(|e| e.into_inner());
-        limiters
-            .entry(bucket.to_string())
-            .or_insert_with(|| Arc::new(Limiter::new(self.rate)))
-            .clone()
-    }
-
-    /// Lists the `SHARED` blueprints of `regions`, all in bucket `bucket`, in parallel
-    /// through the bucket's describe limiter. A region the CAM policy refuses to list is left
-    /// out (as with `--no-lookup`).
-    pub async fn bucket(self: &Arc<Self>, bucket: &str, regions: &[&'static str]) -> State {
-        let mut state = self.regions(bucket, regions, Blueprints::Shared).await;
-        state.retain(|_, listed| !matches!(listed, Listed::Unknown(why) if why == REFUSED));
-        for (region, listed) in &state {
-            if let Listed::Unknown(why) = listed {
-                tracing::warn!(
-                    region,
-                    "{region}: the look-up proves nothing ({why}): every row of {region} is sent, none settled from it"
-                );
-                self.unknown
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .push(format!("{region}: {why}"));
-            }
-        }
-        state
-    }
-
-    /// The fresh look-up (SPEC §9): the blueprints of every type in `region`, image id →
-    /// BlueprintId; `None` if a complete, consistent listing could not be had.
-    pub async fn fresh(
-        self: &Arc<Self>,
-        bucket: &str,
-        region: &'static str,
-    ) -> Option<HashMap<String, String>> {
-        let mut state = self.regions(bucket, &[region], Blueprints::All).await;
-        match state.remove(region) {
-            Some(Listed::Complete(images)) => Some(images),
-            _ => None,
-        }
-    }
-
-    async fn regions(
-        self: &Arc<Self>,
-        bucket: &str,
-        regions: &[&'static str],
-        kind: Blueprints,
-    ) -> State {
-        let limiter = self.limiter(bucket);
+    /// Lists the `SHARED` blueprints of every bucket's regions, all in parallel, each bucket
+    /// paced by its own look-up lane. A region the CAM policy refuses to list is left out (as
+    /// with `--no-lookup`); one whose listing failed or contradicted itself is `Unknown`.
+    pub async fn job(self: &Arc<Self>, job: &Job) -> State {
         let mut tasks = JoinSet::new();
-        for region in regions {
-            let (lookups, limiter, region) = (self.clone(), limiter.clone(), *region);
-            tasks.spawn(async move { (region, lookups.region(&limiter, region, kind).await) });
+        for bucket in job.iter() {
+            for region in &bucket.regions {
+                let (lookups, bucket, region) = (self.clone(), bucket.clone(), *region);
+                tasks.spawn(async move {
+                    let listed = lookups.region(&bucket, region, Blueprints::Shared).await;
+                    (region, listed)
+                });
+            }
         }
         let mut state = State::new();
         while let Some(joined) = tasks.join_next().await {
@@ -139,20 +74,65 @@ impl Lookups {
                 Err(error) => tracing::error!("a look-up task failed: {error}"),
             }
         }
+        state.retain(|_, listed| !matches!(listed, Listed::Unknown(why) if why == REFUSED));
+        self.say_unknown(&state);
         state
     }
 
+    /// Says (in the log, and later in the summary) which regions' look-ups prove nothing.
+    fn say_unknown(&self, state: &State) {
+        let mut unknown: Vec<(&str, &String)> = state
+            .iter()
+            .filter_map(|(region, listed)| match listed {
+                Listed::Unknown(why) => Some((*region, why)),
+                Listed::Complete(_) => None,
+            })
+            .collect();
+        unknown.sort();
+        for (region, why) in unknown {
+            if !self.engine.stop().is_stopped() {
+                tracing::warn!(
+                    region,
+                    "{region}: the look-up proves nothing ({why}): every row of {region} is sent, none settled from it"
+                );
+            }
+            self.unknown
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(format!("{region}: {why}"));
+        }
+    }
+
+    /// The fresh look-up (SPEC §9): the blueprints of every type in `region`, image id →
+    /// BlueprintId; `None` if a complete, consistent listing could not be had.
+    pub async fn fresh(
+        &self,
+        bucket: &Bucket,
+        region: &'static str,
+    ) -> Option<HashMap<String, String>> {
+        match self.region(bucket, region, Blueprints::All).await {
+            Listed::Complete(images) => Some(images),
+            Listed::Unknown(_) => None,
+        }
+    }
+
     /// One region's blueprints, every page, while the listing stays consistent.
-    async fn region(&self, limiter: &Limiter, region: &'static str, kind: Blueprints) -> Listed {
+    async fn region(&self, bucket: &Bucket, region: &'static str, kind: Blueprints) -> Listed {
+        let lane = bucket.lane(Kind::DescribeBlueprints);
         let mut listing = Listing::new(DESCRIBE_LIMIT);
         let mut offset = 0;
         loop {
             if self.was_refused() {
                 return Listed::Unknown(REFUSED.into());
             }
-            let page = match self.page(limiter, region, kind, offset).await {
+            let call = DescribeBlueprints {
+                region,
+                kind,
+                offset,
+            };
+            let page = match self.engine.call(lane, &call).await.result {
                 Ok(page) => page,
-                Err(failure) => return Listed::Unknown(self.failed(region, failure)),
+                Err(unfinished) => return Listed::Unknown(self.failed(region, unfinished)),
             };
             match listing.add(page) {
                 Next::Continue(next) => offset = next,
@@ -170,105 +150,35 @@ impl Lookups {
         }
     }
 
-    /// Says what a failed look-up means, once; returns why the region's state is unknown.
-    fn failed(&self, region: &str, failure: Failure) -> String {
-        match failure {
-            Failure::Refused(error) => {
-                if !self.refused.swap(true, Ordering::Relaxed) {
-                    tracing::warn!(
-                        code = %error.code,
-                        "the CAM policy of these credentials does not allow `lighthouse:DescribeBlueprints` ({}): every row is sent without reading the state first (as with --no-lookup), and rows already shared get no BlueprintId; grant it to have them",
-                        error.code
-                    );
-                }
-                REFUSED.into()
-            }
-            Failure::Fatal(error) => {
-                let why = format!("refused with {}", error.code.escape_debug());
-                self.stop.trigger(Reason::Fatal(error));
-                why
-            }
-            Failure::Failed(error) => {
-                tracing::warn!(
-                    region,
-                    code = %error.code,
-                    "{region}: the look-up failed ({}: {})",
-                    error.code,
-                    error.message
-                );
-                format!("the look-up failed with {}", error.code.escape_debug())
-            }
-            Failure::Stopped => "the job stopped during the look-up".into(),
-        }
-    }
-
-    /// One page, retried as a row would be.
-    async fn page(
-        &self,
-        limiter: &Limiter,
-        region: &str,
-        kind: Blueprints,
-        offset: u64,
-    ) -> Result<Page, Failure> {
-        let mut history = History {
-            attempts: 0,
-            clock_retried: false,
-            throttled_for: Duration::ZERO,
+    /// Says why a region could not be listed: a policy that lacks the action (once), a
+    /// failure. A job-fatal answer has stopped the job already, in the engine. Returns why
+    /// the region's state is unknown.
+    fn failed(&self, region: &str, unfinished: Unfinished) -> String {
+        let error: ApiError = match unfinished {
+            Unfinished::Failed(error) | Unfinished::AlreadyDone(error) => error,
+            Unfinished::Left => return "the job stopped during the look-up".into(),
         };
-        let mut heard = Heard::default();
-        // Since when every answer has been `RequestLimitExceeded`.
-        let mut refused_since = None;
-        loop {
-            if self.stop.is_stopped() {
-                return Err(Failure::Stopped);
+        if is_refused(&error.code) {
+            if !self.refused.swap(true, Ordering::Relaxed) {
+                tracing::warn!(
+                    code = %error.code,
+                    "the CAM policy of these credentials does not allow `lighthouse:DescribeBlueprints` ({}): every row is sent without reading the state first (as with --no-lookup), and rows already shared get no BlueprintId; grant it to have them",
+                    error.code
+                );
             }
-            limiter.pace().await;
-            self.n_requests.fetch_add(1, Ordering::Relaxed);
-            history.attempts += 1;
-            let result = self.client.describe(region, kind, offset).await;
-            heard.note(&result);
-            let error = match result {
-                Ok(page) => return Ok(page),
-                Err(error) if is_refused(&error.code) => return Err(Failure::Refused(error)),
-                Err(error) => error,
-            };
-            if error.class == Class::Throttled {
-                // The service did nothing: not an attempt that --max-attempts counts.
-                history.attempts -= 1;
-                let now = tokio::time::Instant::now();
-                history.throttled_for = now - *refused_since.get_or_insert(now);
-            } else {
-                refused_since = None;
-                history.throttled_for = Duration::ZERO;
-            }
-            let jitter = rand::rng().random::<f64>();
-            let stopping = self.stop.is_stopped();
-            match self
-                .retry
-                .next_step(error.class, history, heard, stopping, jitter)
-            {
-                Step::RetryAfter(delay) => tokio::select! {
-                    () = tokio::time::sleep(delay) => {}
-                    () = self.stop.stopped() => return Err(Failure::Stopped),
-                },
-                Step::RetryNow => history.clock_retried = true,
-                // Through the limiter again, at once.
-                Step::RetryThrottled => {}
-                Step::StopJob => return Err(Failure::Fatal(error)),
-                Step::Leave => return Err(Failure::Stopped),
-                Step::Fail | Step::StopRegion | Step::StopBucket | Step::AlreadyDone => {
-                    return Err(Failure::Failed(error));
-                }
-            }
+            return REFUSED.into();
         }
+        if !self.engine.stop().is_stopped() {
+            tracing::warn!(
+                region,
+                code = %error.code,
+                "{region}: the look-up failed ({}: {})",
+                error.code,
+                error.message
+            );
+        }
+        format!("the look-up failed with {}", error.code.escape_debug())
     }
-}
-
-/// `UnauthorizedOperation.*` (or its `AuthFailure.` form): the CAM policy lacks the action.
-fn is_refused(code: &str) -> bool {
-    code == "UnauthorizedOperation"
-        || code.starts_with("UnauthorizedOperation.")
-        || code == "AuthFailure.UnauthorizedOperation"
 }
 
 /// Why a region was not listed when the CAM policy refuses the look-up: the run goes on as

@@ -18,7 +18,7 @@ use anyhow::{Context, bail};
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
-use super::Outcome;
+use super::{Outcome, Status};
 
 /// What the first line of a record says.
 #[derive(Debug, Serialize, Deserialize)]
@@ -280,16 +280,39 @@ const JOURNAL_BATCH: usize = 256;
 /// most this long to reach the file.
 const JOURNAL_PAUSE: Duration = Duration::from_millis(1);
 
+/// What the record saw of the rows this run finished.
+#[derive(Debug, Default)]
+pub struct Recorded {
+    /// Rows that ended shared without a BlueprintId: the fresh look-up gives them theirs.
+    pub unnamed: Vec<Outcome>,
+    /// Rows settled without a request: already as asked.
+    pub n_settled: u64,
+}
+
+impl Recorded {
+    fn note(&mut self, outcome: Outcome) {
+        let settled = matches!(
+            outcome.status,
+            Status::AlreadyShared | Status::AlreadyUnshared
+        );
+        self.n_settled += u64::from(settled && outcome.attempts == 0);
+        let shared = matches!(outcome.status, Status::AlreadyShared | Status::Shared);
+        if shared && outcome.blueprint_id.is_none() {
+            self.unnamed.push(outcome);
+        }
+    }
+}
+
 /// The journal's thread: appends each finished row at once (rows that finished together in
-/// one write), then tells `written` about it. It ends when every sender is gone, or at the
+/// one write), and returns what it recorded. It ends when every sender is gone, or at the
 /// first write that fails: the senders then find the channel closed and stop the run.
 pub fn spawn_journal(
     mut journal: Journal,
     path: PathBuf,
     mut outcomes_rx: mpsc::Receiver<Outcome>,
-    mut written: impl FnMut(&Outcome) + Send + 'static,
-) -> tokio::task::JoinHandle<anyhow::Result<()>> {
+) -> tokio::task::JoinHandle<anyhow::Result<Recorded>> {
     tokio::task::spawn_blocking(move || {
+        let mut recorded = Recorded::default();
         let mut batch = Vec::with_capacity(JOURNAL_BATCH);
         let failed = || format!("cannot append to the record {}", path.display());
         while let Some(outcome) = outcomes_rx.blocking_recv() {
@@ -301,12 +324,13 @@ pub fn spawn_journal(
                 }
             }
             journal.append(&batch).with_context(failed)?;
-            batch.drain(..).for_each(|outcome| written(&outcome));
+            batch.drain(..).for_each(|outcome| recorded.note(outcome));
             // Rows that finish while this thread sleeps are written together, with one
             // wake-up instead of one each.
             std::thread::sleep(JOURNAL_PAUSE);
         }
-        journal.sync().with_context(failed)
+        journal.sync().with_context(failed)?;
+        Ok(recorded)
     })
 }
 

@@ -20,9 +20,9 @@ use serde::{Deserialize, Serialize};
 use crate::api::{Class, classify};
 
 pub use identity::{Asks, Identity, Occurrences, Repeats, ask};
-pub use journal::{Journal, SIMULATOR as SIMULATOR_TARGET, spawn_journal};
+pub use journal::{Journal, Recorded, SIMULATOR as SIMULATOR_TARGET, spawn_journal};
 pub use render::{Destination, Rendered, render};
-pub use resume::{Kept, Recorded, Resume, Sharing, image_key};
+pub use resume::{Footprint, Kept, Resume, Sharing, image_key};
 
 /// A row's fate.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]

@@ -46,7 +46,7 @@ impl Sharing {
 
 /// What the record says this tool last left an image in.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Recorded {
+pub enum Footprint {
     /// No row of this image succeeded in an earlier run.
     Untouched,
     /// The last row of the image that succeeded left it so, and nothing after it may have
@@ -72,7 +72,7 @@ pub struct Resume {
     /// Row identity key → its final record.
     kept: HashMap<u64, Kept>,
     /// Image key ([`image_key`]) → what the last record about it says.
-    images: HashMap<u64, Recorded>,
+    images: HashMap<u64, Footprint>,
 }
 
 /// A 64-bit digest of an image (region and id): the key of the per-image knowledge. The same
@@ -107,10 +107,10 @@ impl Resume {
         let image = image_key(&outcome.identity.region, &outcome.identity.image_id);
         match sharing {
             Some(sharing) => {
-                self.images.insert(image, Recorded::Left(sharing));
+                self.images.insert(image, Footprint::Left(sharing));
             }
             None if might_have_gone_through(outcome) => {
-                self.images.insert(image, Recorded::Unknown);
+                self.images.insert(image, Footprint::Unknown);
             }
             // The service refused it, or it was never sent: the image is as before.
             None => {}
@@ -128,11 +128,11 @@ impl Resume {
     }
 
     /// What the record says this tool last left the image in.
-    pub fn recorded(&self, region: &str, image_id: &str) -> Recorded {
+    pub fn recorded(&self, region: &str, image_id: &str) -> Footprint {
         self.images
             .get(&image_key(region, image_id))
             .copied()
-            .unwrap_or(Recorded::Untouched)
+            .unwrap_or(Footprint::Untouched)
     }
 
     /// Rows with a final record.
@@ -235,15 +235,15 @@ mod tests {
         let recorded = |image| resume.recorded("ap-seoul", image);
         assert_eq!(
             recorded("img-00000001"),
-            Recorded::Left(Sharing::Unshared),
+            Footprint::Left(Sharing::Unshared),
             "the later row wins"
         );
-        assert_eq!(recorded("img-00000002"), Recorded::Left(Sharing::Shared));
-        assert_eq!(recorded("img-00000003"), Recorded::Unknown);
-        assert_eq!(recorded("img-00000004"), Recorded::Untouched);
+        assert_eq!(recorded("img-00000002"), Footprint::Left(Sharing::Shared));
+        assert_eq!(recorded("img-00000003"), Footprint::Unknown);
+        assert_eq!(recorded("img-00000004"), Footprint::Untouched);
         assert_eq!(
             resume.recorded("ap-tokyo", "img-00000001"),
-            Recorded::Untouched
+            Footprint::Untouched
         );
         assert_eq!(
             resume.kept(&cancel("img-00000001")),

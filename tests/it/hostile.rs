@@ -168,7 +168,7 @@ async fn http_404_from_every_request_stops_the_job_with_the_fix() {
     assert_eq!(server.n_requests(), 1, "not retried as transient");
     assert_eq!(rows[0].error_code.as_deref(), Some("HttpStatus404"));
     assert!(rows[1..].iter().all(|row| row.status == Status::Skipped));
-    let Some(lighthouse_share::pool::Reason::Fatal(error)) = &report.stop else {
+    let Some(lighthouse_share::engine::Reason::Fatal(error)) = &report.stop else {
         panic!("{:?}", report.stop);
     };
     let advice = lighthouse_share::api::fatal_advice(error);

@@ -6,7 +6,8 @@
 use std::collections::BTreeSet;
 
 use lighthouse_share::action::{ACTION, Permission};
-use lighthouse_share::api::{Blueprints, Client, Endpoint};
+use lighthouse_share::actions::{Action, Blueprints, DescribeBlueprints};
+use lighthouse_share::api::{Client, Endpoint, Transport};
 use lighthouse_share::credentials::Provider;
 use lighthouse_share::output::{Ending, Report};
 use lighthouse_share::results::Status;
@@ -15,7 +16,7 @@ use lighthouse_share::simulator::{Faults, SimulatorConfig, SimulatorHandle};
 use crate::common::{Call, Job, ResultRow, code, fast_simulator, simulator_credentials, start};
 
 /// The images shared in `region`, as the account says (a listing made by hand, every page).
-pub async fn shared_in(sim: &SimulatorHandle, region: &str) -> BTreeSet<String> {
+pub async fn shared_in(sim: &SimulatorHandle, region: &'static str) -> BTreeSet<String> {
     let client = Client::new(
         Endpoint::new(&sim.endpoint()),
         Provider::Static {
@@ -27,10 +28,13 @@ pub async fn shared_in(sim: &SimulatorHandle, region: &str) -> BTreeSet<String> 
     .unwrap();
     let (mut images, mut offset) = (BTreeSet::new(), 0);
     loop {
-        let page = client
-            .describe(region, Blueprints::Shared, offset)
-            .await
-            .unwrap();
+        let call = DescribeBlueprints {
+            region,
+            kind: Blueprints::Shared,
+            offset,
+        };
+        let signed = client.sign(call.request()).await.unwrap();
+        let page = call.read(&client.send(signed).await.unwrap()).unwrap();
         images.extend(page.blueprints.into_iter().map(|(image, _)| image));
         offset += page.n_listed;
         if page.n_listed == 0 || offset >= page.total {

@@ -332,3 +332,73 @@ async fn a_dry_run_prints_the_real_plan_and_fails_where_a_run_would() {
     let (code, stderr) = dry_run(dir.path(), &["--offline", "-o", "other.csv"], &no_keys);
     assert_eq!(code, Some(0), "offline: the file alone: {stderr}");
 }
+
+/// The account's `DescribeBlueprints` limit (3/s) is below `--describe-rate` (10): the
+/// look-ups slow down to it as the writes would, every row is settled with its BlueprintId,
+/// nothing is written, and the summary names the throttled look-ups.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_look_up_limit_below_the_describe_rate_is_found_and_nothing_is_sent() {
+    let regions = ["ap-seoul", "ap-tokyo"];
+    let images: Vec<(String, String)> = (0..2000)
+        .map(|i| (regions[i % 2].to_string(), format!("img-{i:08}")))
+        .collect();
+    let sim = start(SimulatorConfig {
+        shared: images.clone(),
+        describe_rate: 3,
+        ..fast_simulator()
+    })
+    .await;
+    let mut csv = String::from("region,image_id,permission\n");
+    for (region, image) in &images {
+        csv.push_str(&format!("{region},{image},SHARE\n"));
+    }
+    let mut job = Job::new(&csv);
+    job.lookup = true;
+    job.rate_scope = Some(lighthouse_share::action::RateScope::Region);
+    let mut config = job.config(&sim).await;
+    assert_eq!(config.describe_rate, 10.0, "the default");
+    config.retry = lighthouse_share::retry::Policy {
+        max_throttled: std::time::Duration::from_secs(300),
+        ..config.retry
+    };
+    let report = lighthouse_share::run::run(config, std::future::pending())
+        .await
+        .unwrap();
+    let rows = job.results();
+    assert_eq!(report.ending(), Ending::Done);
+    assert_eq!(rows.len(), 2000);
+    assert!(
+        rows.iter().all(|r| r.status == Status::AlreadyShared
+            && r.blueprint_id.is_some()
+            && r.attempts == 0),
+        "every row settled with its BlueprintId"
+    );
+    assert_eq!(writes(&sim), 0, "no write sent");
+    let stats = sim.stats();
+    let lookups = stats.requests_by_action[DESCRIBE_ACTION];
+    let refused = stats.answers_by_action[DESCRIBE_ACTION]
+        .get("RequestLimitExceeded")
+        .copied()
+        .unwrap_or(0);
+    assert!(
+        refused * 100 <= lookups * 40,
+        "at most 40% of look-ups refused (goal: 25%): {refused} of {lookups}"
+    );
+    assert!(
+        report
+            .lanes
+            .iter()
+            .filter(|lane| lane.kind == lighthouse_share::actions::Kind::DescribeBlueprints)
+            .all(|lane| lane.n_throttled > 0 && lane.lowest_rate < 10.0),
+        "each region's look-ups were throttled and slowed down: {:?}",
+        report.lanes
+    );
+    let summary = lighthouse_share::output::summary_lines(&report).join("\n");
+    println!("{summary}\nlook-ups: {lookups}, refused: {refused}");
+    assert!(
+        regions
+            .iter()
+            .all(|region| summary.contains(&format!("{region} {DESCRIBE_ACTION}: "))),
+        "{summary}"
+    );
+}
