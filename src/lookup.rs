@@ -301,7 +301,9 @@ mod tests {
 
     #[test]
     fn a_listing_that_contradicts_itself_stops_at_once_and_says_why() {
-        let cases: [(&[(u64, &[u32])], &str); 5] = [
+        /// Pages as (TotalCount, blueprints), and what the listing must say about them.
+        type Case<'a> = (&'a [(u64, &'a [u32])], &'a str);
+        let cases: [Case; 5] = [
             (&[(5, &[])], "empty while TotalCount says 5"),
             (
                 &[(1_000_000_000, &[1, 2]), (1_000_000_000, &[1, 2])],

@@ -276,7 +276,7 @@ async fn check(
     }
     for (region_index, region) in REGIONS.iter().enumerate() {
         let shared = shared_in(sim, region).await;
-        for image in 0..3 {
+        for (image, image_id) in images.iter().enumerate() {
             let last = sheet.iter().rposition(|row| {
                 row.region == region_index
                     && row.image == image
@@ -294,11 +294,10 @@ async fn check(
             if !agrees {
                 return Err(format!("line {}: {word:?} but {result:?}", last + 2));
             }
-            let is_shared = shared.contains(&images[image]);
+            let is_shared = shared.contains(image_id);
             if is_shared != (word == Word::Share) {
                 return Err(format!(
-                    "{region} {}: the sheet's last word (line {}) is {word:?}, the account has it {}",
-                    images[image],
+                    "{region} {image_id}: the sheet's last word (line {}) is {word:?}, the account has it {}",
                     last + 2,
                     if is_shared { "shared" } else { "not shared" }
                 ));
