@@ -8,7 +8,7 @@ use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
 use crate::action::RateScope;
 use crate::credentials::Credentials;
 use crate::engine::FailureLimit;
-use crate::simulator::{Count, Faults, SimulatorConfig};
+use crate::simulator::{Count, DescribeFault, Faults, SimulatorConfig};
 
 /// Help headings: the options of `run`, grouped as a user looks for them.
 const INPUT_OUTPUT: &str = "Input and output";
@@ -51,9 +51,14 @@ GET /__stats answers the counters as JSON: requests (in all and per action),
 answers per error code (in all and per action), signature failures, connections
 accepted, the most requests that arrived in any one second per bucket
 (max_window for ModifyImageSharePermission, max_window_describe for
-DescribeBlueprints), requests per image and per secret id, and the most
-ModifyImageSharePermission requests ever in flight at once for one (region,
-image) (max_in_flight_per_image).
+DescribeBlueprints, max_window_by_action for every action), requests per image
+and per secret id, and the most ModifyImageSharePermission requests ever in
+flight at once for one (region, image) (max_in_flight_per_image).
+
+Rehearsal aids: GET /__state lists the images shared now, per region, with their
+BlueprintIds; POST /__state with {\"region\": \"ap-guangzhou\", \"image_id\":
+\"img-...\", \"shared\": true|false} shares or unshares an image out of band, as
+another person or tool would between two runs, and answers its new state.
 
 Example: lighthouse-share simulate --rate-scope region --missing 0.1
 then: lighthouse-share run images.csv --endpoint http://127.0.0.1:8020
@@ -266,6 +271,23 @@ pub struct SimulateArgs {
     /// simulator starts.
     #[arg(long, value_name = "FILE")]
     pub shared: Option<PathBuf>,
+    /// A file of `region,image_id[,state[,unshareable reason]]` lines (header optional): the
+    /// images that exist, per region (state NORMAL unless given; a reason makes an image not
+    /// shareable). DescribeImagesToShare lists them and the writes agree: an image not in
+    /// the region is ImageIdNotFound, one not shareable or not NORMAL ImageUnableToShare.
+    /// Without it every image exists in every region, shareable.
+    #[arg(long, value_name = "FILE")]
+    pub images: Option<PathBuf>,
+    /// DescribeImagesToShare requests admitted per bucket in any one-second window (its own
+    /// limit).
+    #[arg(long, default_value_t = 20)]
+    pub images_rate: usize,
+    /// Break DescribeBlueprints listings on purpose (a rehearsal aid; may be repeated):
+    /// `empty-first` (every first page comes back empty while TotalCount says more;
+    /// `empty-first=N`: only the first N per region), `repeat-page` (every Offset answers the
+    /// first page), `total=N` (TotalCount says N).
+    #[arg(long, value_name = "FAULT", value_parser = DescribeFault::parse)]
+    pub describe_fault: Vec<DescribeFault>,
     /// Seed for the faults and latencies, so a run can be reproduced.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
@@ -312,17 +334,22 @@ pub struct SimulateArgs {
 }
 
 impl SimulateArgs {
-    /// The simulator these options describe; the error names a `--shared` file that cannot
+    /// The simulator these options describe; the error names a `--shared` or `--images` file that cannot
     /// be used, and why.
     pub fn simulator_config(&self) -> Result<SimulatorConfig, String> {
         let shared = match &self.shared {
             Some(path) => crate::simulator::read_seed(path)?,
             None => Vec::new(),
         };
+        let images = match &self.images {
+            Some(path) => Some(crate::simulator::read_images(path)?),
+            None => None,
+        };
         Ok(SimulatorConfig {
             accounts: vec![Credentials::new(&self.secret_id, &self.secret_key, None)],
             rate: self.rate,
             describe_rate: self.describe_rate,
+            images_rate: self.images_rate,
             rate_scope: self.rate_scope,
             count: self.count,
             faults: Faults {
@@ -334,12 +361,14 @@ impl SimulateArgs {
                 missing: self.missing,
                 unauthorized: self.unauthorized,
                 unauthorized_describe: self.unauthorized_describe,
+                describe: self.describe_fault.clone(),
             },
             seed: self.seed,
             latency_ms: self.latency_ms,
             clock_skew_secs: self.clock_skew,
             withdrawn_regions: self.withdrawn_region.clone(),
             shared,
+            images,
             connect_latency: std::time::Duration::from_millis(self.connect_latency_ms),
         })
     }

@@ -11,5 +11,6 @@ mod pacing;
 mod property;
 mod record;
 mod run;
+mod sim_state;
 mod simulator;
 mod unattended;
