@@ -5,50 +5,38 @@
 
 use std::collections::BTreeSet;
 
-use lighthouse_share::action::{ACTION, Permission};
-use lighthouse_share::actions::{Action, Blueprints, DescribeBlueprints};
-use lighthouse_share::api::{Client, Endpoint, Transport};
-use lighthouse_share::credentials::Provider;
+use lighthouse_share::action::{ACTION, DESCRIBE_ACTION};
 use lighthouse_share::output::{Ending, Report};
 use lighthouse_share::results::Status;
-use lighthouse_share::simulator::{Faults, SimulatorConfig, SimulatorHandle};
+use lighthouse_share::simulator::{
+    DescribeFault, Faults, SeededImage, SharedImages, SimulatorConfig, SimulatorHandle,
+};
 
-use crate::common::{Call, Job, ResultRow, code, fast_simulator, simulator_credentials, start};
+use crate::common::{Job, ResultRow, fast_simulator, start};
 
-/// The images shared in `region`, as the account says (a listing made by hand, every page).
-pub async fn shared_in(sim: &SimulatorHandle, region: &'static str) -> BTreeSet<String> {
-    let client = Client::new(
-        Endpoint::new(&sim.endpoint()),
-        Provider::Static {
-            credentials: simulator_credentials(),
-            source: "test".into(),
-        },
-        std::time::Duration::from_secs(5),
-    )
-    .unwrap();
-    let (mut images, mut offset) = (BTreeSet::new(), 0);
-    loop {
-        let call = DescribeBlueprints {
-            region,
-            kind: Blueprints::Shared,
-            offset,
-        };
-        let signed = client.sign(call.request()).await.unwrap();
-        let page = call.read(&client.send(signed).await.unwrap()).unwrap();
-        images.extend(page.blueprints.into_iter().map(|(image, _)| image));
-        offset += page.n_listed;
-        if page.n_listed == 0 || offset >= page.total {
-            return images;
-        }
-    }
+/// The images shared in `region` now, as the simulator's account holds them (`GET /__state`).
+pub async fn shared_in(sim: &SimulatorHandle, region: &str) -> BTreeSet<String> {
+    let url = format!("{}/__state", sim.endpoint());
+    let state: SharedImages = reqwest::get(url).await.unwrap().json().await.unwrap();
+    state
+        .shared
+        .get(region)
+        .map(|images| images.keys().cloned().collect())
+        .unwrap_or_default()
 }
 
-/// Changes an image out of band, as a colleague or the console would: straight through the
-/// API, not through this tool.
-async fn change_outside(sim: &SimulatorHandle, region: &str, image: &str, to: Permission) {
-    let http = reqwest::Client::new();
-    let (status, response) = Call::new(region, image, to).send(&http, sim.addr()).await;
-    assert_eq!((status, code(&response)), (200, "OK".to_string()));
+/// Changes an image out of band (`POST /__state`), as a colleague or the console would: not
+/// through this tool. Returns the HTTP status (404 for an image that does not exist).
+pub async fn change_outside(sim: &SimulatorHandle, region: &str, image: &str, shared: bool) -> u16 {
+    let change = serde_json::json!({"region": region, "image_id": image, "shared": shared});
+    reqwest::Client::new()
+        .post(format!("{}/__state", sim.endpoint()))
+        .json(&change)
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
 }
 
 /// Writes `rows` (`region,image_id,permission` lines) as the night's sheet and runs it with
@@ -118,7 +106,10 @@ async fn an_image_changed_outside_this_tool_is_repaired_and_reported() {
     let sheet = [SHARE_A, "ap-seoul,img-bbbbbbbb,SHARE"];
     let (report, _) = night(&mut job, &sim, &sheet).await;
     assert_eq!(report.ending(), Ending::Done);
-    change_outside(&sim, "ap-seoul", "img-aaaaaaaa", Permission::Cancel).await;
+    assert_eq!(
+        change_outside(&sim, "ap-seoul", "img-aaaaaaaa", false).await,
+        200
+    );
     let before = writes(&sim);
 
     let (report, rows) = night(&mut job, &sim, &sheet).await;
@@ -189,27 +180,108 @@ async fn a_typo_fixed_the_next_night_ends_as_the_last_row_says() {
     assert_eq!(shared_in(&sim, "ap-seoul").await, shared_a());
 }
 
-/// Case 5: a failed row proves nothing: the second SHARE of an image that does not exist is
-/// sent and fails too, and the run does not exit 0.
+/// Case 5: a failed row proves nothing: the second SHARE of an image that does not exist, or
+/// cannot be shared, is sent and fails too, and the run does not exit 0.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failed_row_proves_nothing_about_its_image() {
     let sim = start(SimulatorConfig {
-        faults: Faults {
-            missing: 1.0,
-            ..Faults::default()
-        },
+        images: Some(vec![SeededImage {
+            unshareable_reason: Some("imported image".into()),
+            ..SeededImage::new("ap-seoul", "img-unshare1")
+        }]),
         ..fast_simulator()
     })
     .await;
     let mut job = lookup_job();
-    let (report, rows) = night(&mut job, &sim, &[SHARE_A, SHARE_A]).await;
+    let unshareable = "ap-seoul,img-unshare1,SHARE";
+    let (report, rows) = night(
+        &mut job,
+        &sim,
+        &[SHARE_A, SHARE_A, unshareable, unshareable],
+    )
+    .await;
     assert_eq!(report.ending(), Ending::SomeRowsFailed);
-    assert_eq!(statuses(&rows), [Status::Failed, Status::Failed]);
-    assert!(
-        rows.iter().all(|r| r.attempts == 1
-            && r.error_code.as_deref() == Some("ResourceNotFound.ImageIdNotFound")),
-        "{rows:?}"
+    let codes: Vec<(Status, u32, Option<&str>)> = rows
+        .iter()
+        .map(|r| (r.status, r.attempts, r.error_code.as_deref()))
+        .collect();
+    let missing = (Status::Failed, 1, Some("ResourceNotFound.ImageIdNotFound"));
+    let unable = (
+        Status::Failed,
+        1,
+        Some("UnsupportedOperation.ImageUnableToShare"),
     );
-    assert_eq!(writes(&sim), 2);
+    assert_eq!(codes, [missing, missing, unable, unable]);
+    assert_eq!(writes(&sim), 4);
     assert_eq!(shared_in(&sim, "ap-seoul").await, BTreeSet::new());
+}
+
+/// Case 6: a listing that contradicts itself proves nothing: its region's rows are all sent
+/// (none settled from it, no finished row kept), the summary says why, and paging stops at
+/// once however large `TotalCount` says the listing is.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_inconsistent_listing_settles_nothing_and_stops_at_once() {
+    // (faults, other images shared, what the summary says): a full first page is needed for
+    // a second page to repeat it.
+    let faults = [
+        (vec![DescribeFault::EmptyFirst(None)], 0, "empty"),
+        (
+            vec![
+                DescribeFault::RepeatPage,
+                DescribeFault::Total(1_000_000_000),
+            ],
+            150,
+            "repeats",
+        ),
+        (vec![DescribeFault::Total(5)], 0, "short of the 5"),
+    ];
+    for (describe, n_others, why) in faults {
+        let mut shared: Vec<(String, String)> = (0..n_others)
+            .map(|i| ("ap-seoul".to_string(), format!("img-{i:08}")))
+            .collect();
+        shared.push(("ap-seoul".into(), "img-aaaaaaaa".into()));
+        shared.push(("ap-seoul".into(), "img-bbbbbbbb".into()));
+        let sim = start(SimulatorConfig {
+            shared,
+            faults: Faults {
+                describe,
+                ..Faults::default()
+            },
+            ..fast_simulator()
+        })
+        .await;
+        let mut job = lookup_job();
+        let sheet = [
+            CANCEL_A,
+            "ap-seoul,img-bbbbbbbb,SHARE",
+            "ap-seoul,img-cccccccc,CANCEL",
+        ];
+        let (report, rows) = night(&mut job, &sim, &sheet).await;
+        assert_eq!(report.ending(), Ending::Done, "{why}");
+        assert!(rows.iter().all(|r| r.attempts == 1), "{why}: {rows:?}");
+        assert_eq!(
+            statuses(&rows),
+            [Status::Unshared, Status::AlreadyShared, Status::Unshared],
+            "{why}"
+        );
+        let shared = shared_in(&sim, "ap-seoul").await;
+        assert!(
+            shared.contains("img-bbbbbbbb") && !shared.contains("img-aaaaaaaa"),
+            "{why}"
+        );
+        assert!(!shared.contains("img-cccccccc"), "{why}");
+        assert!(
+            report.unknown_listings.len() == 1 && report.unknown_listings[0].contains(why),
+            "{why}: {:?}",
+            report.unknown_listings
+        );
+        let n_pages = sim.stats().requests_by_action[DESCRIBE_ACTION];
+        assert!(n_pages <= 4, "{why}: {n_pages} DescribeBlueprints requests");
+
+        // The next night, with the listing still broken, keeps no finished row: each is sent.
+        let before = writes(&sim);
+        let (report, rows) = night(&mut job, &sim, &sheet).await;
+        assert_eq!(report.ending(), Ending::Done, "{why}");
+        assert_eq!(writes(&sim) - before, 3, "{why}: {rows:?}");
+    }
 }

@@ -2,28 +2,34 @@
 //! regions), edited at random between 3 nights (rows reordered, deleted, flipped, given a
 //! typo, fixed), the account changed at random out of band before each night, some images
 //! failing (they do not exist: deterministic per image); each night `--resume`s into the same
-//! results file. After every run that exits 0, the account holds every image as the sheet's
-//! last valid row for it says, and that row's status says so (with its BlueprintId when
-//! shared). A sheet with no typo and no failing image must exit 0.
+//! results file. After every run that exits 0, the account (`GET /__state`) holds every image
+//! as the sheet's last valid row for it says, and that row's status says so (with its
+//! BlueprintId when shared). A sheet with no typo and no failing image must exit 0.
 //!
 //! `run()` is driven in-process against an in-process simulator, fresh for each case; the
 //! cases come from a fixed seed, so a failure is reproduced by running the test again.
 
-use lighthouse_share::action::Permission;
 use lighthouse_share::output::Ending;
 use lighthouse_share::results::Status;
-use lighthouse_share::simulator::{Faults, SimulatorConfig, SimulatorHandle};
+use lighthouse_share::simulator::{SeededImage, SimulatorConfig, SimulatorHandle};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, RngAlgorithm, TestCaseError, TestRng, TestRunner};
 
-use crate::common::{Call, Job, ResultRow, fast_simulator, start};
-use crate::invariant::shared_in;
+use crate::common::{Job, ResultRow, fast_simulator, start};
+use crate::invariant::{change_outside, shared_in};
 
 const REGIONS: [&str; 2] = ["ap-seoul", "ap-tokyo"];
-/// The seed of the simulator: with `missing` 0.5, it decides which image ids do not exist.
-const SIM_SEED: u64 = 19;
-/// Image ids to draw from; [`probe`] sorts them into those that exist and those that do not.
-const CANDIDATES: usize = 24;
+const IMAGES: [&str; 3] = ["img-aaaaaaaa", "img-bbbbbbbb", "img-cccccccc"];
+
+/// What becomes of every write of an image.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Fate {
+    Fine,
+    /// It does not exist: `ResourceNotFound.ImageIdNotFound`.
+    Missing,
+    /// It cannot be shared: `UnsupportedOperation.ImageUnableToShare`.
+    Unshareable,
+}
 
 /// What a row of the sheet says in its permission cell.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -62,8 +68,8 @@ struct Before {
 
 #[derive(Clone, Debug)]
 struct Scenario {
-    /// Which of the 3 images do not exist (every write of them fails).
-    failing: [bool; 3],
+    /// What becomes of the writes of each of the 3 images.
+    fates: [Fate; 3],
     sheet: Vec<SheetRow>,
     nights: Vec<Before>,
 }
@@ -105,12 +111,16 @@ fn before() -> impl Strategy<Value = Before> {
 
 fn scenario() -> impl Strategy<Value = Scenario> {
     (
-        prop::array::uniform3(prop::bool::weighted(0.2)),
+        prop::array::uniform3(prop_oneof![
+            8 => Just(Fate::Fine),
+            1 => Just(Fate::Missing),
+            1 => Just(Fate::Unshareable),
+        ]),
         prop::collection::vec(sheet_row(), 1..=8),
         prop::collection::vec(before(), 3),
     )
-        .prop_map(|(failing, sheet, nights)| Scenario {
-            failing,
+        .prop_map(|(fates, sheet, nights)| Scenario {
+            fates,
             sheet,
             nights,
         })
@@ -146,39 +156,28 @@ fn apply(sheet: &mut Vec<SheetRow>, edit: Edit) {
     }
 }
 
-/// The images that exist and those that do not, for the simulator's seed: found by a CANCEL
-/// of each candidate (which changes nothing on an image that is not shared).
-async fn probe() -> (Vec<String>, Vec<String>) {
-    let sim = start(simulator()).await;
-    let http = reqwest::Client::new();
-    let (mut existing, mut missing) = (Vec::new(), Vec::new());
-    for i in 0..CANDIDATES {
-        let image = format!("img-prop{i:04}");
-        let (_, response) = Call::new(REGIONS[0], &image, Permission::Cancel)
-            .send(&http, sim.addr())
-            .await;
-        match crate::common::code(&response).as_str() {
-            "OK" => existing.push(image),
-            "ResourceNotFound.ImageIdNotFound" => missing.push(image),
-            other => panic!("probing {image}: {other}"),
+/// A simulator whose account has the images of `fates` that exist, in both regions.
+fn simulator(fates: &[Fate; 3]) -> SimulatorConfig {
+    let mut images = Vec::new();
+    for region in REGIONS {
+        for (image, fate) in IMAGES.iter().zip(fates) {
+            match fate {
+                Fate::Fine => images.push(SeededImage::new(region, image)),
+                Fate::Unshareable => images.push(SeededImage {
+                    unshareable_reason: Some("imported image".into()),
+                    ..SeededImage::new(region, image)
+                }),
+                Fate::Missing => {}
+            }
         }
     }
-    assert!(existing.len() >= 3 && missing.len() >= 3, "seed {SIM_SEED}");
-    (existing, missing)
-}
-
-fn simulator() -> SimulatorConfig {
     SimulatorConfig {
-        faults: Faults {
-            missing: 0.5,
-            ..Faults::default()
-        },
-        seed: SIM_SEED,
+        images: Some(images),
         ..fast_simulator()
     }
 }
 
-fn csv(sheet: &[SheetRow], images: &[String]) -> String {
+fn csv(sheet: &[SheetRow]) -> String {
     let mut csv = String::from("region,image_id,permission\n");
     for row in sheet {
         let word = match row.word {
@@ -189,22 +188,15 @@ fn csv(sheet: &[SheetRow], images: &[String]) -> String {
         };
         csv.push_str(&format!(
             "{},{},{word}\n",
-            REGIONS[row.region], images[row.image]
+            REGIONS[row.region], IMAGES[row.image]
         ));
     }
     csv
 }
 
 /// Plays a scenario's three nights; checks the invariant after each that exits 0.
-async fn play(scenario: Scenario, pools: &(Vec<String>, Vec<String>)) -> Result<(), TestCaseError> {
-    let images: Vec<String> = (0..3)
-        .map(|i| match scenario.failing[i] {
-            true => pools.1[i].clone(),
-            false => pools.0[i].clone(),
-        })
-        .collect();
-    let sim = start(simulator()).await;
-    let http = reqwest::Client::new();
+async fn play(scenario: Scenario) -> Result<(), TestCaseError> {
+    let sim = start(simulator(&scenario.fates)).await;
     let mut job = Job::new("region,image_id,permission\n");
     // In memory where there is such a place: the record is synced at every run's start and
     // end, and 600 runs of syncing to disk would be most of this test's time.
@@ -222,17 +214,10 @@ async fn play(scenario: Scenario, pools: &(Vec<String>, Vec<String>)) -> Result<
                 .for_each(|edit| apply(&mut sheet, *edit));
         }
         for (region, image, share) in &before.outside {
-            let permission = if *share {
-                Permission::Share
-            } else {
-                Permission::Cancel
-            };
-            // Whatever it answers (already shared, not found), the account is as it is.
-            Call::new(REGIONS[*region], &images[*image], permission)
-                .send(&http, sim.addr())
-                .await;
+            // Whatever it answers (not found, cannot be shared), the account is as it is.
+            change_outside(&sim, REGIONS[*region], IMAGES[*image], *share).await;
         }
-        std::fs::write(&job.input, csv(&sheet, &images)).unwrap();
+        std::fs::write(&job.input, csv(&sheet)).unwrap();
         let mut config = job.config(&sim).await;
         // The look-ups' own pace (10/s) would make every fresh look-up wait 100 ms.
         config.describe_rate = 1000.0;
@@ -242,16 +227,16 @@ async fn play(scenario: Scenario, pools: &(Vec<String>, Vec<String>)) -> Result<
         let rows = job.results();
         job.resume = true;
         let ending = report.ending();
-        let clean = sheet
-            .iter()
-            .all(|row| !matches!(row.word, Word::Typo(_)) && !scenario.failing[row.image]);
+        let clean = sheet.iter().all(|row| {
+            !matches!(row.word, Word::Typo(_)) && scenario.fates[row.image] == Fate::Fine
+        });
         prop_assert!(
             ending == Ending::Done || (ending == Ending::SomeRowsFailed && !clean),
             "night {}: {ending:?} for {sheet:?}: {rows:?}",
             n + 1
         );
         if ending == Ending::Done {
-            check(&sim, &sheet, &images, &rows)
+            check(&sim, &sheet, &rows)
                 .await
                 .map_err(|why| TestCaseError::fail(format!("night {}: {why}", n + 1)))?;
         }
@@ -264,7 +249,6 @@ async fn play(scenario: Scenario, pools: &(Vec<String>, Vec<String>)) -> Result<
 async fn check(
     sim: &SimulatorHandle,
     sheet: &[SheetRow],
-    images: &[String],
     rows: &[ResultRow],
 ) -> Result<(), String> {
     if rows.len() != sheet.len() {
@@ -276,7 +260,7 @@ async fn check(
     }
     for (region_index, region) in REGIONS.iter().enumerate() {
         let shared = shared_in(sim, region).await;
-        for (image, image_id) in images.iter().enumerate() {
+        for (image, image_id) in IMAGES.iter().enumerate() {
             let last = sheet.iter().rposition(|row| {
                 row.region == region_index
                     && row.image == image
@@ -294,7 +278,7 @@ async fn check(
             if !agrees {
                 return Err(format!("line {}: {word:?} but {result:?}", last + 2));
             }
-            let is_shared = shared.contains(image_id);
+            let is_shared = shared.contains(*image_id);
             if is_shared != (word == Word::Share) {
                 return Err(format!(
                     "{region} {image_id}: the sheet's last word (line {}) is {word:?}, the account has it {}",
@@ -314,7 +298,6 @@ fn check_cases(cases: u32, seed: u8) {
         .enable_all()
         .build()
         .unwrap();
-    let pools = runtime.block_on(probe());
     let config = Config {
         cases,
         failure_persistence: None,
@@ -325,9 +308,7 @@ fn check_cases(cases: u32, seed: u8) {
         TestRng::from_seed(RngAlgorithm::ChaCha, &[seed; 32]),
     );
     let started = std::time::Instant::now();
-    let result = runner.run(&scenario(), |scenario| {
-        runtime.block_on(play(scenario, &pools))
-    });
+    let result = runner.run(&scenario(), |scenario| runtime.block_on(play(scenario)));
     eprintln!(
         "{cases} cases of 3 nights in {:.1}s",
         started.elapsed().as_secs_f64()
