@@ -13,7 +13,9 @@
 //! - `engine`: the one place that paces, sends, retries, adapts, gives up and counts, for
 //!   every action; `job`: the rate buckets, each with one engine lane per action;
 //! - `output`: logs, progress, summary, how a run ended;
-//! - `lookup`: the state look-up (`DescribeBlueprints`) and each row's decision against it;
+//! - `lookup`: the state look-up (`DescribeBlueprints`) and when a listing is evidence;
+//!   `decide`: each row's decision from the record, the look-up and the rows before it (the
+//!   invariant of SPEC §9 in one function);
 //! - `writes`: per bucket, per-image order, each row's write and its outcome;
 //! - `config`: CLI + environment + file → one final `RunConfig`; `plan`: the validation
 //!   pass, the one numbered pass every later stage reads, and the reader;
@@ -30,6 +32,7 @@ pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod credentials;
+pub mod decide;
 pub mod engine;
 pub mod input;
 pub mod job;

@@ -12,10 +12,10 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 
 use crate::action::{Permission, REGIONS, RateScope};
+use crate::decide::{Decided, Decider, Decision, Drift, State};
 use crate::input::{InputError, Reader, Row, Source};
 use crate::job::{Bucket, Buckets, Job};
 use crate::limiter::UTILISATION;
-use crate::lookup::{Decider, Decision, State};
 use crate::output::plural;
 use crate::results::{
     Asks, Destination, Fits, INVALID_INPUT, Identity, Occurrences, Outcome, Repeats, Resume,
@@ -36,10 +36,11 @@ pub enum PlanError {
 /// What the validation pass found.
 #[derive(Debug)]
 pub struct Plan {
-    /// Rows to send, per region: what the job's buckets are made of.
+    /// Valid rows, per region: what the job's buckets are made of. Rows an earlier run
+    /// finished count too: the look-up of their region may contradict them (SPEC §9).
     pub rows_per_region: BTreeMap<&'static str, u64>,
     pub n_invalid: u64,
-    /// Rows an earlier run finished, kept as they are.
+    /// Rows an earlier run finished: kept unless the record or the look-up contradicts them.
     pub n_kept: u64,
     /// Images with both SHARE and CANCEL rows: they flip on every run.
     pub flipping: Flipping,
@@ -189,20 +190,15 @@ impl Plan {
             {
                 self.flipping.named.push(flipping_name(row));
             }
-            if numbered.kept {
-                self.n_kept += 1;
-                if let Some(n) = self.rows_per_region.get_mut(row.region) {
-                    *n -= 1;
-                }
-            }
+            self.n_kept += u64::from(numbered.kept);
         }
-        self.rows_per_region.retain(|_, n| *n > 0);
         Ok(())
     }
 
-    /// Rows to send over all buckets.
+    /// Rows to send over all buckets, at most: the look-up settles some, and a row finished
+    /// earlier that it contradicts is sent again.
     pub fn n_to_send(&self) -> u64 {
-        self.rows_per_region.values().sum()
+        self.rows_per_region.values().sum::<u64>() - self.n_kept
     }
 
     /// Says what the run will do: rows to send per bucket, invalid rows, rows kept, images
@@ -230,7 +226,7 @@ impl Plan {
             ),
         };
         tracing::info!(
-            "plan: {} to send {limit}; {} invalid; {} already done (kept); about {} at full rate",
+            "plan: {} to send {limit}; {} invalid; {} finished earlier (kept unless the record or the look-up contradicts them); about {} at full rate",
             plural(self.n_to_send(), "row", "rows"),
             self.n_invalid,
             self.n_kept,
@@ -265,7 +261,8 @@ pub struct BucketPlan {
 pub struct Numbered {
     pub row: Row,
     pub identity: Identity,
-    /// An earlier run finished it: it is kept as it is, not sent.
+    /// An earlier run finished it: it is kept unless the record or the look-up contradicts
+    /// it (the decision's to say).
     pub kept: bool,
 }
 
@@ -300,24 +297,26 @@ impl Numbered {
 pub fn dry_run(
     input: &Source,
     buckets: &Buckets,
-    resume: &Resume,
+    resume: Arc<Resume>,
     repeats: &Repeats,
     state: State,
 ) -> Result<BTreeMap<String, BucketPlan>, InputError> {
-    let mut decider = Decider::new(state);
+    let mut decider = Decider::new(state, resume.clone(), Default::default());
     let mut plans: BTreeMap<String, BucketPlan> = BTreeMap::new();
-    for numbered in Numbered::new(input, repeats, resume)? {
-        let Numbered { row, kept, .. } = numbered?;
-        if kept {
+    for numbered in Numbered::new(input, repeats, &resume)? {
+        let Numbered { row, identity, .. } = numbered?;
+        let Decided { decision, drift } = decider.decide(&row, &identity);
+        if decision == Decision::Keep {
             continue;
         }
         let plan = plans.entry(buckets.of(row.region)).or_default();
-        let what = plan.count(&decider.decide(&row), row.permission);
+        let what = plan.count(&decision, row.permission);
+        let drift = drift.map(|d| format!(" ({d})")).unwrap_or_default();
         tracing::debug!(
             line = row.line,
             region = row.region,
             image_id = %row.image_id,
-            "line {}: {} {} {}: {what}",
+            "line {}: {} {} {}: {what}{drift}",
             row.line,
             row.region,
             row.image_id,
@@ -341,15 +340,13 @@ impl BucketPlan {
             }
             (Decision::AlreadyShared(blueprint), _) => {
                 self.n_already += 1;
-                format!(
-                    "already shared ({}): not sent",
-                    blueprint.as_deref().unwrap_or("by an earlier row")
-                )
+                format!("already shared ({blueprint}): not sent")
             }
             (Decision::AlreadyUnshared, _) => {
                 self.n_already += 1;
                 "already unshared: not sent".to_string()
             }
+            (Decision::Keep, _) => "finished earlier: kept".to_string(),
         }
     }
 }
@@ -389,8 +386,8 @@ const READ_BATCH: usize = 64;
 /// back only once this many are waiting for it.
 const BUFFERED_BATCHES: usize = 64;
 
-/// The reader thread: it streams the rows to send (valid, not kept) from the input to their
-/// buckets, in file order, and returns the error that stopped it early, if one did.
+/// The reader thread: it streams the rows to send (valid, decided `Send`) from the input to
+/// their buckets, in file order, and returns the error that stopped it early, if one did.
 pub type ReaderHandle = tokio::task::JoinHandle<Result<(), InputError>>;
 
 /// Each region's sender, by the region's place in `REGIONS` (no bucket name is built per
@@ -416,7 +413,8 @@ fn channels(job: &Job) -> Channels {
 }
 
 /// Starts the one reader of the input, and returns each bucket's rows. Rows that `decider`
-/// settles (already as asked) are not sent: they go straight to `sink`.
+/// keeps are left as recorded; rows it settles (already as asked) are not sent: they go
+/// straight to `sink`.
 pub fn spawn_reader(
     input: Arc<Source>,
     job: &Job,
@@ -430,17 +428,20 @@ pub fn spawn_reader(
         let mut batches: Vec<Vec<Row>> = vec![Vec::new(); REGIONS.len()];
         for numbered in Numbered::new(&input, &repeats, &resume)? {
             let Numbered {
-                row,
-                identity,
-                kept,
+                mut row, identity, ..
             } = numbered?;
             let Some(i) = REGIONS.iter().position(|r| *r == row.region) else {
                 continue;
             };
-            let (Some(rows_tx), false) = (&senders[i], kept) else {
+            let Some(rows_tx) = &senders[i] else {
                 continue;
             };
-            let taken = match decider.decide(&row) {
+            let Decided { decision, drift } = decider.decide(&row, &identity);
+            if let Some(drift) = drift {
+                note_drift(&mut row, drift);
+            }
+            let taken = match decision {
+                Decision::Keep => true,
                 Decision::Send => {
                     batches[i].push(row);
                     batches[i].len() < READ_BATCH
@@ -468,8 +469,8 @@ pub fn spawn_reader(
 /// The outcome of a row the look-up settled: not sent, `attempts` 0.
 fn settled(identity: Identity, row: &Row, decision: Decision) -> Outcome {
     let (status, blueprint) = match decision {
-        Decision::AlreadyShared(blueprint) => (Status::AlreadyShared, blueprint),
-        Decision::AlreadyUnshared | Decision::Send => (Status::AlreadyUnshared, None),
+        Decision::AlreadyShared(blueprint) => (Status::AlreadyShared, Some(blueprint)),
+        _ => (Status::AlreadyUnshared, None),
     };
     tracing::debug!(
         line = row.line,
@@ -482,7 +483,24 @@ fn settled(identity: Identity, row: &Row, decision: Decision) -> Outcome {
     );
     let mut outcome = Outcome::new(identity, row.line, status);
     outcome.blueprint_id = blueprint;
+    outcome.error_message = row.note.clone();
     outcome
+}
+
+/// Says in the log (with the row's fields, for JSON logs) and in the row's message that its
+/// image changed outside this tool since the last run, so the row is decided again.
+fn note_drift(row: &mut Row, drift: Drift) {
+    tracing::warn!(
+        line = row.line,
+        region = row.region,
+        image_id = %row.image_id,
+        drift = true,
+        "line {}: {} {}: {drift}; decided again",
+        row.line,
+        row.region,
+        row.image_id
+    );
+    row.note = Some(drift.to_string());
 }
 
 /// The temporary files that hold the asks of a large input could not be written.

@@ -20,7 +20,7 @@ use std::fs::{File, OpenOptions};
 use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Instant;
 
 use anyhow::Context as _;
@@ -30,10 +30,11 @@ use tokio::task::JoinSet;
 use crate::api::{Client, Endpoint, fatal_advice};
 use crate::config::{Connection, RunConfig};
 use crate::credentials::{Credentials, Provider};
+use crate::decide::{Decider, State};
 use crate::engine::{Engine, Reason, Stop};
 use crate::input::{InputError, Source};
 use crate::job::{Buckets, Job, Pacing};
-use crate::lookup::{Decider, Lookups, State};
+use crate::lookup::Lookups;
 use crate::output::{self, Ending, Progress, Report};
 use crate::plan::{self, Plan, PlanError};
 use crate::results::{self, Destination, Journal, Outcome, Recorded, Resume};
@@ -314,8 +315,9 @@ impl Stages<'_> {
         }
         let (input, buckets) = (self.input.clone(), self.job.buckets.clone());
         let repeats = self.plan.repeats.clone();
+        let resume = Arc::new(resume);
         let plans =
-            blocking(move || plan::dry_run(&input, &buckets, &resume, &repeats, state)).await??;
+            blocking(move || plan::dry_run(&input, &buckets, resume, &repeats, state)).await??;
         plan::log_dry_run(&plans, self.plan.n_invalid, self.config.pacing().rate);
         Ok(())
     }
@@ -350,8 +352,11 @@ impl Stages<'_> {
         );
         let sink = Sink::new(outcomes_tx, progress.clone(), self.engine.clone());
         let lookups = Lookups::new(self.engine.clone());
-        let sending = self.send(&lookups, resume, sink);
+        let n_drifted = Arc::new(AtomicU64::new(0));
+        let sending = self.send(&lookups, resume, sink, n_drifted.clone());
         report.problems = until_done(sending, shutdown, self.stop()).await;
+        report.n_drifted = n_drifted.load(Ordering::Relaxed);
+        report.unknown_listings = lookups.unknown();
         drop(reporter);
         let recorded = match recording.await.map_err(|e| Error::Failed(e.into()))? {
             Ok(recorded) => recorded,
@@ -375,14 +380,21 @@ impl Stages<'_> {
     /// Looks up the state, then streams the rows to their buckets' write tasks until every
     /// row is finished or the job stops. Returns why rows were left unrun, if anything but
     /// a stop left them.
-    async fn send(&self, lookups: &Arc<Lookups>, resume: Resume, sink: Sink) -> Vec<String> {
+    async fn send(
+        &self,
+        lookups: &Arc<Lookups>,
+        resume: Resume,
+        sink: Sink,
+        n_drifted: Arc<AtomicU64>,
+    ) -> Vec<String> {
         let state = self.look_up(lookups).await;
+        let resume = Arc::new(resume);
         let (incoming, reader) = plan::spawn_reader(
             self.input.clone(),
             self.job,
-            Arc::new(resume),
+            resume.clone(),
             self.plan.repeats.clone(),
-            Decider::new(state),
+            Decider::new(state, resume, n_drifted),
             sink.clone(),
         );
         let mut tasks = JoinSet::new();

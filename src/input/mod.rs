@@ -136,6 +136,9 @@ pub struct Row {
     /// the three values, the row's identity (SPEC §2). A row numbers only among others, so
     /// it is 1 until the run numbers it.
     pub occurrence: u32,
+    /// Why the row is decided again, when its message should say so (its image changed
+    /// outside this tool since the last run): set by the decision, carried to its outcome.
+    pub note: Option<String>,
 }
 
 /// One row as a source gives it: where it is and its cells as in the file.
@@ -421,6 +424,7 @@ impl Record {
                 image_id: self.image_id.clone(),
                 permission,
                 occurrence: 1,
+                note: None,
             }),
             (region, image_id, permission) => {
                 let problems: Vec<String> = [region.err(), image_id.err(), permission.err()]

@@ -22,7 +22,7 @@ use crate::api::{Class, classify};
 pub use identity::{Asks, Identity, Occurrences, Repeats, ask};
 pub use journal::{Journal, Recorded, SIMULATOR as SIMULATOR_TARGET, spawn_journal};
 pub use render::{Destination, Fits, MAX_XLSX_CELL, Rendered, columns, render};
-pub use resume::Resume;
+pub use resume::{Footprint, Kept, Resume, Sharing, image_key};
 
 /// A row's fate.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
