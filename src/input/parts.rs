@@ -86,8 +86,8 @@ fn check_part(part: &mut impl Read, name: &str, scan: Scan, limit: u64) -> Resul
         let chunk = &buffer[..n];
         n_elements += chunk.iter().filter(|&&b| b == b'<').count() as u64;
         carry.extend_from_slice(chunk);
-        if scan.shared_strings && declared.is_none() {
-            declared = unique_count(&carry);
+        if scan.shared_strings {
+            declared = declared.max(largest_count(&carry));
         }
         if scan.cells {
             check_references(&carry, &shown)?;
@@ -103,25 +103,37 @@ fn check_part(part: &mut impl Read, name: &str, scan: Scan, limit: u64) -> Resul
     }
 }
 
-/// The `uniqueCount` (or `count`) of `<sst ...>`, once the start tag has been seen.
-fn unique_count(xml: &[u8]) -> Option<u64> {
-    let start = find(xml, b"sst ")?;
-    let tag = &xml[start..];
-    let end = tag.iter().position(|&b| b == b'>')?;
-    let tag = &tag[..end];
-    let at = find(tag, b"uniqueCount=")?;
-    let digits: Vec<u8> = tag[at + 13..]
-        .iter()
-        .copied()
-        .take_while(u8::is_ascii_digit)
-        .collect();
-    // A count too long for u64 is certainly more than the part holds.
-    Some(
-        std::str::from_utf8(&digits)
-            .ok()?
-            .parse()
-            .unwrap_or(u64::MAX),
-    )
+/// The largest `uniqueCount` in `xml`. Every one is looked at, not only the first tag's:
+/// a comment or a prefix must not hide the count calamine reserves room for. A count still
+/// being read at the end of `xml` is left for the next chunk (the carry keeps it whole).
+fn largest_count(xml: &[u8]) -> Option<u64> {
+    let mut largest = None;
+    let mut at = 0;
+    while let Some(i) = find(&xml[at..], b"uniqueCount=") {
+        let start = at + i + 13;
+        at = start;
+        let digits: Vec<u8> = xml
+            .get(start..)
+            .unwrap_or_default()
+            .iter()
+            .copied()
+            .take_while(u8::is_ascii_digit)
+            .collect();
+        let count = match digits.len() {
+            // More digits than any u64: certainly more than the part holds.
+            n if n > 20 => u64::MAX,
+            // Cut at the end of the chunk: read whole with the next one.
+            n if start + n >= xml.len() => continue,
+            // Not a number: calamine reserves nothing for it.
+            0 => continue,
+            _ => std::str::from_utf8(&digits)
+                .ok()
+                .and_then(|d| d.parse().ok())
+                .unwrap_or(u64::MAX),
+        };
+        largest = largest.max(Some(count));
+    }
+    largest
 }
 
 /// Every `r="..."` in `xml` (rows and cells of a worksheet) inside Excel's grid.
@@ -138,13 +150,22 @@ fn check_references(xml: &[u8], shown: &str) -> Result<(), String> {
         };
         let value = &xml[start + 3..];
         let Some(end) = value.iter().position(|&b| b == quote) else {
-            // Cut at the chunk's end: seen whole with the next chunk.
+            // Cut at the chunk's end: seen whole with the next chunk, unless it is longer
+            // than any reference (and than the bytes kept for the next chunk).
+            if value.len() > MAX_REFERENCE {
+                return Err(format!(
+                    "its sheet `{shown}` has a cell reference over {MAX_REFERENCE} characters: the file is damaged; open and save it in a spreadsheet program"
+                ));
+            }
             break;
         };
         check_reference(&value[..end], shown)?;
     }
     Ok(())
 }
+
+/// The longest reference read (`XFD1048576` has 10 characters).
+const MAX_REFERENCE: usize = 32;
 
 /// A cell (`XFD1048576`) or row (`1048576`) reference within the grid.
 fn check_reference(reference: &[u8], shown: &str) -> Result<(), String> {
@@ -188,6 +209,18 @@ fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
 mod tests {
     use super::*;
 
+    /// A part read a few bytes at a time, as a decoder may hand them out.
+    struct Trickle<'a>(&'a [u8]);
+
+    impl Read for Trickle<'_> {
+        fn read(&mut self, buffer: &mut [u8]) -> std::io::Result<usize> {
+            let n = buffer.len().min(self.0.len()).min(7);
+            buffer[..n].copy_from_slice(&self.0[..n]);
+            self.0 = &self.0[n..];
+            Ok(n)
+        }
+    }
+
     fn scan_sheet(xml: &str) -> Result<(), String> {
         let scan = Scan {
             cells: true,
@@ -209,6 +242,53 @@ mod tests {
             assert!(error.contains(far), "{error}");
             assert!(error.contains("16384 columns"), "{error}");
         }
+    }
+
+    #[test]
+    fn a_count_behind_a_comment_is_still_read() {
+        let scan = Scan {
+            cells: false,
+            shared_strings: true,
+        };
+        let lie = r#"<!-- <sst uniqueCount="1"> --><sst uniqueCount="4000000000"><si/></sst>"#;
+        let error = check_part(&mut lie.as_bytes(), "s", scan, MAX_PART_BYTES).unwrap_err();
+        assert!(error.contains("4000000000"), "{error}");
+        let error = check_part(&mut Trickle(lie.as_bytes()), "s", scan, MAX_PART_BYTES);
+        assert!(error.unwrap_err().contains("4000000000"));
+    }
+
+    #[test]
+    fn a_long_sst_tag_split_anywhere_is_still_read() {
+        let lie = format!(
+            r#"<?xml version="1.0"?>{}<x:sst xmlns:x="{}" uniqueCount="4000000000"><x:si/></x:sst>"#,
+            " ".repeat(64 * 1024 - 30),
+            "y".repeat(300)
+        );
+        let scan = Scan {
+            cells: false,
+            shared_strings: true,
+        };
+        let error = check_part(&mut Trickle(lie.as_bytes()), "s", scan, MAX_PART_BYTES);
+        assert!(error.unwrap_err().contains("4000000000"));
+        let error = check_part(&mut lie.as_bytes(), "s", scan, MAX_PART_BYTES).unwrap_err();
+        assert!(error.contains("4000000000"), "{error}");
+    }
+
+    #[test]
+    fn a_reference_longer_than_any_is_refused_even_when_cut() {
+        let xml = format!(r#"<row><c r="{}"/></row>"#, "A".repeat(100));
+        let scan = Scan {
+            cells: true,
+            shared_strings: false,
+        };
+        let error = check_part(&mut Trickle(xml.as_bytes()), "s", scan, MAX_PART_BYTES);
+        assert!(error.unwrap_err().contains("over 32 characters"));
+        // Read whole, it is outside the grid.
+        assert!(
+            scan_sheet(&xml)
+                .unwrap_err()
+                .contains("outside Excel's grid")
+        );
     }
 
     #[test]
