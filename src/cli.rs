@@ -24,16 +24,23 @@ Example:
 
 On/off options are also read from LIGHTHOUSE_SHARE_<OPTION> (true/false, 1/0,
 yes/no, on/off); -v from LIGHTHOUSE_SHARE_VERBOSE. A flag wins over the
-environment, which wins over the config file.
+environment, which wins over the config file. A LIGHTHOUSE_SHARE_* variable
+or config key that is a near miss of a known one (DRYRUN for DRY_RUN) stops
+the run (exit 2); any other unknown one is a warning.
+
+-q hides progress, info lines and the summary of a run that exits 0;
+warnings and errors are always printed, and --dry-run -q prints the plan.
 
 Credentials, first found wins (the log names the source, never the secret):
   1. a profile named by --profile (or LIGHTHOUSE_SHARE_PROFILE, or the config
      file): its section of the file in 4, else its tccli file in 5; one that
-     does not exist is an error listing the profiles found
+     does not exist is an error listing the profiles found. A profile name is
+     letters, digits, -, _ and . (not first), never a path
   2. TENCENTCLOUD_SECRET_ID and TENCENTCLOUD_SECRET_KEY (+ _SESSION_TOKEN)
   3. the config file's [credentials] table
-  4. TENCENTCLOUD_CREDENTIALS_FILE, else ~/.tencentcloud/credentials,
-     section [PROFILE] (PROFILE: $TCCLI_PROFILE, else default)
+  4. TENCENTCLOUD_CREDENTIALS_FILE (an error if it cannot be read), else
+     ~/.tencentcloud/credentials, section [PROFILE] (PROFILE: $TCCLI_PROFILE,
+     else default)
   5. tccli's ~/.tccli/PROFILE.credential
   6. the CAM role of this CVM instance
 
@@ -97,9 +104,10 @@ pub enum Command {
     },
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, serde::Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum LogFormat {
+    #[default]
     Text,
     Json,
 }
@@ -116,7 +124,7 @@ pub struct RunArgs {
     /// extension replaced by .results.csv, or .results.xlsx for a workbook]. [env: LIGHTHOUSE_SHARE_OUTPUT]
     #[arg(short, long, help_heading = INPUT_OUTPUT)]
     pub output: Option<PathBuf>,
-    /// The sheet of a workbook input [default: the first sheet]. [env: LIGHTHOUSE_SHARE_SHEET]
+    /// The sheet of a workbook input [default: the first visible sheet]. [env: LIGHTHOUSE_SHARE_SHEET]
     #[arg(long, help_heading = INPUT_OUTPUT)]
     pub sheet: Option<String>,
     /// TOML config file (every key: config.example.toml). [env: LIGHTHOUSE_SHARE_CONFIG]
@@ -177,7 +185,7 @@ pub struct RunArgs {
     pub max_attempts: Option<u32>,
     /// Stop the job (exit 4) once more than N rows, or P% of the rows finished so far (after
     /// at least 20), have failed [default: off]. [env: LIGHTHOUSE_SHARE_MAX_FAILURES]
-    #[arg(long, value_name = "N|P%", help_heading = PACING)]
+    #[arg(long, value_name = "N|P%", value_parser = failure_limit, help_heading = PACING)]
     pub max_failures: Option<FailureLimit>,
     /// Per-request timeout in seconds [default: 10]. [env: LIGHTHOUSE_SHARE_TIMEOUT]
     #[arg(long, help_heading = PACING)]
@@ -199,13 +207,14 @@ pub struct RunArgs {
     /// Log lines on stderr [default: text]. [env: LIGHTHOUSE_SHARE_LOG_FORMAT]
     #[arg(long, help_heading = LOGGING)]
     pub log_format: Option<LogFormat>,
-    /// Only warnings and errors; a run that ends with exit 0 prints nothing at all.
+    /// No progress, no info lines, no summary when all went well; warnings and errors are
+    /// always printed, and a dry run still prints its plan. [env: LIGHTHOUSE_SHARE_QUIET]
     #[arg(short, long, conflicts_with = "verbose", overrides_with = "no_quiet", help_heading = LOGGING)]
     pub quiet: bool,
     /// Every log line, even if the config file or the environment says --quiet.
     #[arg(long, overrides_with = "quiet", help_heading = LOGGING)]
     pub no_quiet: bool,
-    /// More log lines (-vv for every request).
+    /// More log lines (-vv for every request). [env: LIGHTHOUSE_SHARE_VERBOSE=1 or 2]
     #[arg(short, long, action = clap::ArgAction::Count, help_heading = LOGGING)]
     pub verbose: u8,
 }
@@ -380,6 +389,25 @@ impl SimulateArgs {
             images,
             connect_latency: std::time::Duration::from_millis(self.connect_latency_ms),
         })
+    }
+}
+
+/// `--max-failures`: a number of failed rows, at least 1, or a percentage of the rows
+/// finished, above 0 and at most 100; the error states the range.
+pub fn failure_limit(value: &str) -> Result<FailureLimit, String> {
+    let value = value.trim();
+    let range = "give a number of failed rows, at least 1, such as 10, or a percentage of the rows finished, above 0% and at most 100%, such as 5%";
+    match value.strip_suffix('%') {
+        Some(percent) => match percent.trim().parse::<f64>() {
+            Ok(p) if p > 0.0 && p <= 100.0 => Ok(FailureLimit::Percent(p)),
+            Ok(_) => Err(format!("out of range: {range}")),
+            Err(_) => Err(format!("not a percentage: {range}")),
+        },
+        None => match value.parse::<u64>() {
+            Ok(n) if n >= 1 => Ok(FailureLimit::Rows(n)),
+            Ok(_) => Err(format!("out of range: {range}")),
+            Err(_) => Err(format!("not a number of rows: {range}")),
+        },
     }
 }
 

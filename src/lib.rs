@@ -2,7 +2,7 @@
 //! sharing, in bulk.
 //!
 //! The data's path, one module per stage, each depending only on the ones before it:
-//! - `action` (regions, permission, image id: the API's vocabulary), `suggest`, `clock`,
+//! - `text` (outside text made safe for terminals, logs and cells), `action` (regions, permission, image id: the API's vocabulary), `suggest`, `clock`,
 //!   `credentials` and `sign` (TC3-HMAC-SHA256) at the bottom;
 //! - `input`: a spreadsheet export → validated rows;
 //! - `limiter`: pacing; `api`: sign, send, read answers, classify (with the advice for
@@ -13,7 +13,9 @@
 //! - `engine`: the one place that paces, sends, retries, adapts, gives up and counts, for
 //!   every action; `job`: the rate buckets, each with one engine lane per action;
 //! - `output`: logs, progress, summary, how a run ended;
-//! - `lookup`: the state look-up (`DescribeBlueprints`) and each row's decision against it;
+//! - `lookup`: the state look-up (`DescribeBlueprints`) and when a listing is evidence;
+//!   `decide`: each row's decision from the record, the look-up and the rows before it (the
+//!   invariant of SPEC §9 in one function);
 //! - `preflight`: which SHARE rows the service would refuse, and why (`DescribeImagesToShare`);
 //! - `writes`: per bucket, per-image order, each row's write and its outcome;
 //! - `config`: CLI + environment + file → one final `RunConfig`; `plan`: the validation
@@ -31,6 +33,7 @@ pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod credentials;
+pub mod decide;
 pub mod engine;
 pub mod input;
 pub mod job;
@@ -45,4 +48,5 @@ pub mod run;
 pub mod sign;
 pub mod simulator;
 pub mod suggest;
+pub mod text;
 pub mod writes;

@@ -12,13 +12,14 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 
 use crate::action::{Permission, REGIONS, RateScope};
+use crate::decide::{Decided, Decider, Decision, Drift, State};
 use crate::input::{InputError, Reader, Row, Source};
 use crate::job::{Bucket, Buckets, Job};
 use crate::limiter::UTILISATION;
-use crate::lookup::{Decider, Decision, State};
 use crate::output::plural;
 use crate::results::{
-    Asks, INVALID_INPUT, Identity, Occurrences, Outcome, Repeats, Resume, Status, ask,
+    Asks, Destination, Fits, INVALID_INPUT, Identity, Occurrences, Outcome, Repeats, Resume,
+    Status, ask,
 };
 use crate::writes::{Incoming, Sink};
 
@@ -35,10 +36,11 @@ pub enum PlanError {
 /// What the validation pass found.
 #[derive(Debug)]
 pub struct Plan {
-    /// Rows to send, per region: what the job's buckets are made of.
+    /// Valid rows, per region: what the job's buckets are made of. Rows an earlier run
+    /// finished count too: the look-up of their region may contradict them (SPEC §9).
     pub rows_per_region: BTreeMap<&'static str, u64>,
     pub n_invalid: u64,
-    /// Rows an earlier run finished, kept as they are.
+    /// Rows an earlier run finished: kept unless the record or the look-up contradicts them.
     pub n_kept: u64,
     /// Images with both SHARE and CANCEL rows: they flip on every run.
     pub flipping: Flipping,
@@ -79,7 +81,12 @@ impl Plan {
     /// Reads every row of `input` once: checks it, and counts it in its bucket unless an
     /// earlier run finished it. Stops early with [`PlanError::Interrupted`] once `cancel` is
     /// set, so that a signal during a long validation ends the run promptly.
-    pub fn make(input: &Source, resume: &Resume, cancel: &AtomicBool) -> Result<Self, PlanError> {
+    pub fn make(
+        input: &Source,
+        resume: &Resume,
+        destination: &Destination,
+        cancel: &AtomicBool,
+    ) -> Result<Self, PlanError> {
         let mut plan = Plan {
             rows_per_region: BTreeMap::new(),
             n_invalid: 0,
@@ -94,7 +101,8 @@ impl Plan {
             Some('\t') => tracing::info!("{} is separated by tabs", input.path().display()),
             _ => {}
         }
-        let rows_per_region = plan.first_pass(&mut reader, &mut asks, cancel)?;
+        let mut fits = Fits::new(destination, reader.header())?;
+        let rows_per_region = plan.first_pass(&mut reader, &mut asks, &mut fits, cancel)?;
         plan.rows_per_region = REGIONS
             .iter()
             .copied()
@@ -123,14 +131,18 @@ impl Plan {
         &mut self,
         reader: &mut Reader,
         asks: &mut Asks,
+        fits: &mut Fits,
         cancel: &AtomicBool,
     ) -> Result<[u64; REGIONS.len()], PlanError> {
         let mut rows_per_region = [0u64; REGIONS.len()];
-        for record in reader.by_ref() {
+        while let Some(entry) = reader.next_entry() {
             if cancel.load(Ordering::Relaxed) {
                 return Err(PlanError::Interrupted);
             }
-            let record = record?;
+            let entry = entry?;
+            // What the results file cannot hold is found now, before anything is sent.
+            fits.check(&entry)?;
+            let record = entry.record;
             match record.validate() {
                 Err(message) => {
                     self.n_invalid += 1;
@@ -178,20 +190,15 @@ impl Plan {
             {
                 self.flipping.named.push(flipping_name(row));
             }
-            if numbered.kept {
-                self.n_kept += 1;
-                if let Some(n) = self.rows_per_region.get_mut(row.region) {
-                    *n -= 1;
-                }
-            }
+            self.n_kept += u64::from(numbered.kept);
         }
-        self.rows_per_region.retain(|_, n| *n > 0);
         Ok(())
     }
 
-    /// Rows to send over all buckets.
+    /// Rows to send over all buckets, at most: the look-up settles some, and a row finished
+    /// earlier that it contradicts is sent again.
     pub fn n_to_send(&self) -> u64 {
-        self.rows_per_region.values().sum()
+        self.rows_per_region.values().sum::<u64>() - self.n_kept
     }
 
     /// Says what the run will do: rows to send per bucket, invalid rows, rows kept, images
@@ -219,7 +226,7 @@ impl Plan {
             ),
         };
         tracing::info!(
-            "plan: {} to send {limit}; {} invalid; {} already done (kept); about {} at full rate",
+            "plan: {} to send {limit}; {} invalid; {} finished earlier (kept unless the record or the look-up contradicts them); about {} at full rate",
             plural(self.n_to_send(), "row", "rows"),
             self.n_invalid,
             self.n_kept,
@@ -254,7 +261,8 @@ pub struct BucketPlan {
 pub struct Numbered {
     pub row: Row,
     pub identity: Identity,
-    /// An earlier run finished it: it is kept as it is, not sent.
+    /// An earlier run finished it: it is kept unless the record or the look-up contradicts
+    /// it (the decision's to say).
     pub kept: bool,
 }
 
@@ -290,26 +298,27 @@ impl Numbered {
 pub fn dry_run(
     input: &Source,
     buckets: &Buckets,
-    resume: &Resume,
+    resume: Arc<Resume>,
     repeats: &Repeats,
     state: State,
 ) -> Result<(BTreeMap<String, BucketPlan>, Vec<Row>), InputError> {
-    let mut decider = Decider::new(state);
+    let mut decider = Decider::new(state, resume.clone(), Default::default());
     let mut plans: BTreeMap<String, BucketPlan> = BTreeMap::new();
     let mut to_share = Vec::new();
-    for numbered in Numbered::new(input, repeats, resume)? {
-        let Numbered { row, kept, .. } = numbered?;
-        if kept {
+    for numbered in Numbered::new(input, repeats, &resume)? {
+        let Numbered { row, identity, .. } = numbered?;
+        let Decided { decision, drift } = decider.decide(&row, &identity);
+        if decision == Decision::Keep {
             continue;
         }
         let plan = plans.entry(buckets.of(row.region)).or_default();
-        let decision = decider.decide(&row);
         let what = plan.count(&decision, row.permission);
+        let drift = drift.map(|d| format!(" ({d})")).unwrap_or_default();
         tracing::debug!(
             line = row.line,
             region = row.region,
             image_id = %row.image_id,
-            "line {}: {} {} {}: {what}",
+            "line {}: {} {} {}: {what}{drift}",
             row.line,
             row.region,
             row.image_id,
@@ -336,15 +345,13 @@ impl BucketPlan {
             }
             (Decision::AlreadyShared(blueprint), _) => {
                 self.n_already += 1;
-                format!(
-                    "already shared ({}): not sent",
-                    blueprint.as_deref().unwrap_or("by an earlier row")
-                )
+                format!("already shared ({blueprint}): not sent")
             }
             (Decision::AlreadyUnshared, _) => {
                 self.n_already += 1;
                 "already unshared: not sent".to_string()
             }
+            (Decision::Keep, _) => "finished earlier: kept".to_string(),
         }
     }
 }
@@ -394,8 +401,8 @@ const READ_BATCH: usize = 64;
 /// back only once this many are waiting for it.
 const BUFFERED_BATCHES: usize = 64;
 
-/// The reader thread: it streams the rows to send (valid, not kept) from the input to their
-/// buckets, in file order, and returns the error that stopped it early, if one did.
+/// The reader thread: it streams the rows to send (valid, decided `Send`) from the input to
+/// their buckets, in file order, and returns the error that stopped it early, if one did.
 pub type ReaderHandle = tokio::task::JoinHandle<Result<(), InputError>>;
 
 /// Each region's sender, by the region's place in `REGIONS` (no bucket name is built per
@@ -421,7 +428,8 @@ fn channels(job: &Job) -> Channels {
 }
 
 /// Starts the one reader of the input, and returns each bucket's rows. Rows that `decider`
-/// settles (already as asked) are not sent: they go straight to `sink`.
+/// keeps are left as recorded; rows it settles (already as asked) are not sent: they go
+/// straight to `sink`.
 pub fn spawn_reader(
     input: Arc<Source>,
     job: &Job,
@@ -435,17 +443,20 @@ pub fn spawn_reader(
         let mut batches: Vec<Vec<Row>> = vec![Vec::new(); REGIONS.len()];
         for numbered in Numbered::new(&input, &repeats, &resume)? {
             let Numbered {
-                row,
-                identity,
-                kept,
+                mut row, identity, ..
             } = numbered?;
             let Some(i) = REGIONS.iter().position(|r| *r == row.region) else {
                 continue;
             };
-            let (Some(rows_tx), false) = (&senders[i], kept) else {
+            let Some(rows_tx) = &senders[i] else {
                 continue;
             };
-            let taken = match decider.decide(&row) {
+            let Decided { decision, drift } = decider.decide(&row, &identity);
+            if let Some(drift) = drift {
+                note_drift(&mut row, drift);
+            }
+            let taken = match decision {
+                Decision::Keep => true,
                 Decision::Send => {
                     batches[i].push(row);
                     batches[i].len() < READ_BATCH
@@ -473,8 +484,8 @@ pub fn spawn_reader(
 /// The outcome of a row the look-up settled: not sent, `attempts` 0.
 fn settled(identity: Identity, row: &Row, decision: Decision) -> Outcome {
     let (status, blueprint) = match decision {
-        Decision::AlreadyShared(blueprint) => (Status::AlreadyShared, blueprint),
-        Decision::AlreadyUnshared | Decision::Send => (Status::AlreadyUnshared, None),
+        Decision::AlreadyShared(blueprint) => (Status::AlreadyShared, Some(blueprint)),
+        _ => (Status::AlreadyUnshared, None),
     };
     tracing::debug!(
         line = row.line,
@@ -487,7 +498,24 @@ fn settled(identity: Identity, row: &Row, decision: Decision) -> Outcome {
     );
     let mut outcome = Outcome::new(identity, row.line, status);
     outcome.blueprint_id = blueprint;
+    outcome.error_message = row.note.clone();
     outcome
+}
+
+/// Says in the log (with the row's fields, for JSON logs) and in the row's message that its
+/// image changed outside this tool since the last run, so the row is decided again.
+fn note_drift(row: &mut Row, drift: Drift) {
+    tracing::warn!(
+        line = row.line,
+        region = row.region,
+        image_id = %row.image_id,
+        drift = true,
+        "line {}: {} {}: {drift}; decided again",
+        row.line,
+        row.region,
+        row.image_id
+    );
+    row.note = Some(drift.to_string());
 }
 
 /// The temporary files that hold the asks of a large input could not be written.

@@ -24,6 +24,7 @@ use crate::input::Row;
 use crate::job::{Bucket, Job};
 use crate::output::plural;
 use crate::results::{Outcome, Status};
+use crate::text;
 
 /// Why a request got no answer.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -497,23 +498,14 @@ pub fn log(findings: &Findings) {
     );
 }
 
-/// The service's text made safe to show: control and bidirectional-override characters
-/// escaped (`\u{1b}`), so an answer cannot move the cursor, clear the screen or reorder what
-/// a terminal or a sheet shows; at most [`SHOWN_CHARS`] characters.
-// A stand-in until the shared neutralising function lands.
+/// The service's text made safe to show ([`text::for_line`]: control and bidi characters
+/// escaped, so an answer cannot move the cursor, clear the screen or reorder a line), cut
+/// to [`SHOWN_CHARS`] characters: a reason is a few words, and a plan line should stay one.
 fn neutralise(text: &str) -> String {
-    let mut shown = String::new();
-    for (i, c) in text.chars().enumerate() {
-        if i == SHOWN_CHARS {
-            shown.push('…');
-            break;
-        }
-        let bidi = matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}');
-        if c.is_control() || bidi {
-            shown.push_str(&format!("\\u{{{:x}}}", c as u32));
-        } else {
-            shown.push(c);
-        }
+    let cut: String = text.chars().take(SHOWN_CHARS).collect();
+    let mut shown = text::for_line(&cut).into_owned();
+    if cut.len() < text.len() {
+        shown.push('…');
     }
     shown
 }
@@ -614,6 +606,7 @@ mod tests {
             image_id: image_id.into(),
             permission: Permission::Share,
             occurrence: 1,
+            note: None,
         }
     }
 

@@ -22,7 +22,7 @@ use std::fs::{File, OpenOptions};
 use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Instant;
 
 use anyhow::Context as _;
@@ -30,12 +30,13 @@ use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
 use crate::api::{Client, Endpoint, fatal_advice};
-use crate::config::{Mode, RunConfig};
+use crate::config::{Connection, RunConfig};
 use crate::credentials::{Credentials, Provider};
+use crate::decide::{Decider, State};
 use crate::engine::{Engine, Reason, Stop};
 use crate::input::{InputError, Row, Source};
 use crate::job::{Buckets, Job, Pacing};
-use crate::lookup::{Decider, Lookups, State};
+use crate::lookup::Lookups;
 use crate::output::{self, Ending, Progress, Report};
 use crate::plan::{self, Plan, PlanError};
 use crate::preflight::{self, Findings};
@@ -83,36 +84,40 @@ pub async fn run(config: RunConfig, shutdown: impl Future<Output = ()>) -> Resul
     tracing::debug!("settings: {}", config.settings());
     let mut shutdown = std::pin::pin!(shutdown);
     let input = {
-        let (path, sheet) = (config.input.clone(), config.sheet.clone());
+        let (path, sheet) = (config.input().path.clone(), config.input().sheet.clone());
         Arc::new(blocking(move || Source::open(&path, sheet.as_deref())).await??)
     };
     // The simulator lives as long as this function: it is dropped after the last request.
     let (target, _simulator) = target(&config).await?;
     let _lock = claim_output(&config)?;
-    let resume = match config.resume {
-        true => Resume::load(&config.record, &config.target).map_err(Error::Setup)?,
+    let resume = match config.mode().resume {
+        true => Resume::load(&config.output().record, &config.mode().record_target)
+            .map_err(Error::Setup)?,
         false => Resume::default(),
     };
-    let (plan, resume) = make_plan(input.clone(), resume, shutdown.as_mut()).await?;
+    let output = config.output().results.clone();
+    let (plan, resume) = make_plan(input.clone(), resume, output, shutdown.as_mut()).await?;
     let buckets = Buckets {
-        scope: config.rate_scope,
+        scope: config.pacing().rate_scope,
         endpoint: target.endpoint().clone(),
     };
-    let job = Job::new(buckets, &plan.rows_per_region, &pacing(&config));
-    plan.log(config.rate, &job);
+    let pacing = pacing(&config, &buckets, &plan);
+    let job = Job::new(buckets, &plan.rows_per_region, &pacing);
+    plan.log(config.pacing().rate, &job);
     let flipping = plan.flipping.describe();
     let mut report = Report::new(
-        config.output.clone(),
-        config.dry_run,
+        config.output().results.clone(),
+        config.mode().dry_run,
         plan.n_invalid,
         flipping,
     );
     if let Target::Send(endpoint, credentials) = target {
         tracing::info!("credentials from {}", credentials.source());
-        let client = Client::new(endpoint, credentials, config.timeout).map_err(Error::Setup)?;
+        let client =
+            Client::new(endpoint, credentials, config.pacing().timeout).map_err(Error::Setup)?;
         let engine = Arc::new(
-            Engine::new(Arc::new(client), config.retry, Stop::default())
-                .with_failure_limit(config.max_failures),
+            Engine::new(Arc::new(client), config.pacing().retry, Stop::default())
+                .with_failure_limit(config.pacing().max_failures),
         );
         let stages = Stages {
             config: &config,
@@ -121,7 +126,7 @@ pub async fn run(config: RunConfig, shutdown: impl Future<Output = ()>) -> Resul
             input,
             plan: &plan,
         };
-        match config.dry_run {
+        match config.mode().dry_run {
             true => report.n_would_fail = stages.dry_run(resume).await?,
             false => stages.write(resume, shutdown, &mut report).await?,
         }
@@ -131,25 +136,37 @@ pub async fn run(config: RunConfig, shutdown: impl Future<Output = ()>) -> Resul
     Ok(report)
 }
 
-/// The pace of each action's lanes.
-fn pacing(config: &RunConfig) -> Pacing {
+/// The pace of each action's lanes. Every bucket sends at once, so the requests in flight
+/// per lane are capped to share the open-files limit among the buckets (said once when that
+/// cuts `--concurrency`).
+fn pacing(config: &RunConfig, buckets: &Buckets, plan: &Plan) -> Pacing {
+    let n_buckets = plan
+        .rows_per_region
+        .keys()
+        .map(|region| buckets.of(region))
+        .collect::<std::collections::BTreeSet<_>>()
+        .len();
+    let (concurrency, capped) = config.pacing().in_flight_per_bucket(n_buckets);
+    if let Some(capped) = capped {
+        tracing::warn!("{capped}");
+    }
     Pacing {
-        rate: config.rate,
-        describe_rate: config.describe_rate,
-        concurrency: config.concurrency,
+        rate: config.pacing().rate,
+        describe_rate: config.pacing().describe_rate,
+        concurrency,
     }
 }
 
 /// Where requests go: nowhere (offline), the configured endpoint, or a simulator started
 /// here for the run.
 async fn target(config: &RunConfig) -> Result<(Target, Option<SimulatorHandle>), Error> {
-    Ok(match &config.mode {
-        Mode::Offline { endpoint } => (Target::None(endpoint.clone()), None),
-        Mode::Remote {
+    Ok(match &config.mode().connection {
+        Connection::Offline { endpoint } => (Target::None(endpoint.clone()), None),
+        Connection::Remote {
             endpoint,
             credentials,
         } => (Target::Send(endpoint.clone(), credentials.clone()), None),
-        Mode::Simulator => {
+        Connection::Simulator => {
             let (handle, endpoint, credentials) = start_simulator(config).await?;
             (Target::Send(endpoint, credentials), Some(handle))
         }
@@ -160,12 +177,13 @@ async fn target(config: &RunConfig) -> Result<(Target, Option<SimulatorHandle>),
 async fn make_plan(
     input: Arc<Source>,
     resume: Resume,
+    output: Destination,
     shutdown: std::pin::Pin<&mut impl Future<Output = ()>>,
 ) -> Result<(Plan, Resume), Error> {
     let cancel = Arc::new(AtomicBool::new(false));
     let cancelled = cancel.clone();
     let mut planning = std::pin::pin!(blocking(move || {
-        Plan::make(&input, &resume, &cancelled).map(|p| (p, resume))
+        Plan::make(&input, &resume, &output, &cancelled).map(|p| (p, resume))
     }));
     tokio::select! {
         biased;
@@ -200,10 +218,10 @@ impl Target {
 /// A dry run checks the same but leaves nothing behind: it only tests a lock that exists
 /// (a run holding it made it), and creates none.
 fn claim_output(config: &RunConfig) -> Result<Option<File>, Error> {
-    if matches!(config.mode, Mode::Offline { .. }) {
+    if matches!(config.mode().connection, Connection::Offline { .. }) {
         return Ok(None);
     }
-    if let Destination::File(path) = &config.output
+    if let Destination::File(path) = &config.output().results
         && path.is_dir()
     {
         return Err(Error::Setup(anyhow::anyhow!(
@@ -212,28 +230,32 @@ fn claim_output(config: &RunConfig) -> Result<Option<File>, Error> {
             path.join("images.results.csv").display()
         )));
     }
-    check_writable(&config.record)?;
-    let lock = match config.dry_run && !config.lock.exists() {
+    check_writable(&config.output().record)?;
+    let lock = match config.mode().dry_run && !config.output().lock.exists() {
         true => None,
-        false => Some(lock(&config.lock, &config.output, !config.dry_run)?),
+        false => Some(lock(
+            &config.output().lock,
+            &config.output().results,
+            !config.mode().dry_run,
+        )?),
     };
-    let output = match &config.output {
+    let output = match &config.output().results {
         Destination::File(path) if path.symlink_metadata().is_ok() => Some(path),
         _ => None,
     };
-    let has_record = config.record.symlink_metadata().is_ok();
-    match (config.resume, output, has_record) {
+    let has_record = config.output().record.symlink_metadata().is_ok();
+    match (config.mode().resume, output, has_record) {
         // A file at the output with no record of ours beside it is not our results file
         // (or its record is gone): nothing can be continued, and it is not ours to replace.
         (_, Some(output), false) => Err(Error::Setup(anyhow::anyhow!(
             "{} already exists and no record of a run that wrote it ({}) is beside it: it is not a results file this tool can continue. Give another --output, or move that file away",
             output.display(),
-            config.record.display()
+            config.output().record.display()
         ))),
         (false, _, true) => Err(Error::Setup(anyhow::anyhow!(
             "an earlier run's record {} exists: add --resume to continue it (finished rows are kept, not sent again), or give another --output, or move the results file and {} away",
-            config.record.display(),
-            config.record.display()
+            config.output().record.display(),
+            config.output().record.display()
         ))),
         _ => Ok(()),
     }?;
@@ -278,7 +300,7 @@ impl Stages<'_> {
 
     /// The state of every bucket's regions, unless `--no-lookup`.
     async fn look_up(&self, lookups: &Arc<Lookups>) -> State {
-        match self.config.lookup {
+        match self.config.mode().lookup {
             true => lookups.job(self.job).await,
             false => State::new(),
         }
@@ -297,21 +319,23 @@ impl Stages<'_> {
         }
         let (input, buckets) = (self.input.clone(), self.job.buckets.clone());
         let repeats = self.plan.repeats.clone();
+        let resume = Arc::new(resume);
         let (plans, to_share) =
-            blocking(move || plan::dry_run(&input, &buckets, &resume, &repeats, state)).await??;
+            blocking(move || plan::dry_run(&input, &buckets, resume, &repeats, state)).await??;
         let findings = self.preflight(&to_share).await?;
         let n_would_fail = findings.as_ref().and_then(|findings| {
             preflight::log(findings);
             let judged = findings.refused.is_none();
             judged.then_some(findings.failing.len() as u64)
         });
-        plan::log_dry_run(&plans, self.plan.n_invalid, n_would_fail, self.config.rate);
+        let rate = self.config.pacing().rate;
+        plan::log_dry_run(&plans, self.plan.n_invalid, n_would_fail, rate);
         Ok(n_would_fail.unwrap_or(0))
     }
 
     /// The preflight of a dry run (SPEC §10): `None` with `--no-preflight`.
     async fn preflight(&self, to_share: &[Row]) -> Result<Option<Findings>, Error> {
-        if !self.config.preflight {
+        if !self.config.mode().preflight {
             return Ok(None);
         }
         let ask = preflight::through(self.engine.clone(), self.job);
@@ -332,19 +356,33 @@ impl Stages<'_> {
         shutdown: std::pin::Pin<&mut impl Future<Output = ()>>,
         report: &mut Report,
     ) -> Result<(), Error> {
-        let journal = match self.config.resume {
-            true => Journal::resume(&self.config.record, &self.config.target),
-            false => Journal::create(&self.config.record, &self.config.target),
+        let journal = match self.config.mode().resume {
+            true => Journal::resume(
+                &self.config.output().record,
+                &self.config.mode().record_target,
+            ),
+            false => Journal::create(
+                &self.config.output().record,
+                &self.config.mode().record_target,
+            ),
         }
         .map_err(Error::Setup)?;
         let (outcomes_tx, outcomes_rx) = mpsc::channel(1024);
-        let recording = results::spawn_journal(journal, self.config.record.clone(), outcomes_rx);
+        let recording =
+            results::spawn_journal(journal, self.config.output().record.clone(), outcomes_rx);
         let progress = Arc::new(Progress::new(self.plan.n_to_send()));
-        let reporter = output::report(progress.clone(), self.engine.clone(), self.config.quiet);
+        let reporter = output::report(
+            progress.clone(),
+            self.engine.clone(),
+            self.config.output().quiet,
+        );
         let sink = Sink::new(outcomes_tx, progress.clone(), self.engine.clone());
         let lookups = Lookups::new(self.engine.clone());
-        let sending = self.send(&lookups, resume, sink);
+        let n_drifted = Arc::new(AtomicU64::new(0));
+        let sending = self.send(&lookups, resume, sink, n_drifted.clone());
         report.problems = until_done(sending, shutdown, self.stop()).await;
+        report.n_drifted = n_drifted.load(Ordering::Relaxed);
+        report.unknown_listings = lookups.unknown();
         drop(reporter);
         let recorded = match recording.await.map_err(|e| Error::Failed(e.into()))? {
             Ok(recorded) => recorded,
@@ -373,14 +411,21 @@ impl Stages<'_> {
     /// Looks up the state, then streams the rows to their buckets' write tasks until every
     /// row is finished or the job stops. Returns why rows were left unrun, if anything but
     /// a stop left them.
-    async fn send(&self, lookups: &Arc<Lookups>, resume: Resume, sink: Sink) -> Vec<String> {
+    async fn send(
+        &self,
+        lookups: &Arc<Lookups>,
+        resume: Resume,
+        sink: Sink,
+        n_drifted: Arc<AtomicU64>,
+    ) -> Vec<String> {
         let state = self.look_up(lookups).await;
+        let resume = Arc::new(resume);
         let (incoming, reader) = plan::spawn_reader(
             self.input.clone(),
             self.job,
-            Arc::new(resume),
+            resume.clone(),
             self.plan.repeats.clone(),
-            Decider::new(state),
+            Decider::new(state, resume, n_drifted),
             sink.clone(),
         );
         let mut tasks = JoinSet::new();
@@ -427,7 +472,7 @@ impl Stages<'_> {
     /// region where it is (SPEC §10), appended to the record; not with `--no-preflight`.
     /// Returns what went wrong, if the messages could not be recorded.
     async fn explain(&self, rows: Vec<Outcome>) -> Option<String> {
-        if rows.is_empty() || !self.config.preflight || self.stop().is_stopped() {
+        if rows.is_empty() || !self.config.mode().preflight || self.stop().is_stopped() {
             return None;
         }
         let ask = preflight::through(self.engine.clone(), self.job);
@@ -449,7 +494,10 @@ impl Stages<'_> {
     /// Appends rows mended after the writes to the record: the last record of a row is its
     /// result.
     fn append(&self, rows: &[Outcome]) -> anyhow::Result<()> {
-        let mut journal = Journal::resume(&self.config.record, &self.config.target)?;
+        let mut journal = Journal::resume(
+            &self.config.output().record,
+            &self.config.mode().record_target,
+        )?;
         journal.append(rows)?;
         Ok(journal.sync()?)
     }
@@ -488,9 +536,9 @@ impl Stages<'_> {
     async fn render(&self, report: &mut Report) -> Result<(), Error> {
         let (input, repeats) = (self.input.clone(), self.plan.repeats.clone());
         let (record, target, output) = (
-            self.config.record.clone(),
-            self.config.target.clone(),
-            self.config.output.clone(),
+            self.config.output().record.clone(),
+            self.config.mode().record_target.clone(),
+            self.config.output().results.clone(),
         );
         let rendered =
             blocking(move || results::render(&input, &repeats, &record, &target, &output))
@@ -504,8 +552,8 @@ impl Stages<'_> {
                     };
                     Error::Failed(error.context(format!(
                         "the results file {} was not written; {recorded} the record {}: run again with --resume to write it",
-                        self.config.output,
-                        self.config.record.display()
+                        self.config.output().results,
+                        self.config.output().record.display()
                     )))
                 })?;
         let retries = report.counts.retries;
@@ -595,7 +643,7 @@ async fn start_simulator(
     let handle = Simulator::start(
         listener,
         SimulatorConfig {
-            rate_scope: config.rate_scope,
+            rate_scope: config.pacing().rate_scope,
             faults: Faults {
                 occupied: 0.05,
                 ..Faults::default()

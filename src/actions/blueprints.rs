@@ -30,6 +30,9 @@ pub struct Page {
     pub total: u64,
     /// How many blueprints this page lists: the next page starts that much further.
     pub n_listed: u64,
+    /// The BlueprintId of every blueprint the page lists, public ones included: what tells a
+    /// page that adds something from one that repeats an earlier one.
+    pub ids: Vec<String>,
     /// (ImageId, BlueprintId) of this page's blueprints that came from a CVM image.
     pub blueprints: Vec<(String, String)>,
 }
@@ -85,6 +88,11 @@ impl Action for DescribeBlueprints {
         Ok(Page {
             total: fields.total_count,
             n_listed: fields.blueprint_set.len() as u64,
+            ids: fields
+                .blueprint_set
+                .iter()
+                .map(|b| b.blueprint_id.clone())
+                .collect(),
             blueprints: fields
                 .blueprint_set
                 .into_iter()

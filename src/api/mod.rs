@@ -219,12 +219,24 @@ impl Client {
             warming.spawn(async move {
                 match get.send().await {
                     // Read (at most the cap) so the connection can be used again.
-                    Ok(response) => drop(read_capped(response).await),
-                    Err(error) => tracing::debug!("warming a connection: {error}"),
+                    Ok(response) => {
+                        drop(read_capped(response).await);
+                        None
+                    }
+                    Err(error) => Some(error),
                 }
             });
         }
-        warming.join_all().await;
+        let failed: Vec<reqwest::Error> = warming.join_all().await.into_iter().flatten().collect();
+        // Harmless (each request connects for itself), but a sign of trouble: said at -v.
+        if let Some(error) = failed.first()
+            && tracing::enabled!(tracing::Level::DEBUG)
+        {
+            tracing::warn!(
+                "{} of {n} warm-up connections to {region} failed (the requests will connect as they go): {error}",
+                failed.len()
+            );
+        }
     }
 }
 
@@ -318,7 +330,9 @@ pub fn read_answer<T: serde::de::DeserializeOwned>(
     class: impl Fn(&str) -> Class,
 ) -> Result<(String, T), ApiError> {
     let Ok(Envelope { response }) = serde_json::from_slice::<Envelope<T>>(bytes) else {
-        let start = String::from_utf8_lossy(&bytes[..bytes.len().min(120)]).into_owned();
+        // The service's words are shown in logs and results: controls escaped (SPEC §4).
+        let start = String::from_utf8_lossy(&bytes[..bytes.len().min(120)]);
+        let start = crate::text::for_line(&start).into_owned();
         return Err(ApiError {
             code: INVALID_RESPONSE.to_string(),
             message: format!("the answer is not the API's JSON: {start}"),
@@ -329,11 +343,14 @@ pub fn read_answer<T: serde::de::DeserializeOwned>(
     match response.error {
         Some(error) => Err(ApiError {
             class: class(&error.code),
-            code: error.code,
-            message: error.message.unwrap_or_default(),
-            request_id: Some(response.request_id),
+            code: crate::text::for_line(&error.code).into_owned(),
+            message: crate::text::for_line(&error.message.unwrap_or_default()).into_owned(),
+            request_id: Some(crate::text::for_line(&response.request_id).into_owned()),
         }),
-        None => Ok((response.request_id, response.fields)),
+        None => Ok((
+            crate::text::for_line(&response.request_id).into_owned(),
+            response.fields,
+        )),
     }
 }
 

@@ -5,7 +5,7 @@ mod logging;
 mod progress;
 mod summary;
 
-pub use logging::{init_logging, release_held, say};
+pub use logging::{init_logging, say};
 pub use progress::{Progress, Reporter, report};
 pub use summary::{Ending, Report, plural, print_summary, summary_lines};
 

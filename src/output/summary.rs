@@ -63,6 +63,10 @@ pub struct Report {
     pub n_settled: u64,
     /// Images with both SHARE and CANCEL rows, which flip on every run: named.
     pub flipping: Option<String>,
+    /// Images found changed outside this tool since the last run (and decided again).
+    pub n_drifted: u64,
+    /// `region: why` for each region whose look-up proved nothing: its rows were all sent.
+    pub unknown_listings: Vec<String>,
     /// SHARE rows a dry run's preflight says the service would refuse (SPEC §10).
     pub n_would_fail: u64,
 }
@@ -88,6 +92,8 @@ impl Report {
             problems: Vec::new(),
             n_settled: 0,
             flipping,
+            n_drifted: 0,
+            unknown_listings: Vec::new(),
             n_would_fail: 0,
         }
     }
@@ -190,6 +196,7 @@ pub fn summary_lines(report: &Report) -> Vec<String> {
     let mut lines = Vec::from(text_head(report));
     lines.extend(retries_lines(&retries_by_code(report)));
     lines.extend(flipping);
+    lines.extend(lookup_lines(report));
     if let Some(passed) = report.stop.as_ref().and_then(Reason::threshold_passed) {
         lines.push(format!("  stopped: {passed}"));
     }
@@ -201,6 +208,24 @@ pub fn summary_lines(report: &Report) -> Vec<String> {
         ));
     }
     lines.push(format!("  results: {}", report.output));
+    lines
+}
+
+/// What the look-up found that the user should know: images changed outside this tool
+/// (repaired), and regions whose listing proved nothing (every row of them sent).
+fn lookup_lines(report: &Report) -> Vec<String> {
+    let mut lines = Vec::new();
+    if report.n_drifted > 0 {
+        lines.push(format!(
+            "  {} changed outside this tool since the last run: decided again (each row's message says so)",
+            plural(report.n_drifted, "image was", "images were")
+        ));
+    }
+    for why in &report.unknown_listings {
+        lines.push(format!(
+            "  the look-up proved nothing in {why}: its rows were all sent, none settled from it"
+        ));
+    }
     lines
 }
 
@@ -245,6 +270,8 @@ fn json_summary(report: &Report) -> serde_json::Value {
         "settled_by_lookup": report.n_settled,
         "would_fail": report.n_would_fail,
         "flipping_images": report.flipping,
+        "changed_outside_images": report.n_drifted,
+        "lookups_proving_nothing": report.unknown_listings,
         "retries_by_code": retries_by_code(report),
         "stopped_by": report.stop.as_ref().and_then(Reason::threshold_passed),
         "elapsed_seconds": report.elapsed.as_secs_f64(),

@@ -162,16 +162,31 @@ pub const SIMULATOR: &str = "simulator";
 /// Reads the header line; `None` if the file has no whole line yet.
 fn read_header(reader: &mut impl BufRead, path: &Path) -> anyhow::Result<Option<Header>> {
     let mut line = String::new();
-    reader.read_line(&mut line)?;
+    reader
+        .read_line(&mut line)
+        .with_context(|| damaged(path, 1))?;
     if !line.ends_with('\n') {
         return Ok(None);
     }
+    /// What any version's header holds, to tell another version's record from a stranger.
+    #[derive(serde::Deserialize)]
+    struct Kind {
+        record: String,
+        version: serde_json::Value,
+    }
     match serde_json::from_str::<Header>(&line) {
         Ok(header) if header.record == RECORD && header.version == VERSION => Ok(Some(header)),
-        _ => bail!(
-            "{} is not a record of lighthouse-share: give this run another --output, or move that file away",
-            path.display()
-        ),
+        _ => match serde_json::from_str::<Kind>(&line) {
+            Ok(kind) if kind.record == RECORD => bail!(
+                "{} is a record of another version of lighthouse-share (format {}; this one reads format {VERSION}): finish it with the version that wrote it, or give this run another --output",
+                path.display(),
+                kind.version
+            ),
+            _ => bail!(
+                "{} is not a record of lighthouse-share: give this run another --output, or move that file away",
+                path.display()
+            ),
+        },
     }
 }
 
@@ -218,7 +233,11 @@ impl Iterator for Records {
         self.line.clear();
         let read = match reader.read_line(&mut self.line) {
             Ok(n) => n,
-            Err(error) => return Some(Err(error.into())),
+            // Bytes that are not text: found by fuzzing, named like any other damage.
+            Err(error) => {
+                self.reader = None;
+                return Some(Err(error).with_context(|| damaged(&self.path, self.n_line + 1)));
+            }
         };
         // The end, or a torn last line: a crash in the middle of a write.
         if read == 0 || !self.line.ends_with('\n') {
@@ -231,15 +250,17 @@ impl Iterator for Records {
         Some(
             serde_json::from_str::<Outcome>(&self.line)
                 .map(|outcome| (at, outcome))
-                .with_context(|| {
-                    format!(
-                        "{} is damaged at line {}: it was edited, or is not a record of this program. Move it away to start afresh",
-                        self.path.display(),
-                        self.n_line
-                    )
-                }),
+                .with_context(|| damaged(&self.path, self.n_line)),
         )
     }
+}
+
+/// What a damaged record is told with.
+fn damaged(path: &Path, n_line: u64) -> String {
+    format!(
+        "{} is damaged at line {n_line}: it was edited, or is not a record of this program. Move it away to start afresh",
+        crate::text::path(path)
+    )
 }
 
 /// Reads the record line at `offset`.

@@ -166,6 +166,9 @@ async fn write(engine: Arc<Engine>, bucket: Arc<Bucket>, row: Row) -> Written {
         .await;
     let mut outcome = Outcome::new(Identity::of(&row), row.line, Status::Failed);
     outcome.attempts = ended.attempts;
+    // Why the row was decided again (its image changed outside this tool); a failure's own
+    // message replaces it.
+    outcome.error_message = row.note.clone();
     match ended.result {
         Ok(shared) => {
             outcome.status = match row.permission {

@@ -61,6 +61,7 @@ mod tests {
             image_id: image.into(),
             permission: Permission::Share,
             occurrence: 1,
+            note: None,
         }
     }
 

@@ -100,7 +100,7 @@ async fn a_bucket_refused_without_pause_fails_its_rows_and_ends() {
     // gives up (with more, refused rows take turns).
     job.concurrency = 1;
     let mut config = job.config(&sim).await;
-    config.retry.max_throttled = Duration::from_millis(300);
+    config.pacing_mut().retry.max_throttled = Duration::from_millis(300);
     let report = lighthouse_share::run::run(config, std::future::pending())
         .await
         .unwrap();
