@@ -320,12 +320,18 @@ fn text_head(report: &Report) -> [String; 3] {
 
 /// One line per lane of the kinds `shown` that sent anything: requests, achieved rate, and
 /// how far adaptive pacing went. A look-up lane says it is one, so throttled look-ups are
-/// named as such.
+/// named as such (the JSON summary has every lane).
 fn lane_lines(report: &Report, shown: impl Fn(Kind) -> bool) -> impl Iterator<Item = String> {
     report
         .lanes
         .iter()
-        .filter(move |lane| shown(lane.kind) && lane.n_requests > 0)
+        // A look-up or preflight lane is named when it was refused: its requests are
+        // counted on the requests line already.
+        .filter(move |lane| {
+            shown(lane.kind)
+                && lane.n_requests > 0
+                && (lane.kind == Kind::Share || lane.n_throttled > 0)
+        })
         .map(|lane| {
             let name = match lane.kind {
                 Kind::Share => lane.bucket.clone(),
