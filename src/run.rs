@@ -217,7 +217,7 @@ impl Target {
 /// directory that cannot take the final rewrite) is found here, before the first request.
 /// A dry run checks the same but leaves nothing behind: it only tests a lock that exists
 /// (a run holding it made it), and creates none.
-fn claim_output(config: &RunConfig) -> Result<Option<File>, Error> {
+fn claim_output(config: &RunConfig) -> Result<Option<Lock>, Error> {
     if matches!(config.mode().connection, Connection::Offline { .. }) {
         return Ok(None);
     }
@@ -670,10 +670,23 @@ async fn start_simulator(
     Ok((handle, endpoint, credentials))
 }
 
-/// Holds the lock beside the results for the whole run. It is never a link: a link planted
-/// at its name is refused rather than followed.
-/// A dry run (`create` false) only opens a lock that exists.
-fn lock(path: &Path, output: &Destination, create: bool) -> Result<File, Error> {
+/// The lock beside the results, held for the whole run and let go when dropped.
+///
+/// Let go explicitly rather than by closing the file: a `flock` belongs to the open file,
+/// and a process that forks (to run another program) lends its open files to the child
+/// until the child's `exec`, so closing our descriptor alone could leave the lock held for
+/// that moment, and a run that follows at once would find its own results locked.
+struct Lock(File);
+
+impl Drop for Lock {
+    fn drop(&mut self) {
+        let _ = self.0.unlock();
+    }
+}
+
+/// Takes the lock beside the results. It is never a link: a link planted at its name is
+/// refused rather than followed. A dry run (`create` false) only opens a lock that exists.
+fn lock(path: &Path, output: &Destination, create: bool) -> Result<Lock, Error> {
     use std::os::unix::fs::OpenOptionsExt;
     let file = OpenOptions::new()
         .create(create)
@@ -684,7 +697,7 @@ fn lock(path: &Path, output: &Destination, create: bool) -> Result<File, Error> 
         .with_context(|| format!("cannot create the lock file {}", path.display()))
         .map_err(Error::Setup)?;
     match file.try_lock() {
-        Ok(()) => Ok(file),
+        Ok(()) => Ok(Lock(file)),
         Err(std::fs::TryLockError::WouldBlock) => Err(Error::Locked {
             output: match output {
                 Destination::File(path) => path.clone(),
