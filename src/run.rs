@@ -167,7 +167,13 @@ async fn target(config: &RunConfig) -> Result<(Target, Option<SimulatorHandle>),
             credentials,
         } => (Target::Send(endpoint.clone(), credentials.clone()), None),
         Connection::Simulator => {
-            let (handle, endpoint, credentials) = start_simulator(config).await?;
+            // A rehearsal that resumes meets the account its last run left.
+            let shared = match config.mode().resume && config.output().record.exists() {
+                true => Resume::shared_images(&config.output().record, &config.mode().record_target)
+                    .map_err(Error::Setup)?,
+                false => Vec::new(),
+            };
+            let (handle, endpoint, credentials) = start_simulator(config, shared).await?;
             (Target::Send(endpoint, credentials), Some(handle))
         }
     })
@@ -230,6 +236,12 @@ fn claim_output(config: &RunConfig) -> Result<Option<Lock>, Error> {
             path.join("images.results.csv").display()
         )));
     }
+    if config.output().results == Destination::Stdout && stdout_is_null() {
+        tracing::warn!(
+            "standard output is /dev/null (or was closed, which the system makes /dev/null): the results written there (-o -) are lost; the record {} keeps every row, and --output FILE writes them where they stay",
+            config.output().record.display()
+        );
+    }
     check_writable(&config.output().record)?;
     let lock = match config.mode().dry_run && !config.output().lock.exists() {
         true => None,
@@ -260,6 +272,15 @@ fn claim_output(config: &RunConfig) -> Result<Option<Lock>, Error> {
         _ => Ok(()),
     }?;
     Ok(lock)
+}
+
+/// Whether standard output is the null device: a program started with it closed gets
+/// /dev/null there, so a closed one looks the same.
+fn stdout_is_null() -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let null = std::fs::metadata("/dev/null").map(|m| m.rdev());
+    let stdout = std::fs::metadata("/proc/self/fd/1").map(|m| m.rdev());
+    matches!((null, stdout), (Ok(null), Ok(stdout)) if null == stdout)
 }
 
 /// Creates and removes a file beside the results file: the final rewrite needs to, and a
@@ -636,6 +657,7 @@ async fn blocking<T: Send + 'static>(
 /// latency 50–150 ms, 5% ImageOccupied, and its built-in credentials.
 async fn start_simulator(
     config: &RunConfig,
+    shared: Vec<(String, String)>,
 ) -> Result<(SimulatorHandle, Endpoint, Provider), Error> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
@@ -650,6 +672,7 @@ async fn start_simulator(
             },
             seed: rand::random(),
             latency_ms: (50, 150),
+            shared,
             ..SimulatorConfig::default()
         },
     )
