@@ -37,7 +37,7 @@ use crate::engine::{Engine, Reason, Stop};
 use crate::input::{InputError, Row, Source};
 use crate::job::{Buckets, Job, Pacing};
 use crate::lookup::Lookups;
-use crate::output::{self, Ending, Progress, Report};
+use crate::output::{self, Ending, Progress, Report, plural};
 use crate::plan::{self, Plan, PlanError};
 use crate::preflight::{self, Findings};
 use crate::results::{self, Destination, Journal, Outcome, Recorded, Resume};
@@ -169,8 +169,10 @@ async fn target(config: &RunConfig) -> Result<(Target, Option<SimulatorHandle>),
         Connection::Simulator => {
             // A rehearsal that resumes meets the account its last run left.
             let shared = match config.mode().resume && config.output().record.exists() {
-                true => Resume::shared_images(&config.output().record, &config.mode().record_target)
-                    .map_err(Error::Setup)?,
+                true => {
+                    Resume::shared_images(&config.output().record, &config.mode().record_target)
+                        .map_err(Error::Setup)?
+                }
                 false => Vec::new(),
             };
             let (handle, endpoint, credentials) = start_simulator(config, shared).await?;
@@ -415,9 +417,9 @@ impl Stages<'_> {
             }
         };
         report.n_settled = recorded.n_settled;
-        if let Some(problem) = self.name_blueprints(&lookups, recorded.unnamed).await {
-            report.problems.push(problem);
-        }
+        let (n_unnamed, problem) = self.name_blueprints(&lookups, recorded.unnamed).await;
+        report.n_unnamed = n_unnamed;
+        report.problems.extend(problem);
         report.stop = self.stop().reason();
         say_why_stopped(report);
         // After the ending is known: the hint only explains, and changes no ending.
@@ -478,15 +480,22 @@ impl Stages<'_> {
     /// Rows that ended shared without a BlueprintId get it from one fresh look-up of their
     /// region each (SPEC §9), appended to the record. Made with --no-lookup too: it sends no
     /// row, and every shared row should say its BlueprintId. Returns what went wrong, if
-    /// the BlueprintIds found could not be recorded.
-    async fn name_blueprints(&self, lookups: &Arc<Lookups>, rows: Vec<Outcome>) -> Option<String> {
+    /// the BlueprintIds found could not be recorded, and how many rows are left without one.
+    async fn name_blueprints(
+        &self,
+        lookups: &Arc<Lookups>,
+        rows: Vec<Outcome>,
+    ) -> (u64, Option<String>) {
+        let n_rows = rows.len() as u64;
         if rows.is_empty() || lookups.was_refused() || self.stop().is_stopped() {
-            return None;
+            return (n_rows, None);
         }
         let mended = self.mend(lookups, rows).await;
-        self.append(&mended)
+        let problem = self
+            .append(&mended)
             .err()
-            .map(|error| format!("the BlueprintIds found could not be recorded: {error:#}"))
+            .map(|error| format!("the BlueprintIds found could not be recorded: {error:#}"));
+        (n_rows - mended.len() as u64, problem)
     }
 
     /// Rows refused because their image is not in their region get, in their message, the
@@ -538,11 +547,19 @@ impl Stages<'_> {
                 continue;
             };
             let lookups = lookups.clone();
-            tasks.spawn(async move { (lookups.fresh(&bucket, region).await, rows) });
+            tasks.spawn(async move { (region, lookups.fresh(&bucket, region).await, rows) });
         }
         let mut mended = Vec::new();
         while let Some(joined) = tasks.join_next().await {
-            let Ok((Some(images), rows)) = joined else {
+            let Ok((region, images, rows)) = joined else {
+                continue;
+            };
+            let Some(images) = images else {
+                tracing::warn!(
+                    region,
+                    "{region}: the fresh look-up for the BlueprintIds of {} could not be made whole: their blueprint_id is left empty",
+                    plural(rows.len() as u64, "shared row", "shared rows")
+                );
                 continue;
             };
             mended.extend(

@@ -67,6 +67,8 @@ pub struct Report {
     pub n_drifted: u64,
     /// `region: why` for each region whose look-up proved nothing: its rows were all sent.
     pub unknown_listings: Vec<String>,
+    /// Shared rows left without a BlueprintId: the fresh look-up could not name them.
+    pub n_unnamed: u64,
     /// SHARE rows a dry run's preflight says the service would refuse (SPEC §10).
     pub n_would_fail: u64,
 }
@@ -94,6 +96,7 @@ impl Report {
             flipping,
             n_drifted: 0,
             unknown_listings: Vec::new(),
+            n_unnamed: 0,
             n_would_fail: 0,
         }
     }
@@ -226,6 +229,13 @@ fn lookup_lines(report: &Report) -> Vec<String> {
             "  the look-up proved nothing in {why}: its rows were all sent, none settled from it"
         ));
     }
+    if report.n_unnamed > 0 {
+        lines.push(format!(
+            "  {} shared but without a BlueprintId: the look-up could not name {} (see the warnings above); the blueprint_id column is empty there",
+            plural(report.n_unnamed, "row is", "rows are"),
+            if report.n_unnamed == 1 { "it" } else { "them" }
+        ));
+    }
     lines
 }
 
@@ -272,6 +282,7 @@ fn json_summary(report: &Report) -> serde_json::Value {
         "flipping_images": report.flipping,
         "changed_outside_images": report.n_drifted,
         "lookups_proving_nothing": report.unknown_listings,
+        "shared_without_blueprint_id": report.n_unnamed,
         "retries_by_code": retries_by_code(report),
         "stopped_by": report.stop.as_ref().and_then(Reason::threshold_passed),
         "elapsed_seconds": report.elapsed.as_secs_f64(),

@@ -147,7 +147,11 @@ impl Resume {
                 images.insert(image, sharing == Sharing::Shared);
             }
         }
-        let mut shared: Vec<_> = images.into_iter().filter(|(_, s)| *s).map(|(i, _)| i).collect();
+        let mut shared: Vec<_> = images
+            .into_iter()
+            .filter(|(_, s)| *s)
+            .map(|(i, _)| i)
+            .collect();
         shared.sort();
         Ok(shared)
     }

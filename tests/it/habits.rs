@@ -433,8 +433,16 @@ fn a_resumed_rehearsal_starts_from_the_account_its_last_run_left() {
     let job = Job::new(
         "region,image_id,permission\nap-seoul,img-aaaaaaaa,SHARE\nap-seoul,img-bbbbbbbb,SHARE\nap-tokyo,img-cccccccc,CANCEL\n",
     );
-    let first = crate::common::binary(&job).args(["--simulate", "-q"]).output().unwrap();
-    assert_eq!(first.status.code(), Some(0), "{}", String::from_utf8_lossy(&first.stderr));
+    let first = crate::common::binary(&job)
+        .args(["--simulate", "-q"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        first.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&first.stderr)
+    );
     let second = crate::common::binary(&job)
         .args(["--simulate", "--resume", "--log-format", "json"])
         .output()
@@ -453,7 +461,9 @@ fn a_resumed_rehearsal_starts_from_the_account_its_last_run_left() {
     );
     let rows = job.results();
     assert!(
-        rows.iter().take(2).all(|r| r.status == Status::Shared && r.blueprint_id.is_some()),
+        rows.iter()
+            .take(2)
+            .all(|r| r.status == Status::Shared && r.blueprint_id.is_some()),
         "{rows:?}"
     );
 }
