@@ -734,6 +734,7 @@ fn lock(path: &Path, output: &Destination, create: bool) -> Result<Lock, Error> 
         .write(true)
         .custom_flags(libc::O_NOFOLLOW)
         .open(path)
+        .map_err(results::refused_link)
         .with_context(|| format!("cannot create the lock file {}", path.display()))
         .map_err(Error::Setup)?;
     match file.try_lock() {

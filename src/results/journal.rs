@@ -34,7 +34,21 @@ const VERSION: u32 = 1;
 
 /// Opens a file that must not be a symbolic link.
 fn open_no_follow(options: &mut OpenOptions, path: &Path) -> io::Result<File> {
-    options.custom_flags(libc::O_NOFOLLOW).open(path)
+    options
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)
+        .map_err(refused_link)
+}
+
+/// A link at a name this tool writes is refused, not followed: say so in words, not as
+/// "Too many levels of symbolic links".
+pub fn refused_link(error: io::Error) -> io::Error {
+    match error.raw_os_error() == Some(libc::ELOOP) {
+        true => io::Error::other(
+            "it is a symbolic link, which this tool never follows at the names it writes: remove the link (or give another --output)",
+        ),
+        false => error,
+    }
 }
 
 /// The record while the run goes on: rows are appended as they finish.
