@@ -226,7 +226,7 @@ impl Plan {
             ),
         };
         tracing::info!(
-            "plan: {} not finished before, to send {limit}; {} invalid; {} finished earlier (kept unless the record or the look-up contradicts them: those are sent too, as are images with both SHARE and CANCEL rows); about {} at full rate for the new ones",
+            "plan: {} to send {limit}; {} invalid; {} finished earlier (kept, unless the record or the look-up contradicts them or their image has both SHARE and CANCEL rows: then sent again); about {} at full rate",
             plural(self.n_to_send(), "row", "rows"),
             self.n_invalid,
             self.n_kept,
