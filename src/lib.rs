@@ -5,8 +5,9 @@
 //! - `action` (regions, permission, image id: the API's vocabulary), `suggest`, `clock`,
 //!   `credentials` and `sign` (TC3-HMAC-SHA256) at the bottom;
 //! - `input`: a spreadsheet export → validated rows;
-//! - `limiter`: pacing; `api`: sign, call, classify (with the advice for job-fatal answers);
-//!   `retry`: what a failed attempt leads to;
+//! - `adapt` (what the answers say about the pace) and `limiter` (keeping it); `api`: sign,
+//!   call, classify (with the advice for job-fatal answers); `retry`: what a failed attempt
+//!   leads to;
 //! - `results`: the row outcome, the journal, compaction, resume;
 //! - `pool`: per bucket, pacing, concurrency, per-image order, retries;
 //! - `lookup`: the state look-up (`DescribeBlueprints`) and each row's decision against it;
@@ -19,6 +20,7 @@
 //! exit code.
 
 pub mod action;
+pub mod adapt;
 pub mod api;
 pub mod cli;
 pub mod clock;

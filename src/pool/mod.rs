@@ -240,7 +240,8 @@ pub async fn drive(
             let prepared = bucket.pool.client.prepare(&job.row).await;
             next = Some((job, prepared));
         }
-        limiter.set_rate(bucket.adaptive.rate(tokio::time::Instant::now()));
+        let now = tokio::time::Instant::now();
+        limiter.set_pace(bucket.adaptive.rate(now), bucket.adaptive.margin(now));
         if next.is_none() && in_flight.is_empty() && bucket.is_idle() {
             break;
         }
@@ -297,6 +298,7 @@ impl Bucket {
         self.report.sent();
         let pool = self.pool.clone();
         let sent_at = tokio::time::Instant::now();
+        self.adaptive.on_send(sent_at);
         in_flight.spawn(async move {
             job.attempts += 1;
             tracing::trace!(
@@ -383,18 +385,26 @@ impl Bucket {
         }
     }
 
-    /// Adaptive pacing learns from every answer: a refusal may lower the rate, and any other
-    /// answer ends a run of refusals.
+    /// Adaptive pacing learns from every answer: a refusal widens the margin or lowers the
+    /// rate (`adapt` decides which), and any other answer ends a run of refusals.
     fn adapt(&mut self, sent_at: tokio::time::Instant, result: &Result<Success, ApiError>) {
         let now = tokio::time::Instant::now();
         match result {
             Err(error) if error.class == Class::Throttled => {
                 self.refused_since.get_or_insert(now);
-                if let Some(rate) = self.adaptive.throttled(sent_at, now) {
-                    tracing::debug!(bucket = self.report.name, rate, code = %error.code, "throttled: pacing lowered");
+                let change = self.adaptive.on_answer(sent_at, now, true);
+                if let Some(change) = change {
+                    tracing::debug!(bucket = self.report.name, ?change, code = %error.code, "throttled: pacing adapted");
                 }
             }
-            _ => self.refused_since = None,
+            // A timeout or a lost connection is no round trip of the network's.
+            Err(error) if matches!(error.class, Class::Transient | Class::Unreachable) => {
+                self.refused_since = None;
+            }
+            _ => {
+                self.refused_since = None;
+                self.adaptive.on_answer(sent_at, now, false);
+            }
         }
     }
 
