@@ -20,10 +20,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-/// The margin a bucket starts with: at 20/s, 20 requests span 1.008 s. It covers a late timer
-/// (the limiter's 3 ms tolerance) and a few milliseconds of network jitter, which is all a
-/// quiet network needs.
-pub const BASE_MARGIN: Duration = Duration::from_millis(8);
+pub use crate::limiter::BASE_MARGIN;
 
 /// The widest margin: a delay on the way that varies more than this is not something spacing
 /// can absorb at a useful rate (at 250 ms a fifth of the rate is gone).

@@ -6,7 +6,7 @@
 //! `(1 s + margin) / rate`, so any window of one second holds at most `ceil(rate)`. The margin
 //! absorbs the jitter between the moment a request is sent and the moment the server counts
 //! it: at the base margin, 20 requests at 20/s span 1.008 s, 8 ms more than a second. Each
-//! bucket's margin is its own: [`Adaptive`] widens it on a network that needs more.
+//! bucket's margin is its own: `adapt` widens it on a network that needs more.
 //!
 //! A timer never wakes exactly on time, and a GCRA limiter with burst one re-bases its
 //! schedule on every late wake-up, so the lateness would add up and cost utilisation. Each
@@ -19,7 +19,7 @@
 //! would let its first request go at once, next to the last ones at the old rate, so that
 //! first request waits until the last one's time plus the new interval.
 //!
-//! [`Adaptive`] (in `adapt`) decides the rate and the margin from the answers (SPEC §3); the
+//! `adapt::Adaptive` decides the rate and the margin from the answers (SPEC §3); the
 //! limiter only keeps them. It reads tokio's clock ([`TokioClock`]), so tests pause and
 //! advance time and exercise [`Limiter::pace`] itself, without sleeping.
 
@@ -34,13 +34,14 @@ use governor::state::{InMemoryState, NotKeyed};
 use governor::{Quota, RateLimiter};
 use tokio::time::Instant;
 
-use crate::adapt::BASE_MARGIN;
-// The pool and the engine take both halves of pacing from here.
-pub use crate::adapt::{Adaptive, Change};
-
 /// The share of the rate used at the base margin (1 / 1.008), for estimates of how long a run
 /// takes.
 pub const UTILISATION: f64 = 0.992;
+
+/// The margin a bucket starts with: at 20/s, 20 requests span 1.008 s. It covers a late timer
+/// (the limiter's 3 ms tolerance) and a few milliseconds of network jitter, which is all a
+/// quiet network needs.
+pub const BASE_MARGIN: Duration = Duration::from_millis(8);
 
 /// How far ahead of its slot a request may go, so that a late timer does not cost a slot.
 pub const TOLERANCE: Duration = Duration::from_millis(3);

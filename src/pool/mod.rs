@@ -27,9 +27,10 @@ use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
 use crate::action::Permission;
+use crate::adapt::Adaptive;
 use crate::api::{ApiError, Class, Client, Prepared, Success, region_advice};
 use crate::input::Row;
-use crate::limiter::{Adaptive, Limiter};
+use crate::limiter::Limiter;
 use crate::results::{Identity, Outcome, Status};
 use crate::retry::{Heard, History, Policy, Step};
 use queue::{ImageQueue, Job, RetryQueue};
