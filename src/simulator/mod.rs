@@ -100,6 +100,9 @@ pub struct SimulatorConfig {
     /// How long the first request on each new connection waits before it is read: what a TLS
     /// handshake costs a client that opens connections instead of reusing them.
     pub connect_latency: Duration,
+    /// Each request is counted a uniform draw of 0 to this after it arrives (see
+    /// [`window::uplink_delay`]).
+    pub uplink_jitter: Duration,
 }
 
 impl Default for SimulatorConfig {
@@ -121,6 +124,7 @@ impl Default for SimulatorConfig {
             withdrawn_regions: Vec::new(),
             shared: Vec::new(),
             connect_latency: Duration::ZERO,
+            uplink_jitter: Duration::ZERO,
         }
     }
 }
@@ -636,6 +640,13 @@ async fn stats(State(world): State<Shared>) -> axum::Json<Stats> {
 }
 
 async fn answer(State(world): State<Shared>, request: Request<Body>) -> Response<Body> {
+    let uplink = {
+        let world = &mut *lock(&world);
+        window::uplink_delay(&mut world.rng, world.config.uplink_jitter)
+    };
+    if !uplink.is_zero() {
+        tokio::time::sleep(uplink).await;
+    }
     let now = Instant::now();
     let (parts, body) = request.into_parts();
     let action = parts
