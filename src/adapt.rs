@@ -167,25 +167,23 @@ impl Adaptive {
     /// - The margin has room to widen within the spread of round trips: a delay on the way
     ///   cannot vary more than a whole round trip does, so once the margin covers that spread,
     ///   refusals are not the network's doing.
-    /// - It does not continue a run of refusals: the last one was a window (1 s) ago or more;
-    ///   or, while the margin is still under a quarter of that spread, the network alone
-    ///   explains refusals this close together (with arrival delays spread over 40 ms, an
-    ///   8 ms margin lets a third of the requests through late), so it widens once more before
-    ///   it calls them contention. The widening doubles, so a few refusals cover any spread,
-    ///   and contention that starts at the full rate costs at most two of them before the cut.
+    /// - It does not continue a run of refusals: the last one was answered a window (1 s) ago
+    ///   or more. Refusals closer together mean the window is full for longer than a late
+    ///   packet explains. (Each widening doubles the margin, so a few stray refusals cover any
+    ///   spread, and contention that starts at the full rate costs one widening before the
+    ///   cut.)
     fn judge(&self, now: Instant) -> Verdict {
         if self.cut_in_force(now) {
             return Verdict::Contention;
         }
         let spread = self.spread().min(MAX_MARGIN);
-        let margin = self.margin(now);
-        if margin * 2 > spread.max(BASE_MARGIN * 2) {
+        if self.margin(now) * 2 > spread.max(BASE_MARGIN * 2) {
             return Verdict::Contention;
         }
         let isolated = self
             .refused_at
             .is_none_or(|refused| now.saturating_duration_since(refused) >= WINDOW);
-        if isolated || margin * 4 < spread {
+        if isolated {
             Verdict::Stray
         } else {
             Verdict::Contention
