@@ -8,6 +8,8 @@ pub const SERVICE: &str = "lighthouse";
 pub const ACTION: &str = "ModifyImageSharePermission";
 /// The state look-up (SPEC §9); same version, signing and endpoint as the share.
 pub const DESCRIBE_ACTION: &str = "DescribeBlueprints";
+/// The preflight (SPEC §10): which images exist and can be shared; its own limit of 20/s.
+pub const IMAGES_ACTION: &str = "DescribeImagesToShare";
 /// The most blueprints one look-up page holds.
 pub const DESCRIBE_LIMIT: u64 = 100;
 pub const VERSION: &str = "2020-03-24";

@@ -7,8 +7,8 @@ use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
 
 use crate::action::RateScope;
 use crate::credentials::Credentials;
-use crate::pool::FailureLimit;
-use crate::simulator::{Count, Faults, SimulatorConfig};
+use crate::engine::FailureLimit;
+use crate::simulator::{Count, DescribeFault, Faults, SimulatorConfig};
 
 /// Help headings: the options of `run`, grouped as a user looks for them.
 const INPUT_OUTPUT: &str = "Input and output";
@@ -24,16 +24,23 @@ Example:
 
 On/off options are also read from LIGHTHOUSE_SHARE_<OPTION> (true/false, 1/0,
 yes/no, on/off); -v from LIGHTHOUSE_SHARE_VERBOSE. A flag wins over the
-environment, which wins over the config file.
+environment, which wins over the config file. A LIGHTHOUSE_SHARE_* variable
+or config key that is a near miss of a known one (DRYRUN for DRY_RUN) stops
+the run (exit 2); any other unknown one is a warning.
+
+-q hides progress, info lines and the summary of a run that exits 0;
+warnings and errors are always printed, and --dry-run -q prints the plan.
 
 Credentials, first found wins (the log names the source, never the secret):
   1. a profile named by --profile (or LIGHTHOUSE_SHARE_PROFILE, or the config
      file): its section of the file in 4, else its tccli file in 5; one that
-     does not exist is an error listing the profiles found
+     does not exist is an error listing the profiles found. A profile name is
+     letters, digits, -, _ and . (not first), never a path
   2. TENCENTCLOUD_SECRET_ID and TENCENTCLOUD_SECRET_KEY (+ _SESSION_TOKEN)
   3. the config file's [credentials] table
-  4. TENCENTCLOUD_CREDENTIALS_FILE, else ~/.tencentcloud/credentials,
-     section [PROFILE] (PROFILE: $TCCLI_PROFILE, else default)
+  4. TENCENTCLOUD_CREDENTIALS_FILE (an error if it cannot be read), else
+     ~/.tencentcloud/credentials, section [PROFILE] (PROFILE: $TCCLI_PROFILE,
+     else default)
   5. tccli's ~/.tccli/PROFILE.credential
   6. the CAM role of this CVM instance
 
@@ -51,9 +58,14 @@ GET /__stats answers the counters as JSON: requests (in all and per action),
 answers per error code (in all and per action), signature failures, connections
 accepted, the most requests that arrived in any one second per bucket
 (max_window for ModifyImageSharePermission, max_window_describe for
-DescribeBlueprints), requests per image and per secret id, and the most
-ModifyImageSharePermission requests ever in flight at once for one (region,
-image) (max_in_flight_per_image).
+DescribeBlueprints, max_window_by_action for every action), requests per image
+and per secret id, and the most ModifyImageSharePermission requests ever in
+flight at once for one (region, image) (max_in_flight_per_image).
+
+Rehearsal aids: GET /__state lists the images shared now, per region, with their
+BlueprintIds; POST /__state with {\"region\": \"ap-guangzhou\", \"image_id\":
+\"img-...\", \"shared\": true|false} shares or unshares an image out of band, as
+another person or tool would between two runs, and answers its new state.
 
 Example: lighthouse-share simulate --rate-scope region --missing 0.1
 then: lighthouse-share run images.csv --endpoint http://127.0.0.1:8020
@@ -91,9 +103,10 @@ pub enum Command {
     },
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, serde::Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum LogFormat {
+    #[default]
     Text,
     Json,
 }
@@ -110,7 +123,7 @@ pub struct RunArgs {
     /// extension replaced by .results.csv, or .results.xlsx for a workbook]. [env: LIGHTHOUSE_SHARE_OUTPUT]
     #[arg(short, long, help_heading = INPUT_OUTPUT)]
     pub output: Option<PathBuf>,
-    /// The sheet of a workbook input [default: the first sheet]. [env: LIGHTHOUSE_SHARE_SHEET]
+    /// The sheet of a workbook input [default: the first visible sheet]. [env: LIGHTHOUSE_SHARE_SHEET]
     #[arg(long, help_heading = INPUT_OUTPUT)]
     pub sheet: Option<String>,
     /// TOML config file (every key: config.example.toml). [env: LIGHTHOUSE_SHARE_CONFIG]
@@ -163,7 +176,7 @@ pub struct RunArgs {
     pub max_attempts: Option<u32>,
     /// Stop the job (exit 4) once more than N rows, or P% of the rows finished so far (after
     /// at least 20), have failed [default: off]. [env: LIGHTHOUSE_SHARE_MAX_FAILURES]
-    #[arg(long, value_name = "N|P%", help_heading = PACING)]
+    #[arg(long, value_name = "N|P%", value_parser = failure_limit, help_heading = PACING)]
     pub max_failures: Option<FailureLimit>,
     /// Per-request timeout in seconds [default: 10]. [env: LIGHTHOUSE_SHARE_TIMEOUT]
     #[arg(long, help_heading = PACING)]
@@ -185,13 +198,14 @@ pub struct RunArgs {
     /// Log lines on stderr [default: text]. [env: LIGHTHOUSE_SHARE_LOG_FORMAT]
     #[arg(long, help_heading = LOGGING)]
     pub log_format: Option<LogFormat>,
-    /// Only warnings and errors; a run that ends with exit 0 prints nothing at all.
+    /// No progress, no info lines, no summary when all went well; warnings and errors are
+    /// always printed, and a dry run still prints its plan. [env: LIGHTHOUSE_SHARE_QUIET]
     #[arg(short, long, conflicts_with = "verbose", overrides_with = "no_quiet", help_heading = LOGGING)]
     pub quiet: bool,
     /// Every log line, even if the config file or the environment says --quiet.
     #[arg(long, overrides_with = "quiet", help_heading = LOGGING)]
     pub no_quiet: bool,
-    /// More log lines (-vv for every request).
+    /// More log lines (-vv for every request). [env: LIGHTHOUSE_SHARE_VERBOSE=1 or 2]
     #[arg(short, long, action = clap::ArgAction::Count, help_heading = LOGGING)]
     pub verbose: u8,
 }
@@ -266,6 +280,23 @@ pub struct SimulateArgs {
     /// simulator starts.
     #[arg(long, value_name = "FILE")]
     pub shared: Option<PathBuf>,
+    /// A file of `region,image_id[,state[,unshareable reason]]` lines (header optional): the
+    /// images that exist, per region (state NORMAL unless given; a reason makes an image not
+    /// shareable). DescribeImagesToShare lists them and the writes agree: an image not in
+    /// the region is ImageIdNotFound, one not shareable or not NORMAL ImageUnableToShare.
+    /// Without it every image exists in every region, shareable.
+    #[arg(long, value_name = "FILE")]
+    pub images: Option<PathBuf>,
+    /// DescribeImagesToShare requests admitted per bucket in any one-second window (its own
+    /// limit).
+    #[arg(long, default_value_t = 20)]
+    pub images_rate: usize,
+    /// Break DescribeBlueprints listings on purpose (a rehearsal aid; may be repeated):
+    /// `empty-first` (every first page comes back empty while TotalCount says more;
+    /// `empty-first=N`: only the first N per region), `repeat-page` (every Offset answers the
+    /// first page), `total=N` (TotalCount says N).
+    #[arg(long, value_name = "FAULT", value_parser = DescribeFault::parse)]
+    pub describe_fault: Vec<DescribeFault>,
     /// Seed for the faults and latencies, so a run can be reproduced.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
@@ -317,17 +348,22 @@ pub struct SimulateArgs {
 }
 
 impl SimulateArgs {
-    /// The simulator these options describe; the error names a `--shared` file that cannot
+    /// The simulator these options describe; the error names a `--shared` or `--images` file that cannot
     /// be used, and why.
     pub fn simulator_config(&self) -> Result<SimulatorConfig, String> {
         let shared = match &self.shared {
             Some(path) => crate::simulator::read_seed(path)?,
             None => Vec::new(),
         };
+        let images = match &self.images {
+            Some(path) => Some(crate::simulator::read_images(path)?),
+            None => None,
+        };
         Ok(SimulatorConfig {
             accounts: vec![Credentials::new(&self.secret_id, &self.secret_key, None)],
             rate: self.rate,
             describe_rate: self.describe_rate,
+            images_rate: self.images_rate,
             rate_scope: self.rate_scope,
             count: self.count,
             faults: Faults {
@@ -339,15 +375,36 @@ impl SimulateArgs {
                 missing: self.missing,
                 unauthorized: self.unauthorized,
                 unauthorized_describe: self.unauthorized_describe,
+                describe: self.describe_fault.clone(),
             },
             seed: self.seed,
             latency_ms: self.latency_ms,
             clock_skew_secs: self.clock_skew,
             withdrawn_regions: self.withdrawn_region.clone(),
             shared,
+            images,
             connect_latency: std::time::Duration::from_millis(self.connect_latency_ms),
             uplink_jitter: std::time::Duration::from_millis(self.uplink_jitter_ms),
         })
+    }
+}
+
+/// `--max-failures`: a number of failed rows, at least 1, or a percentage of the rows
+/// finished, above 0 and at most 100; the error states the range.
+pub fn failure_limit(value: &str) -> Result<FailureLimit, String> {
+    let value = value.trim();
+    let range = "give a number of failed rows, at least 1, such as 10, or a percentage of the rows finished, above 0% and at most 100%, such as 5%";
+    match value.strip_suffix('%') {
+        Some(percent) => match percent.trim().parse::<f64>() {
+            Ok(p) if p > 0.0 && p <= 100.0 => Ok(FailureLimit::Percent(p)),
+            Ok(_) => Err(format!("out of range: {range}")),
+            Err(_) => Err(format!("not a percentage: {range}")),
+        },
+        None => match value.parse::<u64>() {
+            Ok(n) if n >= 1 => Ok(FailureLimit::Rows(n)),
+            Ok(_) => Err(format!("out of range: {range}")),
+            Err(_) => Err(format!("not a number of rows: {range}")),
+        },
     }
 }
 

@@ -138,6 +138,10 @@ pub struct Profile {
 /// The files that hold profiles: the INI credentials file and tccli's folder.
 struct ProfileFiles {
     ini: Option<PathBuf>,
+    /// The INI file was named by `TENCENTCLOUD_CREDENTIALS_FILE`: it must then be there
+    /// and readable, rather than be passed over for the next place (another account's
+    /// keys, perhaps).
+    ini_named: bool,
     tccli_dir: Option<PathBuf>,
 }
 
@@ -145,21 +149,42 @@ impl ProfileFiles {
     fn new(env: Env<'_>) -> Self {
         let var = |key: &str| env(key).filter(|value| !value.is_empty());
         let home = var("HOME").map(PathBuf::from);
+        let named = var("TENCENTCLOUD_CREDENTIALS_FILE").map(PathBuf::from);
         Self {
-            ini: var("TENCENTCLOUD_CREDENTIALS_FILE")
-                .map(PathBuf::from)
-                .or_else(|| home.as_ref().map(|h| h.join(".tencentcloud/credentials"))),
+            ini_named: named.is_some(),
+            ini: named.or_else(|| home.as_ref().map(|h| h.join(".tencentcloud/credentials"))),
             tccli_dir: home.map(|h| h.join(".tccli")),
+        }
+    }
+
+    /// The INI file to read: `None` if it is not there and was not named; an error naming
+    /// `TENCENTCLOUD_CREDENTIALS_FILE` if it was named and cannot be read.
+    fn ini(&self) -> Result<Option<&Path>, CredentialsError> {
+        let Some(path) = self.ini.as_deref() else {
+            return Ok(None);
+        };
+        match (std::fs::File::open(path), self.ini_named) {
+            (Ok(_), _) => Ok(Some(path)),
+            (Err(e), true) => Err(CredentialsError(format!(
+                "TENCENTCLOUD_CREDENTIALS_FILE names {}, which cannot be read ({e}); nothing was sent. Fix the path, or unset the variable to use the usual places",
+                path.display()
+            ))),
+            (Err(_), false) => Ok(None),
         }
     }
 
     /// The profile's credentials and where they were found: the INI section first, then
     /// tccli's file.
-    fn find(&self, profile: &str) -> Result<Option<(Credentials, String)>, CredentialsError> {
+    fn find(
+        &self,
+        profile: &str,
+        warnings: &mut Vec<String>,
+    ) -> Result<Option<(Credentials, String)>, CredentialsError> {
         let unreadable = |e: anyhow::Error| CredentialsError(format!("{e:#}"));
-        if let Some(path) = self.ini.as_ref().filter(|p| p.exists())
+        if let Some(path) = self.ini()?
             && let Some(credentials) = from_ini(path, profile).map_err(unreadable)?
         {
+            warnings.extend(readable_by_others(path, "secret keys"));
             return Ok(Some((
                 credentials,
                 format!("profile `{profile}` of {}", path.display()),
@@ -172,6 +197,7 @@ impl ProfileFiles {
         if let Some(path) = tccli.filter(|p| p.exists())
             && let Some(credentials) = from_tccli(&path).map_err(unreadable)?
         {
+            warnings.extend(readable_by_others(&path, "a secret key"));
             return Ok(Some((credentials, path.display().to_string())));
         }
         Ok(None)
@@ -205,6 +231,7 @@ impl ProfileFiles {
 
     /// A named profile that is nowhere: the places looked at and the profiles found there.
     fn missing(&self, profile: &str) -> CredentialsError {
+        let profile = crate::text::for_line(profile);
         let places: Vec<String> = [
             self.ini.as_ref().map(|p| p.display().to_string()),
             self.tccli_dir
@@ -216,7 +243,15 @@ impl ProfileFiles {
         .collect();
         let found = match self.names() {
             names if names.is_empty() => "no profiles were found there".to_string(),
-            names => format!("the profiles found: {}", names.join(", ")),
+            // Names read from files: shown with any control character escaped.
+            names => format!(
+                "the profiles found: {}",
+                names
+                    .iter()
+                    .map(|n| crate::text::for_line(n).into_owned())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
         };
         CredentialsError(format!(
             "the profile `{profile}` does not exist (looked in {}); {found}. Give one of them with --profile, or add [{profile}] with secret_id and secret_key to the credentials file",
@@ -235,10 +270,12 @@ pub fn not_found(profile: &Profile) -> CredentialsError {
 
 /// Finds credentials along the chain of SPEC §6; the first place that has them wins.
 /// `None`: no place has any (a dry run goes on without; a run stops with [`not_found`]).
+/// Warnings (a file of keys that others can read) are added to `warnings`.
 pub async fn find(
     env: Env<'_>,
     file: &FileCredentials,
     profile: &Profile,
+    warnings: &mut Vec<String>,
 ) -> Result<Option<Provider>, CredentialsError> {
     let found = |credentials, source: String| {
         Ok(Some(Provider::Static {
@@ -248,7 +285,7 @@ pub async fn find(
     };
     let files = ProfileFiles::new(env);
     if profile.named {
-        return match files.find(&profile.name)? {
+        return match files.find(&profile.name, warnings)? {
             Some((credentials, source)) => found(credentials, source),
             None => Err(files.missing(&profile.name)),
         };
@@ -270,7 +307,7 @@ pub async fn find(
             "the config file's [credentials]".into(),
         );
     }
-    if let Some((credentials, source)) = files.find(&profile.name)? {
+    if let Some((credentials, source)) = files.find(&profile.name, warnings)? {
         return found(credentials, source);
     }
     let metadata = var("LIGHTHOUSE_SHARE_METADATA_URL").unwrap_or_else(|| METADATA_URL.to_string());
@@ -278,6 +315,20 @@ pub async fn find(
         return Ok(Some(Provider::CvmRole(Arc::new(role))));
     }
     Ok(None)
+}
+
+/// A warning if `path`, which holds `what` (a secret key), can be read by group or others.
+pub fn readable_by_others(path: &Path, what: &str) -> Option<String> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(path).ok()?.permissions().mode();
+    (mode & 0o077 != 0).then(|| {
+        format!(
+            "{} holds {what} and can be read by others (mode {:o}): run `chmod 600 {}`",
+            path.display(),
+            mode & 0o777,
+            path.display()
+        )
+    })
 }
 
 /// `[PROFILE]` of an INI credentials file; `None` if the file has no such section.

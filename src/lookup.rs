@@ -1,66 +1,41 @@
 //! Reading the state first (SPEC §9): before a bucket's rows are sent, the images shared in
-//! its regions are listed (`DescribeBlueprints`, paced per bucket at `--describe-rate`), and
-//! each row is decided against that state as the earlier rows of its image leave it
-//! ([`Decider`]). After the run, rows that ended `already_shared` without a BlueprintId get
-//! it from a fresh look-up of their region ([`Lookups::fresh`]).
+//! its regions are listed (`DescribeBlueprints`), and a listing is evidence only when it is
+//! complete and consistent ([`Listing`]). After the run, rows that ended `already_shared`
+//! without a BlueprintId get it from a fresh look-up of their region ([`Lookups::fresh`]).
+//! Every page goes through the engine, in the bucket's own `DescribeBlueprints` lane: paced,
+//! retried and slowed down when refused exactly as the writes are. What each row's decision
+//! makes of the state is `decide`'s.
 
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
-use rand::Rng;
 use tokio::task::JoinSet;
 
-use crate::action::Permission;
-use crate::api::{ApiError, Blueprints, Class, Client, Page};
-use crate::input::Row;
-use crate::limiter::Limiter;
-use crate::pool::{Reason, Stop};
-use crate::retry::{Heard, History, Policy, Step};
+use crate::action::DESCRIBE_LIMIT;
+use crate::actions::{Blueprints, DescribeBlueprints, Kind, Page, is_refused};
+use crate::api::ApiError;
+use crate::decide::{Listed, State};
+use crate::engine::{Engine, Unfinished};
+use crate::job::{Bucket, Job};
 
-/// The images shared in each region looked up: image id → BlueprintId. A region missing
-/// here was not looked up (its rows are sent blind).
-pub type State = HashMap<&'static str, HashMap<String, String>>;
-
-/// What the look-ups of a run share: the client, the pacing of each bucket, and what they
-/// found out about the account.
+/// The look-ups of a run: the engine they go through, and whether the CAM policy refuses
+/// them.
 pub struct Lookups {
-    client: Arc<Client>,
-    retry: Policy,
-    stop: Stop,
-    rate: f64,
-    /// One describe limiter per bucket name, kept for the fresh look-ups at the end.
-    limiters: Mutex<HashMap<String, Arc<Limiter>>>,
+    engine: Arc<Engine>,
     /// The CAM policy refuses `DescribeBlueprints`: said once, and nothing more is looked up.
     refused: AtomicBool,
-    /// `DescribeBlueprints` requests sent, for the summary.
-    pub n_requests: AtomicU64,
-}
-
-/// Why a region could not be listed.
-enum Failure {
-    /// `UnauthorizedOperation.*`: the policy allows the share but not the look-up.
-    Refused(ApiError),
-    /// A job-fatal answer: the job stops (SPEC §5).
-    Fatal(ApiError),
-    /// Retries ran out, or the answer cannot be mended: the region is sent blind.
-    Failed(ApiError),
-    /// The job is stopping.
-    Stopped,
+    /// `region: why` for each region whose look-up proved nothing: said in the summary.
+    unknown: Mutex<Vec<String>>,
 }
 
 impl Lookups {
-    pub fn new(client: Arc<Client>, retry: Policy, stop: Stop, rate: f64) -> Self {
-        Self {
-            client,
-            retry,
-            stop,
-            rate,
-            limiters: Mutex::new(HashMap::new()),
+    pub fn new(engine: Arc<Engine>) -> Arc<Self> {
+        Arc::new(Self {
+            engine,
             refused: AtomicBool::new(false),
-            n_requests: AtomicU64::new(0),
-        }
+            unknown: Mutex::new(Vec::new()),
+        })
     }
 
     /// Whether `DescribeBlueprints` was refused by the CAM policy.
@@ -68,237 +43,232 @@ impl Lookups {
         self.refused.load(Ordering::Relaxed)
     }
 
-    fn limiter(&self, bucket: &str) -> Arc<Limiter> {
-        let mut limiters = self.limiters.lock().unwrap_or_else(|e| e.into_inner());
-        limiters
-            .entry(bucket.to_string())
-            .or_insert_with(|| Arc::new(Limiter::new(self.rate)))
+    /// `region: why` for each region whose look-up proved nothing, in the order found.
+    pub fn unknown(&self) -> Vec<String> {
+        self.unknown
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
             .clone()
     }
 
-    /// Lists the `SHARED` blueprints of `regions`, all in bucket `bucket`, in parallel
-    /// through the bucket's describe limiter. A region whose look-up failed is left out.
-    pub async fn bucket(self: &Arc<Self>, bucket: &str, regions: &[&'static str]) -> State {
-        self.regions(bucket, regions, Blueprints::Shared).await
-    }
-
-    /// The fresh look-up (SPEC §9): the blueprints of every type in `region`, image id →
-    /// BlueprintId; `None` if it could not be made.
-    pub async fn fresh(
-        self: &Arc<Self>,
-        bucket: &str,
-        region: &'static str,
-    ) -> Option<HashMap<String, String>> {
-        let mut state = self.regions(bucket, &[region], Blueprints::All).await;
-        state.remove(region)
-    }
-
-    async fn regions(
-        self: &Arc<Self>,
-        bucket: &str,
-        regions: &[&'static str],
-        kind: Blueprints,
-    ) -> State {
-        let limiter = self.limiter(bucket);
+    /// Lists the `SHARED` blueprints of every bucket's regions, all in parallel, each bucket
+    /// paced by its own look-up lane. A region the CAM policy refuses to list is left out (as
+    /// with `--no-lookup`); one whose listing failed or contradicted itself is `Unknown`.
+    pub async fn job(self: &Arc<Self>, job: &Job) -> State {
         let mut tasks = JoinSet::new();
-        for region in regions {
-            let (lookups, limiter, region) = (self.clone(), limiter.clone(), *region);
-            tasks.spawn(async move { (region, lookups.region(&limiter, region, kind).await) });
+        for bucket in job.iter() {
+            for region in &bucket.regions {
+                let (lookups, bucket, region) = (self.clone(), bucket.clone(), *region);
+                tasks.spawn(async move {
+                    let listed = lookups.region(&bucket, region, Blueprints::Shared).await;
+                    (region, listed)
+                });
+            }
         }
         let mut state = State::new();
         while let Some(joined) = tasks.join_next().await {
             match joined {
-                Ok((region, Some(images))) => {
-                    state.insert(region, images);
+                Ok((region, listed)) => {
+                    state.insert(region, listed);
                 }
-                Ok((_, None)) => {}
                 Err(error) => tracing::error!("a look-up task failed: {error}"),
             }
         }
+        state.retain(|_, listed| !matches!(listed, Listed::Unknown(why) if why == REFUSED));
+        self.say_unknown(&state);
         state
     }
 
-    /// One region's blueprints, every page; `None` (said in the log) if not to be had.
-    async fn region(
+    /// Says (in the log, and later in the summary) which regions' look-ups prove nothing.
+    fn say_unknown(&self, state: &State) {
+        let mut unknown: Vec<(&str, &String)> = state
+            .iter()
+            .filter_map(|(region, listed)| match listed {
+                Listed::Unknown(why) => Some((*region, why)),
+                Listed::Complete(_) => None,
+            })
+            .collect();
+        unknown.sort();
+        for (region, why) in unknown {
+            if !self.engine.stop().is_stopped() {
+                tracing::warn!(
+                    region,
+                    "{region}: the look-up proves nothing ({why}): every row of {region} is sent, none settled from it"
+                );
+            }
+            self.unknown
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(format!("{region}: {why}"));
+        }
+    }
+
+    /// The fresh look-up (SPEC §9): the blueprints of every type in `region`, image id →
+    /// BlueprintId; `None` if a complete, consistent listing could not be had.
+    pub async fn fresh(
         &self,
-        limiter: &Limiter,
+        bucket: &Bucket,
         region: &'static str,
-        kind: Blueprints,
     ) -> Option<HashMap<String, String>> {
-        let mut images = HashMap::new();
+        match self.region(bucket, region, Blueprints::All).await {
+            Listed::Complete(images) => Some(images),
+            Listed::Unknown(_) => None,
+        }
+    }
+
+    /// One region's blueprints, every page, while the listing stays consistent.
+    async fn region(&self, bucket: &Bucket, region: &'static str, kind: Blueprints) -> Listed {
+        let lane = bucket.lane(Kind::DescribeBlueprints);
+        let mut listing = Listing::new(DESCRIBE_LIMIT);
         let mut offset = 0;
         loop {
             if self.was_refused() {
-                return None;
+                return Listed::Unknown(REFUSED.into());
             }
-            let page = match self.page(limiter, region, kind, offset).await {
-                Ok(page) => page,
-                Err(failure) => {
-                    self.failed(region, failure);
-                    return None;
-                }
+            let call = DescribeBlueprints {
+                region,
+                kind,
+                offset,
             };
-            images.extend(page.blueprints);
-            offset += page.n_listed;
-            if page.n_listed == 0 || offset >= page.total {
-                tracing::debug!(
-                    region,
-                    "{region}: the look-up found {} shared images",
-                    images.len()
-                );
-                return Some(images);
+            let page = match self.engine.call(lane, &call).await.result {
+                Ok(page) => page,
+                Err(unfinished) => return Listed::Unknown(self.failed(region, unfinished)),
+            };
+            match listing.add(page) {
+                Next::Continue(next) => offset = next,
+                Next::Complete => {
+                    let images = listing.into_images();
+                    tracing::debug!(
+                        region,
+                        "{region}: the look-up found {} shared images",
+                        images.len()
+                    );
+                    return Listed::Complete(images);
+                }
+                Next::Inconsistent(why) => return Listed::Unknown(why),
             }
         }
     }
 
-    fn failed(&self, region: &str, failure: Failure) {
-        match failure {
-            Failure::Refused(error) => {
-                if !self.refused.swap(true, Ordering::Relaxed) {
-                    tracing::warn!(
-                        code = %error.code,
-                        "the CAM policy of these credentials does not allow `lighthouse:DescribeBlueprints` ({}): every row is sent without reading the state first (as with --no-lookup), and rows already shared get no BlueprintId; grant it to have them",
-                        error.code
-                    );
-                }
+    /// Says why a region could not be listed: a policy that lacks the action (once), a
+    /// failure. A job-fatal answer has stopped the job already, in the engine. Returns why
+    /// the region's state is unknown.
+    fn failed(&self, region: &str, unfinished: Unfinished) -> String {
+        let error: ApiError = match unfinished {
+            Unfinished::Failed(error) | Unfinished::AlreadyDone(error) => error,
+            Unfinished::Left => return "the job stopped during the look-up".into(),
+        };
+        if is_refused(&error.code) {
+            if !self.refused.swap(true, Ordering::Relaxed) {
+                tracing::warn!(
+                    code = %error.code,
+                    "the CAM policy of these credentials does not allow `lighthouse:DescribeBlueprints` ({}): every row is sent without reading the state first (as with --no-lookup), and rows already shared get no BlueprintId; grant it to have them",
+                    error.code
+                );
             }
-            Failure::Fatal(error) => self.stop.trigger(Reason::Fatal(error)),
-            Failure::Failed(error) => tracing::warn!(
+            return REFUSED.into();
+        }
+        if !self.engine.stop().is_stopped() {
+            tracing::warn!(
                 region,
                 code = %error.code,
-                "{region}: the look-up failed ({}: {}): its rows are sent without it",
+                "{region}: the look-up failed ({}: {})",
                 error.code,
                 error.message
-            ),
-            Failure::Stopped => {}
+            );
         }
-    }
-
-    /// One page, retried as a row would be.
-    async fn page(
-        &self,
-        limiter: &Limiter,
-        region: &str,
-        kind: Blueprints,
-        offset: u64,
-    ) -> Result<Page, Failure> {
-        let mut history = History {
-            attempts: 0,
-            clock_retried: false,
-            throttled_for: Duration::ZERO,
-        };
-        let mut heard = Heard::default();
-        // Since when every answer has been `RequestLimitExceeded`.
-        let mut refused_since = None;
-        loop {
-            if self.stop.is_stopped() {
-                return Err(Failure::Stopped);
-            }
-            limiter.pace().await;
-            self.n_requests.fetch_add(1, Ordering::Relaxed);
-            history.attempts += 1;
-            let result = self.client.describe(region, kind, offset).await;
-            heard.note(&result);
-            let error = match result {
-                Ok(page) => return Ok(page),
-                Err(error) if is_refused(&error.code) => return Err(Failure::Refused(error)),
-                Err(error) => error,
-            };
-            if error.class == Class::Throttled {
-                // The service did nothing: not an attempt that --max-attempts counts.
-                history.attempts -= 1;
-                let now = tokio::time::Instant::now();
-                history.throttled_for = now - *refused_since.get_or_insert(now);
-            } else {
-                refused_since = None;
-                history.throttled_for = Duration::ZERO;
-            }
-            let jitter = rand::rng().random::<f64>();
-            let stopping = self.stop.is_stopped();
-            match self
-                .retry
-                .next_step(error.class, history, heard, stopping, jitter)
-            {
-                Step::RetryAfter(delay) => tokio::select! {
-                    () = tokio::time::sleep(delay) => {}
-                    () = self.stop.stopped() => return Err(Failure::Stopped),
-                },
-                Step::RetryNow => history.clock_retried = true,
-                // Through the limiter again, at once.
-                Step::RetryThrottled => {}
-                Step::StopJob => return Err(Failure::Fatal(error)),
-                Step::Leave => return Err(Failure::Stopped),
-                Step::Fail | Step::StopRegion | Step::StopBucket | Step::AlreadyDone => {
-                    return Err(Failure::Failed(error));
-                }
-            }
-        }
+        format!("the look-up failed with {}", error.code.escape_debug())
     }
 }
 
-/// `UnauthorizedOperation.*` (or its `AuthFailure.` form): the CAM policy lacks the action.
-fn is_refused(code: &str) -> bool {
-    code == "UnauthorizedOperation"
-        || code.starts_with("UnauthorizedOperation.")
-        || code == "AuthFailure.UnauthorizedOperation"
-}
+/// Why a region was not listed when the CAM policy refuses the look-up: the run goes on as
+/// with `--no-lookup`, so the region counts as not looked up rather than unknown.
+const REFUSED: &str = "the CAM policy refuses DescribeBlueprints";
 
-/// What to do with a row, given the state.
+/// What the paging of a listing does next.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Decision {
-    Send,
-    /// SHARE of a shared image: not sent. The BlueprintId is `None` when an earlier row of
-    /// this run shares the image: the fresh look-up at the end gives it.
-    AlreadyShared(Option<String>),
-    /// CANCEL of an image not shared: not sent.
-    AlreadyUnshared,
+pub enum Next {
+    /// Ask for the page at this `Offset`.
+    Continue(u64),
+    /// Every blueprint `TotalCount` announced was listed, each once.
+    Complete,
+    /// The listing contradicts itself: the state it shows proves nothing. Why, in words.
+    Inconsistent(String),
 }
 
-/// Decides rows in file order against the looked-up state, as the earlier rows of the same
-/// image leave it (each row sent counted as if it succeeded). Decided statically, as rows
-/// are read, not when each is about to be sent: a decision depends only on the state looked
-/// up and the earlier rows' asks, never on their answers, so both give the same result, and
-/// this one needs nothing from the pool.
-#[derive(Default)]
-pub struct Decider {
-    state: State,
-    /// Images whose sharing an earlier row of this run changes: shared or not after it.
-    changed: HashMap<(&'static str, String), bool>,
+/// The stopping rule of a paged listing (SPEC §9): a listing is evidence only when its pages
+/// deliver exactly the `TotalCount` they announce, each blueprint once. Paging stops at the
+/// first page that adds nothing new, so the number of pages is bounded by what the pages
+/// deliver, never by `TotalCount` alone.
+pub struct Listing {
+    /// Page size asked for: a shorter page is the last one.
+    limit: u64,
+    /// Every BlueprintId listed so far.
+    seen: HashSet<String>,
+    /// Image id → BlueprintId of the blueprints made from a CVM image.
+    images: HashMap<String, String>,
+    offset: u64,
+    /// `TotalCount` as the first page said it.
+    total: Option<u64>,
 }
 
-impl Decider {
-    pub fn new(state: State) -> Self {
+impl Listing {
+    pub fn new(limit: u64) -> Self {
         Self {
-            state,
-            changed: HashMap::new(),
+            limit,
+            seen: HashSet::new(),
+            images: HashMap::new(),
+            offset: 0,
+            total: None,
         }
     }
 
-    pub fn decide(&mut self, row: &Row) -> Decision {
-        let Some(images) = self.state.get(row.region) else {
-            return Decision::Send;
-        };
-        let key = (row.region, row.image_id.clone());
-        let looked_up = images.get(&row.image_id);
-        let shared = self
-            .changed
-            .get(&key)
-            .copied()
-            .unwrap_or(looked_up.is_some());
-        match (row.permission, shared) {
-            (Permission::Share, true) => {
-                let blueprint = match self.changed.contains_key(&key) {
-                    true => None,
-                    false => looked_up.cloned(),
-                };
-                Decision::AlreadyShared(blueprint)
-            }
-            (Permission::Cancel, false) => Decision::AlreadyUnshared,
-            (permission, _) => {
-                self.changed.insert(key, permission == Permission::Share);
-                Decision::Send
-            }
+    /// Takes in the page asked for at the offset last returned (0 first).
+    pub fn add(&mut self, page: Page) -> Next {
+        let at = self.offset;
+        let total = *self.total.get_or_insert(page.total);
+        if page.total != total {
+            return Next::Inconsistent(format!(
+                "TotalCount changed from {total} to {} between pages",
+                page.total
+            ));
         }
+        let n_listed = page.ids.len() as u64;
+        let n_before = self.seen.len();
+        self.seen.extend(page.ids);
+        let n_new = (self.seen.len() - n_before) as u64;
+        self.images.extend(page.blueprints);
+        self.offset += n_listed;
+        let n_seen = self.seen.len() as u64;
+        if n_new < n_listed {
+            return Next::Inconsistent(format!(
+                "the page at Offset {at} repeats blueprints listed before"
+            ));
+        }
+        if n_seen > total {
+            return Next::Inconsistent(format!(
+                "the pages list {n_seen} blueprints, more than the {total} TotalCount says"
+            ));
+        }
+        if n_seen == total {
+            return Next::Complete;
+        }
+        if n_listed == 0 {
+            return Next::Inconsistent(format!(
+                "the page at Offset {at} is empty while TotalCount says {total}"
+            ));
+        }
+        if n_listed < self.limit {
+            return Next::Inconsistent(format!(
+                "the listing ended after {n_seen} blueprints, short of the {total} TotalCount says"
+            ));
+        }
+        Next::Continue(self.offset)
+    }
+
+    /// Image id → BlueprintId of the blueprints listed.
+    pub fn into_images(self) -> HashMap<String, String> {
+        self.images
     }
 }
 
@@ -306,50 +276,53 @@ impl Decider {
 mod tests {
     use super::*;
 
-    fn row(region: &'static str, image: &str, permission: Permission) -> Row {
-        Row {
-            line: 2,
-            region,
-            image_id: image.into(),
-            permission,
-            occurrence: 1,
+    /// A page of `ids` (each the blueprint of image `img-` + its id) announcing `total`.
+    fn page(total: u64, ids: &[u32]) -> Page {
+        Page {
+            total,
+            n_listed: ids.len() as u64,
+            ids: ids.iter().map(|i| format!("lhbp-{i:08}")).collect(),
+            blueprints: ids
+                .iter()
+                .map(|i| (format!("img-{i:08}"), format!("lhbp-{i:08}")))
+                .collect(),
         }
     }
 
     #[test]
-    fn rows_are_decided_against_the_state_the_earlier_rows_leave() {
-        use Permission::{Cancel, Share};
-        let state = State::from([(
-            "ap-seoul",
-            HashMap::from([("img-shared00".to_string(), "lhbp-a".to_string())]),
-        )]);
-        let mut decider = Decider::new(state);
-        let decide =
-            |d: &mut Decider, image, permission| d.decide(&row("ap-seoul", image, permission));
-        assert_eq!(
-            decide(&mut decider, "img-shared00", Share),
-            Decision::AlreadyShared(Some("lhbp-a".into()))
-        );
-        assert_eq!(
-            decide(&mut decider, "img-new00000", Cancel),
-            Decision::AlreadyUnshared
-        );
-        assert_eq!(decide(&mut decider, "img-new00000", Share), Decision::Send);
-        assert_eq!(
-            decide(&mut decider, "img-new00000", Share),
-            Decision::AlreadyShared(None),
-            "shared by the row before: its BlueprintId comes later"
-        );
-        assert_eq!(decide(&mut decider, "img-shared00", Cancel), Decision::Send);
-        assert_eq!(
-            decide(&mut decider, "img-shared00", Cancel),
-            Decision::AlreadyUnshared
-        );
-        assert_eq!(decide(&mut decider, "img-shared00", Share), Decision::Send);
-        assert_eq!(
-            decider.decide(&row("ap-tokyo", "img-shared00", Cancel)),
-            Decision::Send,
-            "a region not looked up is sent blind"
-        );
+    fn a_listing_is_complete_when_its_pages_deliver_the_total_each_once() {
+        let mut listing = Listing::new(2);
+        assert_eq!(listing.add(page(3, &[1, 2])), Next::Continue(2));
+        assert_eq!(listing.add(page(3, &[3])), Next::Complete);
+        assert_eq!(listing.into_images().len(), 3);
+        assert_eq!(Listing::new(2).add(page(0, &[])), Next::Complete);
+        assert_eq!(Listing::new(2).add(page(2, &[1, 2])), Next::Complete);
+    }
+
+    #[test]
+    fn a_listing_that_contradicts_itself_stops_at_once_and_says_why() {
+        /// Pages as (TotalCount, blueprints), and what the listing must say about them.
+        type Case<'a> = (&'a [(u64, &'a [u32])], &'a str);
+        let cases: [Case; 5] = [
+            (&[(5, &[])], "empty while TotalCount says 5"),
+            (
+                &[(1_000_000_000, &[1, 2]), (1_000_000_000, &[1, 2])],
+                "repeats",
+            ),
+            (&[(5, &[1, 2]), (5, &[3])], "short of the 5"),
+            (&[(1, &[1, 2])], "more than the 1"),
+            (&[(4, &[1, 2]), (5, &[3, 4])], "changed from 4 to 5"),
+        ];
+        for (pages, why) in cases {
+            let mut listing = Listing::new(2);
+            let mut last = None;
+            for (total, ids) in pages {
+                last = Some(listing.add(page(*total, ids)));
+            }
+            match last {
+                Some(Next::Inconsistent(said)) => assert!(said.contains(why), "{said}"),
+                other => panic!("{pages:?}: {other:?}"),
+            }
+        }
     }
 }

@@ -15,7 +15,13 @@ async fn main() {
     unsafe {
         libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
     }
-    let cli = Cli::parse();
+    // Each request in flight holds a descriptor: the soft limit is raised to the hard one,
+    // as any process may, before the configuration works out how many fit.
+    lighthouse_share::config::raise_open_files_limit();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(error) => std::process::exit(parse_failed(&error)),
+    };
     let shutdown = interrupted();
     let ending = match cli.command {
         Command::Run(args) => run(args, shutdown).await,
@@ -40,27 +46,26 @@ async fn main() {
 
 /// `lighthouse-share run`: resolves the configuration, runs, prints the summary.
 async fn run(args: RunArgs, shutdown: impl Future<Output = ()>) -> Ending {
-    let config = match RunConfig::resolve(args, &|key| std::env::var(key).ok()).await {
+    let config = match RunConfig::from_process(args).await {
         Ok(config) => config,
         Err(error) => {
-            output::init_logging(LogFormat::Text, false, 0);
+            output::init_logging(LogFormat::Text, false, 0, false);
             tracing::error!("{error}");
             return Ending::Unusable;
         }
     };
-    output::init_logging(config.log_format, config.quiet, config.verbose);
-    for warning in &config.warnings {
+    let (out, dry_run) = (config.output().clone(), config.mode().dry_run);
+    output::init_logging(out.log_format, out.quiet, out.verbose, dry_run);
+    for warning in config.warnings() {
         tracing::warn!("{warning}");
     }
-    let (format, quiet) = (config.log_format, config.quiet);
     match lighthouse_share::run::run(config, shutdown).await {
         Ok(report) => {
             let ending = report.ending();
-            // With -q a run that did all it was asked is silent: cron mails nothing. Any
-            // other ending shows the warnings held back, then the summary.
-            output::release_held(ending != Ending::Done);
-            if !(quiet && ending == Ending::Done) {
-                output::print_summary(&report, format);
+            // -q hides the summary of a run that did all it was asked (cron mails nothing);
+            // a dry run's summary is its output, and any other ending needs saying.
+            if !(out.quiet && ending == Ending::Done && !dry_run) {
+                output::print_summary(&report, out.log_format);
             }
             if let Ending::Internal(why) = &ending {
                 tracing::error!("{why}");
@@ -68,11 +73,35 @@ async fn run(args: RunArgs, shutdown: impl Future<Output = ()>) -> Ending {
             ending
         }
         Err(error) => {
-            output::release_held(true);
             tracing::error!("{error}");
             error.ending()
         }
     }
+}
+
+/// The exit code after clap stopped: help and version are printed to standard output and
+/// exit 0, unless they could not be written (a full disk: 1; a reader that closed the pipe
+/// early is no failure); a usage error is printed to stderr and exits 2.
+fn parse_failed(error: &clap::Error) -> i32 {
+    use clap::error::ErrorKind;
+    use std::io::Write;
+    if !matches!(
+        error.kind(),
+        ErrorKind::DisplayHelp | ErrorKind::DisplayVersion
+    ) {
+        let _ = error.print();
+        return error.exit_code();
+    }
+    use std::io::IsTerminal;
+    let text = error.render();
+    let mut stdout = std::io::stdout().lock();
+    let styled = stdout.is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
+    let written = match styled {
+        true => write!(stdout, "{}", text.ansi()),
+        false => write!(stdout, "{text}"),
+    }
+    .and_then(|()| stdout.flush());
+    exit_code(&printed(written))
 }
 
 /// A generated text written to standard output: a reader that closes the pipe early
@@ -85,7 +114,11 @@ fn printed(written: std::io::Result<()>) -> Ending {
             output::say(&format!("error: {error}"));
             Ending::Unusable
         }
-        Err(error) => Ending::Internal(format!("cannot write to standard output: {error}")),
+        Err(error) => {
+            let why = format!("cannot write to standard output: {error}");
+            output::say(&format!("error: {why}"));
+            Ending::Internal(why)
+        }
     }
 }
 

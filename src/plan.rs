@@ -1,8 +1,10 @@
 //! The plan: one validation pass over the input before anything is sent (and, when resuming,
-//! a check against the earlier results), the rate buckets the rows fall into, and the reader
-//! threads that stream each bucket's rows to its pool task.
+//! a check against the earlier results), the rows to send per region (which make the job's
+//! buckets), the dry run's decisions, and the one reader that streams the rows to send to
+//! their buckets. Every later pass reads the input through [`Numbered`]: the one place that
+//! checks a row, numbers it and says whether an earlier run finished it.
 
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -10,32 +12,16 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 
 use crate::action::{Permission, REGIONS, RateScope};
-use crate::api::Endpoint;
-use crate::input::{InputError, Row, Source};
+use crate::decide::{Decided, Decider, Decision, Drift, State};
+use crate::input::{InputError, Reader, Row, Source};
+use crate::job::{Bucket, Buckets, Job};
 use crate::limiter::UTILISATION;
-use crate::lookup::{Decider, Decision, State};
 use crate::output::plural;
-use crate::pool::Incoming;
 use crate::results::{
-    Asks, INVALID_INPUT, Identity, Occurrences, Outcome, Repeats, Resume, Status, ask,
+    Asks, Destination, Fits, INVALID_INPUT, Identity, Occurrences, Outcome, Repeats, Resume,
+    Status, ask,
 };
-
-/// What a rate bucket is, given the scope and the endpoint.
-#[derive(Clone, Debug)]
-pub struct Buckets {
-    pub scope: RateScope,
-    pub endpoint: Endpoint,
-}
-
-impl Buckets {
-    /// The bucket of a row in `region`: the region itself, or the endpoint URL it goes to.
-    pub fn of(&self, region: &str) -> String {
-        match self.scope {
-            RateScope::Region => region.to_string(),
-            RateScope::Endpoint => self.endpoint.url(region),
-        }
-    }
-}
+use crate::writes::{Incoming, Sink};
 
 /// Why the plan could not be made: exit 2 for the input, 130 for a signal; nothing sent.
 #[derive(Debug, thiserror::Error)]
@@ -50,13 +36,12 @@ pub enum PlanError {
 /// What the validation pass found.
 #[derive(Debug)]
 pub struct Plan {
-    /// Rows to send, per bucket.
-    pub rows_per_bucket: BTreeMap<String, u64>,
+    /// Valid rows, per region: what the job's buckets are made of. Rows an earlier run
+    /// finished count too: the look-up of their region may contradict them (SPEC §9).
+    pub rows_per_region: BTreeMap<&'static str, u64>,
     pub n_invalid: u64,
-    /// Rows an earlier run finished, kept as they are.
+    /// Rows an earlier run finished: kept unless the record or the look-up contradicts them.
     pub n_kept: u64,
-    /// The regions of each bucket's rows to send: what its look-up lists.
-    pub regions_per_bucket: BTreeMap<String, BTreeSet<&'static str>>,
     /// Images with both SHARE and CANCEL rows: they flip on every run.
     pub flipping: Flipping,
     /// The asks that more than one row makes: what numbering rows needs to hold.
@@ -98,40 +83,70 @@ impl Plan {
     /// set, so that a signal during a long validation ends the run promptly.
     pub fn make(
         input: &Source,
-        buckets: &Buckets,
         resume: &Resume,
+        destination: &Destination,
         cancel: &AtomicBool,
     ) -> Result<Self, PlanError> {
         let mut plan = Plan {
-            rows_per_bucket: BTreeMap::new(),
+            rows_per_region: BTreeMap::new(),
             n_invalid: 0,
             n_kept: 0,
-            regions_per_bucket: BTreeMap::new(),
             flipping: Flipping::default(),
             repeats: Repeats::default(),
         };
         let mut asks = Asks::default();
-        let mut rows_per_region = [0u64; REGIONS.len()];
-        let spill = |e: std::io::Error| InputError::Open {
-            path: std::env::temp_dir(),
-            source: e,
-        };
-        let reader = input.reader()?;
+        let mut reader = input.reader()?;
         match reader.delimiter() {
             Some(';') => tracing::info!("{} is separated by `;`", input.path().display()),
             Some('\t') => tracing::info!("{} is separated by tabs", input.path().display()),
             _ => {}
         }
-        let mut reader = reader;
-        for record in reader.by_ref() {
+        let mut fits = Fits::new(destination, reader.header())?;
+        let rows_per_region = plan.first_pass(&mut reader, &mut asks, &mut fits, cancel)?;
+        plan.rows_per_region = REGIONS
+            .iter()
+            .copied()
+            .zip(rows_per_region)
+            .filter(|(_, n)| *n > 0)
+            .collect();
+        warn_wide_rows(&reader);
+        let found = asks.finish().map_err(spill)?;
+        plan.repeats = found.repeats;
+        plan.flipping.n_images = found.flipping.len() as u64;
+        if resume.n_kept() > 0 || !found.flipping.is_empty() {
+            plan.second_pass(input, resume, &found.flipping, cancel)?;
+        }
+        if plan.n_invalid > SHOWN_INVALID {
+            tracing::warn!(
+                "... and {} more invalid rows (each is listed in the results file)",
+                plan.n_invalid - SHOWN_INVALID
+            );
+        }
+        Ok(plan)
+    }
+
+    /// Checks every row; counts the valid ones per region (no bucket name is built per row)
+    /// and their asks, and says why the first invalid ones are.
+    fn first_pass(
+        &mut self,
+        reader: &mut Reader,
+        asks: &mut Asks,
+        fits: &mut Fits,
+        cancel: &AtomicBool,
+    ) -> Result<[u64; REGIONS.len()], PlanError> {
+        let mut rows_per_region = [0u64; REGIONS.len()];
+        while let Some(entry) = reader.next_entry() {
             if cancel.load(Ordering::Relaxed) {
                 return Err(PlanError::Interrupted);
             }
-            let record = record?;
+            let entry = entry?;
+            // What the results file cannot hold is found now, before anything is sent.
+            fits.check(&entry)?;
+            let record = entry.record;
             match record.validate() {
                 Err(message) => {
-                    plan.n_invalid += 1;
-                    if plan.n_invalid <= SHOWN_INVALID {
+                    self.n_invalid += 1;
+                    if self.n_invalid <= SHOWN_INVALID {
                         tracing::warn!(
                             line = record.line,
                             region = record.region,
@@ -145,45 +160,13 @@ impl Plan {
                 }
                 Ok(row) => {
                     asks.push(&row).map_err(spill)?;
-                    // Counted per region here (no bucket name to build per row), per
-                    // bucket below.
                     if let Some(i) = REGIONS.iter().position(|r| *r == row.region) {
                         rows_per_region[i] += 1;
                     }
                 }
             }
         }
-        for (region, n) in REGIONS.iter().zip(rows_per_region).filter(|(_, n)| *n > 0) {
-            let bucket = buckets.of(region);
-            plan.regions_per_bucket
-                .entry(bucket.clone())
-                .or_default()
-                .insert(region);
-            *plan.rows_per_bucket.entry(bucket).or_default() += n;
-        }
-        if let (n, Some(line)) = reader.wide_rows() {
-            tracing::warn!(
-                line,
-                "line {line}{}: more cells than the header has columns; the cells past the last column have no header, so the results do not repeat them (an unquoted comma in a cell?)",
-                match n {
-                    1 => String::new(),
-                    n => format!(" and {} more rows", n - 1),
-                }
-            );
-        }
-        let found = asks.finish().map_err(spill)?;
-        plan.repeats = found.repeats;
-        plan.flipping.n_images = found.flipping.len() as u64;
-        if resume.n_kept() > 0 || !found.flipping.is_empty() {
-            plan.second_pass(input, buckets, resume, &found.flipping, cancel)?;
-        }
-        if plan.n_invalid > SHOWN_INVALID {
-            tracing::warn!(
-                "... and {} more invalid rows (each is listed in the results file)",
-                plan.n_invalid - SHOWN_INVALID
-            );
-        }
-        Ok(plan)
+        Ok(rows_per_region)
     }
 
     /// Numbers the rows now that the repeated asks are known: the rows an earlier run
@@ -191,64 +174,51 @@ impl Plan {
     fn second_pass(
         &mut self,
         input: &Source,
-        buckets: &Buckets,
         resume: &Resume,
         flipping: &HashSet<u64>,
         cancel: &AtomicBool,
     ) -> Result<(), PlanError> {
-        let mut occurrences = Occurrences::new(&self.repeats);
-        for record in input.reader()? {
+        for numbered in Numbered::new(input, &self.repeats, resume)? {
             if cancel.load(Ordering::Relaxed) {
                 return Err(PlanError::Interrupted);
             }
-            let Ok(mut row) = record?.validate() else {
-                continue;
-            };
-            let image = ask(&row) >> 1;
+            let numbered = numbered?;
+            let row = &numbered.row;
             if self.flipping.named.len() < SHOWN_FLIPPING
-                && flipping.contains(&image)
-                && !self
-                    .flipping
-                    .named
-                    .iter()
-                    .any(|n| n == &flipping_name(&row))
+                && flipping.contains(&(ask(row) >> 1))
+                && !self.flipping.named.iter().any(|n| *n == flipping_name(row))
             {
-                self.flipping.named.push(flipping_name(&row));
+                self.flipping.named.push(flipping_name(row));
             }
-            if resume.is_kept(&occurrences.identify(&mut row)) {
-                self.n_kept += 1;
-                if let Some(n) = self.rows_per_bucket.get_mut(&buckets.of(row.region)) {
-                    *n -= 1;
-                }
-            }
+            self.n_kept += u64::from(numbered.kept);
         }
-        self.rows_per_bucket.retain(|_, n| *n > 0);
-        let rows = &self.rows_per_bucket;
-        self.regions_per_bucket
-            .retain(|bucket, _| rows.contains_key(bucket));
         Ok(())
     }
 
-    /// Rows to send over all buckets.
+    /// Rows to send over all buckets, at most: the look-up settles some, and a row finished
+    /// earlier that it contradicts is sent again.
     pub fn n_to_send(&self) -> u64 {
-        self.rows_per_bucket.values().sum()
+        self.rows_per_region.values().sum::<u64>() - self.n_kept
     }
 
-    pub fn log(&self, rate: f64, buckets: &Buckets) {
+    /// Says what the run will do: rows to send per bucket, invalid rows, rows kept, images
+    /// that flip, and how long the writes take at `rate`.
+    pub fn log(&self, rate: f64, job: &Job) {
+        let buckets = &job.buckets;
         if self.n_to_send() + self.n_invalid + self.n_kept == 0 {
             tracing::warn!("the input has a header but no rows: there is nothing to do");
         }
         let pace = rate * UTILISATION;
-        let slowest = self.rows_per_bucket.values().max().copied().unwrap_or(0);
+        let slowest = job.iter().map(|b| b.n_rows).max().unwrap_or(0);
         let eta = slowest as f64 / pace;
         let limit = match buckets.scope {
             RateScope::Region => format!(
                 "at {pace:.2}/s per region ({})",
-                plural(self.rows_per_bucket.len() as u64, "region", "regions")
+                plural(job.iter().count() as u64, "region", "regions")
             ),
             RateScope::Endpoint if buckets.endpoint.has_region() => format!(
                 "at {pace:.2}/s per endpoint ({})",
-                plural(self.rows_per_bucket.len() as u64, "endpoint", "endpoints")
+                plural(job.iter().count() as u64, "endpoint", "endpoints")
             ),
             RateScope::Endpoint => format!(
                 "at {pace:.2}/s, one limit for all regions through {}",
@@ -256,14 +226,18 @@ impl Plan {
             ),
         };
         tracing::info!(
-            "plan: {} to send {limit}; {} invalid; {} already done (kept); about {} at full rate",
+            "plan: {} to send {limit}; {} invalid; {} finished earlier (kept unless the record or the look-up contradicts them); about {} at full rate",
             plural(self.n_to_send(), "row", "rows"),
             self.n_invalid,
             self.n_kept,
             humantime::format_duration(Duration::from_secs(eta.ceil() as u64)),
         );
-        for (bucket, rows) in &self.rows_per_bucket {
-            tracing::info!("  {bucket}: {}", plural(*rows, "row", "rows"));
+        for bucket in job.iter() {
+            tracing::info!(
+                "  {}: {}",
+                bucket.name,
+                plural(bucket.n_rows, "row", "rows")
+            );
         }
         if let Some(images) = self.flipping.describe() {
             tracing::warn!(
@@ -283,53 +257,66 @@ pub struct BucketPlan {
     pub n_already: u64,
 }
 
+/// A valid row of the input, numbered among the rows that ask the same thing.
+pub struct Numbered {
+    pub row: Row,
+    pub identity: Identity,
+    /// An earlier run finished it: it is kept unless the record or the look-up contradicts
+    /// it (the decision's to say).
+    pub kept: bool,
+}
+
+impl Numbered {
+    /// The valid rows of `input`, in file order, each checked, numbered and matched
+    /// against the earlier run's record: the one pass every stage after the plan reads.
+    pub fn new<'a>(
+        input: &Source,
+        repeats: &Repeats,
+        resume: &'a Resume,
+    ) -> Result<impl Iterator<Item = Result<Numbered, InputError>> + 'a, InputError> {
+        let records: Reader = input.reader()?;
+        let mut occurrences = Occurrences::new(repeats);
+        Ok(records.filter_map(move |record| {
+            let mut row = match record {
+                Ok(record) => record.validate().ok()?,
+                Err(error) => return Some(Err(error)),
+            };
+            let identity = occurrences.identify(&mut row);
+            let kept = resume.is_kept(&identity);
+            Some(Ok(Numbered {
+                row,
+                identity,
+                kept,
+            }))
+        }))
+    }
+}
+
 /// Decides every row to send against `state` as a run would, without sending: the plan of a
 /// dry run, per bucket. With `-v`, one line per row.
 pub fn dry_run(
     input: &Source,
     buckets: &Buckets,
-    resume: &Resume,
+    resume: Arc<Resume>,
     repeats: &Repeats,
     state: State,
 ) -> Result<BTreeMap<String, BucketPlan>, InputError> {
-    let mut decider = Decider::new(state);
+    let mut decider = Decider::new(state, resume.clone(), Default::default());
     let mut plans: BTreeMap<String, BucketPlan> = BTreeMap::new();
-    let mut occurrences = Occurrences::new(repeats);
-    for record in input.reader()? {
-        let Ok(mut row) = record?.validate() else {
-            continue;
-        };
-        if resume.is_kept(&occurrences.identify(&mut row)) {
+    for numbered in Numbered::new(input, repeats, &resume)? {
+        let Numbered { row, identity, .. } = numbered?;
+        let Decided { decision, drift } = decider.decide(&row, &identity);
+        if decision == Decision::Keep {
             continue;
         }
         let plan = plans.entry(buckets.of(row.region)).or_default();
-        let decision = decider.decide(&row);
-        let what = match (&decision, row.permission) {
-            (Decision::Send, Permission::Share) => {
-                plan.n_share += 1;
-                "would be shared".to_string()
-            }
-            (Decision::Send, Permission::Cancel) => {
-                plan.n_cancel += 1;
-                "would be unshared".to_string()
-            }
-            (Decision::AlreadyShared(blueprint), _) => {
-                plan.n_already += 1;
-                format!(
-                    "already shared ({}): not sent",
-                    blueprint.as_deref().unwrap_or("by an earlier row")
-                )
-            }
-            (Decision::AlreadyUnshared, _) => {
-                plan.n_already += 1;
-                "already unshared: not sent".to_string()
-            }
-        };
+        let what = plan.count(&decision, row.permission);
+        let drift = drift.map(|d| format!(" ({d})")).unwrap_or_default();
         tracing::debug!(
             line = row.line,
             region = row.region,
             image_id = %row.image_id,
-            "line {}: {} {} {}: {what}",
+            "line {}: {} {} {}: {what}{drift}",
             row.line,
             row.region,
             row.image_id,
@@ -337,6 +324,31 @@ pub fn dry_run(
         );
     }
     Ok(plans)
+}
+
+impl BucketPlan {
+    /// Counts a row's decision; says what it would do.
+    fn count(&mut self, decision: &Decision, permission: Permission) -> String {
+        match (decision, permission) {
+            (Decision::Send, Permission::Share) => {
+                self.n_share += 1;
+                "would be shared".to_string()
+            }
+            (Decision::Send, Permission::Cancel) => {
+                self.n_cancel += 1;
+                "would be unshared".to_string()
+            }
+            (Decision::AlreadyShared(blueprint), _) => {
+                self.n_already += 1;
+                format!("already shared ({blueprint}): not sent")
+            }
+            (Decision::AlreadyUnshared, _) => {
+                self.n_already += 1;
+                "already unshared: not sent".to_string()
+            }
+            (Decision::Keep, _) => "finished earlier: kept".to_string(),
+        }
+    }
 }
 
 /// Logs a dry run's plan: per bucket what would be sent and what is already as asked, and
@@ -370,79 +382,96 @@ pub fn log_dry_run(plans: &BTreeMap<String, BucketPlan>, n_invalid: u64, rate: f
 /// Rows the reader sends to its bucket at once.
 const READ_BATCH: usize = 64;
 
-/// A reader thread: it streams one bucket's rows (valid, not kept) from the input, in file
-/// order, and returns the error that stopped it early, if one did.
+/// Batches of rows buffered per bucket: a slow bucket holds the reader (and so the others)
+/// back only once this many are waiting for it.
+const BUFFERED_BATCHES: usize = 64;
+
+/// The reader thread: it streams the rows to send (valid, decided `Send`) from the input to
+/// their buckets, in file order, and returns the error that stopped it early, if one did.
 pub type ReaderHandle = tokio::task::JoinHandle<Result<(), InputError>>;
 
-/// Starts the reader of bucket `name`. Rows that `decider` settles (already as asked) are not
-/// sent: their outcomes go straight to `outcomes_tx`.
+/// Each region's sender, by the region's place in `REGIONS` (no bucket name is built per
+/// row), and each bucket's rows.
+type Channels = (
+    Vec<Option<mpsc::Sender<Vec<Row>>>>,
+    Vec<(Arc<Bucket>, Incoming)>,
+);
+
+fn channels(job: &Job) -> Channels {
+    let mut senders = vec![None; REGIONS.len()];
+    let mut incoming = Vec::new();
+    for bucket in job.iter() {
+        let (rows_tx, rows_rx) = mpsc::channel(BUFFERED_BATCHES);
+        for region in &bucket.regions {
+            if let Some(i) = REGIONS.iter().position(|r| r == region) {
+                senders[i] = Some(rows_tx.clone());
+            }
+        }
+        incoming.push((bucket.clone(), Incoming::new(rows_rx)));
+    }
+    (senders, incoming)
+}
+
+/// Starts the one reader of the input, and returns each bucket's rows. Rows that `decider`
+/// keeps are left as recorded; rows it settles (already as asked) are not sent: they go
+/// straight to `sink`.
 pub fn spawn_reader(
     input: Arc<Source>,
-    buckets: &Buckets,
-    name: &str,
+    job: &Job,
     resume: Arc<Resume>,
     repeats: Repeats,
     mut decider: Decider,
-    outcomes_tx: mpsc::Sender<Outcome>,
-) -> (Incoming, ReaderHandle) {
-    let (rows_tx, rows_rx) = mpsc::channel(4);
-    let (buckets, name) = (buckets.clone(), name.to_string());
+    sink: Sink,
+) -> (Vec<(Arc<Bucket>, Incoming)>, ReaderHandle) {
+    let (senders, incoming) = channels(job);
     let handle = tokio::task::spawn_blocking(move || {
-        let mut batch: Vec<Row> = Vec::with_capacity(READ_BATCH);
-        // A row's identity holds its region, so rows asking the same thing are all in one
-        // bucket: numbering this bucket's rows numbers them as the plan did.
-        let mut occurrences = Occurrences::new(&repeats);
-        let mine: Vec<&str> = REGIONS
-            .iter()
-            .copied()
-            .filter(|region| buckets.of(region) == name)
-            .collect();
-        for record in input.reader()? {
-            let Ok(mut row) = record?.validate() else {
+        let mut batches: Vec<Vec<Row>> = vec![Vec::new(); REGIONS.len()];
+        for numbered in Numbered::new(&input, &repeats, &resume)? {
+            let Numbered {
+                mut row, identity, ..
+            } = numbered?;
+            let Some(i) = REGIONS.iter().position(|r| *r == row.region) else {
                 continue;
             };
-            if !mine.contains(&row.region) {
+            let Some(rows_tx) = &senders[i] else {
                 continue;
+            };
+            let Decided { decision, drift } = decider.decide(&row, &identity);
+            if let Some(drift) = drift {
+                note_drift(&mut row, drift);
             }
-            let identity = occurrences.identify(&mut row);
-            if resume.is_kept(&identity) {
-                continue;
-            }
-            let settled = match decider.decide(&row) {
+            let taken = match decision {
+                Decision::Keep => true,
                 Decision::Send => {
-                    batch.push(row);
-                    None
+                    batches[i].push(row);
+                    batches[i].len() < READ_BATCH
+                        || rows_tx
+                            .blocking_send(std::mem::take(&mut batches[i]))
+                            .is_ok()
                 }
-                Decision::AlreadyShared(blueprint) => {
-                    Some(settled(identity, &row, Status::AlreadyShared, blueprint))
-                }
-                Decision::AlreadyUnshared => {
-                    Some(settled(identity, &row, Status::AlreadyUnshared, None))
-                }
+                decision => sink.emit_blocking(settled(identity, &row, decision)),
             };
-            if let Some(outcome) = settled
-                && outcomes_tx.blocking_send(outcome).is_err()
-            {
-                // The record stopped taking rows: the run is stopping.
-                return Ok(());
-            }
-            if batch.len() == READ_BATCH
-                && rows_tx.blocking_send(std::mem::take(&mut batch)).is_err()
-            {
-                // The bucket stopped taking rows: the run is stopping.
+            if !taken {
+                // Either end closed: the run is stopping.
                 return Ok(());
             }
         }
-        if !batch.is_empty() {
-            let _ = rows_tx.blocking_send(batch);
+        for (batch, rows_tx) in batches.into_iter().zip(&senders) {
+            if let (false, Some(rows_tx)) = (batch.is_empty(), rows_tx) {
+                let _ = rows_tx.blocking_send(batch);
+            }
         }
         Ok(())
     });
-    (Incoming::new(rows_rx), handle)
+    (incoming, handle)
 }
 
 /// The outcome of a row the look-up settled: not sent, `attempts` 0.
-fn settled(identity: Identity, row: &Row, status: Status, blueprint: Option<String>) -> Outcome {
+fn settled(identity: Identity, row: &Row, decision: Decision) -> Outcome {
+    let (status, blueprint) = match decision {
+        Decision::AlreadyShared(blueprint) => (Status::AlreadyShared, Some(blueprint)),
+        _ => (Status::AlreadyUnshared, None),
+    };
     tracing::debug!(
         line = row.line,
         region = row.region,
@@ -454,7 +483,46 @@ fn settled(identity: Identity, row: &Row, status: Status, blueprint: Option<Stri
     );
     let mut outcome = Outcome::new(identity, row.line, status);
     outcome.blueprint_id = blueprint;
+    outcome.error_message = row.note.clone();
     outcome
+}
+
+/// Says in the log (with the row's fields, for JSON logs) and in the row's message that its
+/// image changed outside this tool since the last run, so the row is decided again.
+fn note_drift(row: &mut Row, drift: Drift) {
+    tracing::warn!(
+        line = row.line,
+        region = row.region,
+        image_id = %row.image_id,
+        drift = true,
+        "line {}: {} {}: {drift}; decided again",
+        row.line,
+        row.region,
+        row.image_id
+    );
+    row.note = Some(drift.to_string());
+}
+
+/// The temporary files that hold the asks of a large input could not be written.
+fn spill(e: std::io::Error) -> InputError {
+    InputError::Open {
+        path: std::env::temp_dir(),
+        source: e,
+    }
+}
+
+/// Says which rows had more cells than the header has columns.
+fn warn_wide_rows(reader: &Reader) {
+    if let (n, Some(line)) = reader.wide_rows() {
+        tracing::warn!(
+            line,
+            "line {line}{}: more cells than the header has columns; the cells past the last column have no header, so the results do not repeat them (an unquoted comma in a cell?)",
+            match n {
+                1 => String::new(),
+                n => format!(" and {} more rows", n - 1),
+            }
+        );
+    }
 }
 
 /// `ap-seoul img-aaaaaaaa`: a flipping image as the plan names it.

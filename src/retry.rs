@@ -151,7 +151,7 @@ impl Policy {
 mod tests {
     use super::*;
     use crate::action::Permission;
-    use crate::api::{Success, classify};
+    use crate::api::classify;
 
     const BACKOFF: Backoff = Backoff {
         base: Duration::from_millis(500),
@@ -325,14 +325,11 @@ mod tests {
             request_id: request_id.map(str::to_string),
             class: classify(code, Permission::Share),
         };
-        heard.note::<Success>(&Err(error("CannotConnect", None)));
-        heard.note::<Success>(&Err(error("HttpStatus404", None)));
-        heard.note::<Success>(&Err(error("Timeout", None)));
-        heard.note::<Success>(&Err(error("InternalError", Some("r"))));
-        heard.note(&Ok(Success {
-            blueprint_id: None,
-            request_id: "r".into(),
-        }));
+        heard.note::<()>(&Err(error("CannotConnect", None)));
+        heard.note::<()>(&Err(error("HttpStatus404", None)));
+        heard.note::<()>(&Err(error("Timeout", None)));
+        heard.note::<()>(&Err(error("InternalError", Some("r"))));
+        heard.note(&Ok(()));
         assert_eq!(
             heard,
             Heard {

@@ -1,36 +1,45 @@
-//! The run: from a `RunConfig` to a finished results file and a [`Report`].
+//! The run: from a `RunConfig` to a finished results file and a [`Report`], as a short
+//! sequence of stages over one [`Job`]:
 //!
 //! 1. Open the input once; claim the output: the lock on `OUTPUT.lock` is ours, no earlier
 //!    results or record are overwritten without `--resume`.
-//! 2. The plan: one validation pass over the input before anything is sent.
-//! 3. Send: per bucket, look up what is shared in its regions (SPEC §9), then a reader thread
-//!    that settles the rows already as asked and a pool task that sends the rest; finished
-//!    rows go to the record. A dry run stops after the look-up and prints the plan.
-//! 4. Give rows shared without a BlueprintId theirs from a fresh look-up of their region.
-//! 5. Render the results file from the input and the record.
+//! 2. Plan: one validation pass over the input before anything is sent; its rows to send
+//!    make the job's buckets.
+//! 3. Look up what is shared in every bucket's regions (SPEC §9). A dry run stops here and
+//!    prints the plan.
+//! 4. Write: the one reader settles the rows already as asked and streams the rest to their
+//!    buckets' write tasks; finished rows go to the record.
+//! 5. Give rows shared without a BlueprintId theirs from a fresh look-up of their region.
+//! 6. Render the results file from the input and the record.
+//!
+//! Every request of every stage goes through the one [`Engine`]; a signal at any stage
+//! stops it the same way (the engine's [`Stop`]).
 
 use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
 use std::future::Future;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use anyhow::Context as _;
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
 use crate::api::{Client, Endpoint, fatal_advice};
-use crate::config::{Mode, RunConfig};
+use crate::config::{Connection, RunConfig};
 use crate::credentials::{Credentials, Provider};
+use crate::decide::{Decider, State};
+use crate::engine::{Engine, Reason, Stop};
 use crate::input::{InputError, Source};
-use crate::lookup::{Decider, Lookups, State};
+use crate::job::{Buckets, Job, Pacing};
+use crate::lookup::Lookups;
 use crate::output::{self, Ending, Progress, Report};
-use crate::plan::{self, Buckets, Plan, PlanError};
-use crate::pool::{self, BucketReport, Counters, Pool, Reason, Settings, Stop};
-use crate::results::{self, Counts, Destination, Journal, Outcome, Resume, Status};
+use crate::plan::{self, Plan, PlanError};
+use crate::results::{self, Destination, Journal, Outcome, Recorded, Resume};
 use crate::simulator::{self, Faults, Simulator, SimulatorConfig, SimulatorHandle};
+use crate::writes::{self, Sink};
 
 /// Why a run could not be carried out.
 #[derive(Debug, thiserror::Error)]
@@ -72,116 +81,117 @@ pub async fn run(config: RunConfig, shutdown: impl Future<Output = ()>) -> Resul
     tracing::debug!("settings: {}", config.settings());
     let mut shutdown = std::pin::pin!(shutdown);
     let input = {
-        let (path, sheet) = (config.input.clone(), config.sheet.clone());
+        let (path, sheet) = (config.input().path.clone(), config.input().sheet.clone());
         Arc::new(blocking(move || Source::open(&path, sheet.as_deref())).await??)
     };
     // The simulator lives as long as this function: it is dropped after the last request.
-    let (target, _simulator) = match &config.mode {
-        Mode::Offline { endpoint } => (Target::None(endpoint.clone()), None),
-        Mode::Remote {
-            endpoint,
-            credentials,
-        } => (Target::Send(endpoint.clone(), credentials.clone()), None),
-        Mode::Simulator => {
-            let (handle, endpoint, credentials) = start_simulator(&config).await?;
-            (Target::Send(endpoint, credentials), Some(handle))
-        }
-    };
-    let buckets = Buckets {
-        scope: config.rate_scope,
-        endpoint: target.endpoint().clone(),
-    };
+    let (target, _simulator) = target(&config).await?;
     let _lock = claim_output(&config)?;
-    let resume = match config.resume {
-        true => Resume::load(&config.record, &config.target).map_err(Error::Setup)?,
+    let resume = match config.mode().resume {
+        true => Resume::load(&config.output().record, &config.mode().record_target)
+            .map_err(Error::Setup)?,
         false => Resume::default(),
     };
-    let (plan, resume) = {
-        let (input, buckets) = (input.clone(), buckets.clone());
-        let cancel = Arc::new(AtomicBool::new(false));
-        let cancelled = cancel.clone();
-        let mut planning = std::pin::pin!(blocking(move || {
-            Plan::make(&input, &buckets, &resume, &cancelled).map(|p| (p, resume))
-        }));
-        tokio::select! {
-            biased;
-            () = shutdown.as_mut() => {
-                // The validation pass stops at its next row; the lock is let go after it.
-                cancel.store(true, Ordering::Relaxed);
-                let _ = planning.await;
-                return Err(Error::Interrupted);
-            }
-            planned = &mut planning => planned??,
-        }
+    let output = config.output().results.clone();
+    let (plan, resume) = make_plan(input.clone(), resume, output, shutdown.as_mut()).await?;
+    let buckets = Buckets {
+        scope: config.pacing().rate_scope,
+        endpoint: target.endpoint().clone(),
     };
-    plan.log(config.rate, &buckets);
-    let mut report = Report {
-        output: config.output.clone(),
-        n_unmatched: 0,
-        counts: Counts::default(),
-        elapsed: Duration::ZERO,
-        buckets: Vec::new(),
-        stop: None,
-        dry_run: config.dry_run,
-        problems: Vec::new(),
-        n_lookups: 0,
-        n_settled: 0,
-        flipping: plan.flipping.describe(),
-    };
-    match target {
-        Target::None(_) => {
-            report
-                .counts
-                .by_status
-                .insert(Status::Invalid, plan.n_invalid);
+    let pacing = pacing(&config, &buckets, &plan);
+    let job = Job::new(buckets, &plan.rows_per_region, &pacing);
+    plan.log(config.pacing().rate, &job);
+    let flipping = plan.flipping.describe();
+    let mut report = Report::new(
+        config.output().results.clone(),
+        config.mode().dry_run,
+        plan.n_invalid,
+        flipping,
+    );
+    if let Target::Send(endpoint, credentials) = target {
+        tracing::info!("credentials from {}", credentials.source());
+        let client =
+            Client::new(endpoint, credentials, config.pacing().timeout).map_err(Error::Setup)?;
+        let engine = Arc::new(
+            Engine::new(Arc::new(client), config.pacing().retry, Stop::default())
+                .with_failure_limit(config.pacing().max_failures),
+        );
+        let stages = Stages {
+            config: &config,
+            engine,
+            job: &job,
+            input,
+            plan: &plan,
+        };
+        match config.mode().dry_run {
+            true => stages.dry_run(resume).await?,
+            false => stages.write(resume, shutdown, &mut report).await?,
         }
-        Target::Send(endpoint, credentials) if config.dry_run => {
-            tracing::info!("credentials from {}", credentials.source());
-            let client =
-                Client::new(endpoint, credentials, config.timeout).map_err(Error::Setup)?;
-            report.n_lookups = dry_run(&config, client, &input, &buckets, &plan, resume).await?;
-            report
-                .counts
-                .by_status
-                .insert(Status::Invalid, plan.n_invalid);
-        }
-        Target::Send(endpoint, credentials) => {
-            tracing::info!("credentials from {}", credentials.source());
-            let client =
-                Client::new(endpoint, credentials, config.timeout).map_err(Error::Setup)?;
-            let sent = send(&config, client, &input, &buckets, &plan, resume, shutdown).await?;
-            let retries = sent.retries;
-            (report.buckets, report.stop, report.problems) =
-                (sent.reports, sent.stop, sent.problems);
-            (report.n_lookups, report.n_settled) = (sent.n_lookups, sent.n_settled);
-            let (record, target, output) = (
-                config.record.clone(),
-                config.target.clone(),
-                config.output.clone(),
-            );
-            let repeats = plan.repeats.clone();
-            let rendered = blocking(move || {
-                results::render(&input, &repeats, &record, &target, &output)
-            })
-                .await?
-                .map_err(|error| {
-                    let recorded = match &report.stop {
-                        Some(Reason::Journal(_)) => "the rows recorded before the record failed are in",
-                        _ => "every finished row is in",
-                    };
-                    Error::Failed(error.context(format!(
-                        "the results file {} was not written; {recorded} the record {}: run again with --resume to write it",
-                        config.output,
-                        config.record.display()
-                    )))
-                })?;
-            report.counts = rendered.counts;
-            report.counts.retries = retries;
-            report.n_unmatched = rendered.n_unmatched;
-        }
+        report.lanes = job.reports();
     }
     report.elapsed = started.elapsed();
     Ok(report)
+}
+
+/// The pace of each action's lanes. Every bucket sends at once, so the requests in flight
+/// per lane are capped to share the open-files limit among the buckets (said once when that
+/// cuts `--concurrency`).
+fn pacing(config: &RunConfig, buckets: &Buckets, plan: &Plan) -> Pacing {
+    let n_buckets = plan
+        .rows_per_region
+        .keys()
+        .map(|region| buckets.of(region))
+        .collect::<std::collections::BTreeSet<_>>()
+        .len();
+    let (concurrency, capped) = config.pacing().in_flight_per_bucket(n_buckets);
+    if let Some(capped) = capped {
+        tracing::warn!("{capped}");
+    }
+    Pacing {
+        rate: config.pacing().rate,
+        describe_rate: config.pacing().describe_rate,
+        concurrency,
+    }
+}
+
+/// Where requests go: nowhere (offline), the configured endpoint, or a simulator started
+/// here for the run.
+async fn target(config: &RunConfig) -> Result<(Target, Option<SimulatorHandle>), Error> {
+    Ok(match &config.mode().connection {
+        Connection::Offline { endpoint } => (Target::None(endpoint.clone()), None),
+        Connection::Remote {
+            endpoint,
+            credentials,
+        } => (Target::Send(endpoint.clone(), credentials.clone()), None),
+        Connection::Simulator => {
+            let (handle, endpoint, credentials) = start_simulator(config).await?;
+            (Target::Send(endpoint, credentials), Some(handle))
+        }
+    })
+}
+
+/// The validation pass, off the runtime's threads; a signal stops it at its next row.
+async fn make_plan(
+    input: Arc<Source>,
+    resume: Resume,
+    output: Destination,
+    shutdown: std::pin::Pin<&mut impl Future<Output = ()>>,
+) -> Result<(Plan, Resume), Error> {
+    let cancel = Arc::new(AtomicBool::new(false));
+    let cancelled = cancel.clone();
+    let mut planning = std::pin::pin!(blocking(move || {
+        Plan::make(&input, &resume, &output, &cancelled).map(|p| (p, resume))
+    }));
+    tokio::select! {
+        biased;
+        () = shutdown => {
+            // The validation pass stops at its next row; the lock is let go after it.
+            cancel.store(true, Ordering::Relaxed);
+            let _ = planning.await;
+            Err(Error::Interrupted)
+        }
+        planned = &mut planning => Ok(planned??),
+    }
 }
 
 /// Where the run's requests go, once the mode is carried out.
@@ -205,10 +215,10 @@ impl Target {
 /// A dry run checks the same but leaves nothing behind: it only tests a lock that exists
 /// (a run holding it made it), and creates none.
 fn claim_output(config: &RunConfig) -> Result<Option<File>, Error> {
-    if matches!(config.mode, Mode::Offline { .. }) {
+    if matches!(config.mode().connection, Connection::Offline { .. }) {
         return Ok(None);
     }
-    if let Destination::File(path) = &config.output
+    if let Destination::File(path) = &config.output().results
         && path.is_dir()
     {
         return Err(Error::Setup(anyhow::anyhow!(
@@ -217,28 +227,32 @@ fn claim_output(config: &RunConfig) -> Result<Option<File>, Error> {
             path.join("images.results.csv").display()
         )));
     }
-    check_writable(&config.record)?;
-    let lock = match config.dry_run && !config.lock.exists() {
+    check_writable(&config.output().record)?;
+    let lock = match config.mode().dry_run && !config.output().lock.exists() {
         true => None,
-        false => Some(lock(&config.lock, &config.output, !config.dry_run)?),
+        false => Some(lock(
+            &config.output().lock,
+            &config.output().results,
+            !config.mode().dry_run,
+        )?),
     };
-    let output = match &config.output {
+    let output = match &config.output().results {
         Destination::File(path) if path.symlink_metadata().is_ok() => Some(path),
         _ => None,
     };
-    let has_record = config.record.symlink_metadata().is_ok();
-    match (config.resume, output, has_record) {
+    let has_record = config.output().record.symlink_metadata().is_ok();
+    match (config.mode().resume, output, has_record) {
         // A file at the output with no record of ours beside it is not our results file
         // (or its record is gone): nothing can be continued, and it is not ours to replace.
         (_, Some(output), false) => Err(Error::Setup(anyhow::anyhow!(
             "{} already exists and no record of a run that wrote it ({}) is beside it: it is not a results file this tool can continue. Give another --output, or move that file away",
             output.display(),
-            config.record.display()
+            config.output().record.display()
         ))),
         (false, _, true) => Err(Error::Setup(anyhow::anyhow!(
             "an earlier run's record {} exists: add --resume to continue it (finished rows are kept, not sent again), or give another --output, or move the results file and {} away",
-            config.record.display(),
-            config.record.display()
+            config.output().record.display(),
+            config.output().record.display()
         ))),
         _ => Ok(()),
     }?;
@@ -267,249 +281,280 @@ fn check_writable(output: &Path) -> Result<(), Error> {
         .map_err(Error::Setup)
 }
 
-/// What sending found.
-struct Sent {
-    reports: Vec<BucketReport>,
-    /// Why the run stopped early, if it did.
-    stop: Option<Reason>,
-    /// Why rows were left unrun, if something other than a stop left them.
-    problems: Vec<String>,
-    retries: u64,
-    /// `DescribeBlueprints` requests.
-    n_lookups: u64,
-    /// Rows the look-up settled: already as asked, not sent.
-    n_settled: u64,
+/// What the stages after the plan share.
+struct Stages<'a> {
+    config: &'a RunConfig,
+    engine: Arc<Engine>,
+    job: &'a Job,
+    input: Arc<Source>,
+    plan: &'a Plan,
 }
 
-/// A dry run after its checks: looks up every bucket's regions in parallel (paced per bucket)
-/// and logs the plan. Returns the number of look-up requests. A job-fatal look-up answer is
-/// what would stop the run: exit 2, nothing having been written.
-async fn dry_run(
-    config: &RunConfig,
-    client: Client,
-    input: &Arc<Source>,
-    buckets: &Buckets,
-    plan: &Plan,
-    resume: Resume,
-) -> Result<u64, Error> {
-    let stop = Stop::default();
-    let lookups = Arc::new(Lookups::new(
-        Arc::new(client),
-        config.retry,
-        stop.clone(),
-        config.describe_rate,
-    ));
-    let mut state = State::new();
-    if config.lookup {
-        let mut tasks = JoinSet::new();
-        for (name, regions) in &plan.regions_per_bucket {
-            let (lookups, name) = (lookups.clone(), name.clone());
-            let regions: Vec<&'static str> = regions.iter().copied().collect();
-            tasks.spawn(async move { lookups.bucket(&name, &regions).await });
-        }
-        while let Some(joined) = tasks.join_next().await {
-            state.extend(joined.map_err(|e| Error::Failed(e.into()))?);
-        }
+impl Stages<'_> {
+    fn stop(&self) -> &Stop {
+        self.engine.stop()
     }
-    if let Some(Reason::Fatal(error)) = stop.reason() {
-        return Err(Error::Setup(anyhow::anyhow!(
-            "the look-up was refused, so a run would stop: {}",
-            fatal_advice(&error)
-        )));
-    }
-    let (input, buckets, repeats) = (input.clone(), buckets.clone(), plan.repeats.clone());
-    let plans =
-        blocking(move || plan::dry_run(&input, &buckets, &resume, &repeats, state)).await??;
-    plan::log_dry_run(&plans, plan.n_invalid, config.rate);
-    Ok(lookups.n_requests.load(Ordering::Relaxed))
-}
 
-/// Rows that ended shared without a BlueprintId get it from one fresh look-up of their
-/// region each (SPEC §9); returns the rows it mended, to be appended to the record.
-async fn mend(lookups: &Arc<Lookups>, buckets: &Buckets, rows: Vec<Outcome>) -> Vec<Outcome> {
-    let mut by_region: BTreeMap<&'static str, Vec<Outcome>> = BTreeMap::new();
-    for outcome in rows {
-        if let Some(region) = crate::action::supported_region(&outcome.identity.region) {
-            by_region.entry(region).or_default().push(outcome);
+    /// The state of every bucket's regions, unless `--no-lookup`.
+    async fn look_up(&self, lookups: &Arc<Lookups>) -> State {
+        match self.config.mode().lookup {
+            true => lookups.job(self.job).await,
+            false => State::new(),
         }
     }
-    let mut tasks = JoinSet::new();
-    for (region, rows) in by_region {
-        let (lookups, bucket) = (lookups.clone(), buckets.of(region));
-        tasks.spawn(async move { (lookups.fresh(&bucket, region).await, rows) });
+
+    /// A dry run after its checks: looks up the state and logs the plan. A job-fatal
+    /// look-up answer is what would stop the run: exit 2, nothing having been written.
+    async fn dry_run(&self, resume: Resume) -> Result<(), Error> {
+        let state = self.look_up(&Lookups::new(self.engine.clone())).await;
+        if let Some(Reason::Fatal(error)) = self.stop().reason() {
+            return Err(Error::Setup(anyhow::anyhow!(
+                "the look-up was refused, so a run would stop: {}",
+                fatal_advice(&error)
+            )));
+        }
+        let (input, buckets) = (self.input.clone(), self.job.buckets.clone());
+        let repeats = self.plan.repeats.clone();
+        let resume = Arc::new(resume);
+        let plans =
+            blocking(move || plan::dry_run(&input, &buckets, resume, &repeats, state)).await??;
+        plan::log_dry_run(&plans, self.plan.n_invalid, self.config.pacing().rate);
+        Ok(())
     }
-    let mut mended = Vec::new();
-    while let Some(joined) = tasks.join_next().await {
-        let Ok((Some(images), rows)) = joined else {
-            continue;
+
+    /// The run proper: look-up, writes, BlueprintIds, results file; the report says what
+    /// happened. A signal at any point stops the stages through the engine's stop.
+    async fn write(
+        &self,
+        resume: Resume,
+        shutdown: std::pin::Pin<&mut impl Future<Output = ()>>,
+        report: &mut Report,
+    ) -> Result<(), Error> {
+        let journal = match self.config.mode().resume {
+            true => Journal::resume(
+                &self.config.output().record,
+                &self.config.mode().record_target,
+            ),
+            false => Journal::create(
+                &self.config.output().record,
+                &self.config.mode().record_target,
+            ),
+        }
+        .map_err(Error::Setup)?;
+        let (outcomes_tx, outcomes_rx) = mpsc::channel(1024);
+        let recording =
+            results::spawn_journal(journal, self.config.output().record.clone(), outcomes_rx);
+        let progress = Arc::new(Progress::new(self.plan.n_to_send()));
+        let reporter = output::report(
+            progress.clone(),
+            self.engine.clone(),
+            self.config.output().quiet,
+        );
+        let sink = Sink::new(outcomes_tx, progress.clone(), self.engine.clone());
+        let lookups = Lookups::new(self.engine.clone());
+        let n_drifted = Arc::new(AtomicU64::new(0));
+        let sending = self.send(&lookups, resume, sink, n_drifted.clone());
+        report.problems = until_done(sending, shutdown, self.stop()).await;
+        report.n_drifted = n_drifted.load(Ordering::Relaxed);
+        report.unknown_listings = lookups.unknown();
+        drop(reporter);
+        let recorded = match recording.await.map_err(|e| Error::Failed(e.into()))? {
+            Ok(recorded) => recorded,
+            Err(error) => {
+                let why = format!("{error:#}");
+                tracing::error!("{why}");
+                self.stop().trigger(Reason::Journal(why));
+                Recorded::default()
+            }
         };
-        for mut outcome in rows {
-            match images.get(&outcome.identity.image_id) {
-                Some(blueprint) => {
-                    outcome.blueprint_id = Some(blueprint.clone());
-                    outcome.error_message = None;
-                    mended.push(outcome);
-                }
-                None => tracing::warn!(
-                    line = outcome.line,
-                    image_id = %outcome.identity.image_id,
-                    "line {}: {} is shared, but no blueprint of {} was found: its BlueprintId is left empty",
-                    outcome.line,
-                    outcome.identity.image_id,
-                    outcome.identity.region
-                ),
+        report.n_settled = recorded.n_settled;
+        if let Some(problem) = self.name_blueprints(&lookups, recorded.unnamed).await {
+            report.problems.push(problem);
+        }
+        report.stop = self.stop().reason();
+        say_why_stopped(report);
+        report.counts.retries = progress.retries();
+        self.render(report).await
+    }
+
+    /// Looks up the state, then streams the rows to their buckets' write tasks until every
+    /// row is finished or the job stops. Returns why rows were left unrun, if anything but
+    /// a stop left them.
+    async fn send(
+        &self,
+        lookups: &Arc<Lookups>,
+        resume: Resume,
+        sink: Sink,
+        n_drifted: Arc<AtomicU64>,
+    ) -> Vec<String> {
+        let state = self.look_up(lookups).await;
+        let resume = Arc::new(resume);
+        let (incoming, reader) = plan::spawn_reader(
+            self.input.clone(),
+            self.job,
+            resume.clone(),
+            self.plan.repeats.clone(),
+            Decider::new(state, resume, n_drifted),
+            sink.clone(),
+        );
+        let mut tasks = JoinSet::new();
+        for (bucket, rows) in incoming {
+            tasks.spawn(writes::drive(
+                self.engine.clone(),
+                bucket,
+                rows,
+                sink.clone(),
+            ));
+        }
+        drop(sink);
+        let mut problems = Vec::new();
+        while let Some(joined) = tasks.join_next().await {
+            if let Err(error) = joined {
+                problems.push(format!("a bucket task failed: {error}"));
             }
         }
+        match reader.await {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => problems.push(format!("reading the input failed: {error}")),
+            Err(error) => problems.push(format!("the reader thread failed: {error}")),
+        }
+        problems
     }
-    mended
 }
 
-/// Sends every planned row: a reader and a pool task per bucket, the journal thread, the
-/// progress display.
-async fn send(
-    config: &RunConfig,
-    client: Client,
-    input: &Arc<Source>,
-    buckets: &Buckets,
-    plan: &Plan,
-    resume: Resume,
-    shutdown: impl Future<Output = ()>,
-) -> Result<Sent, Error> {
-    let client = Arc::new(client);
-    let journal = match config.resume {
-        true => Journal::resume(&config.record, &config.target),
-        false => Journal::create(&config.record, &config.target),
-    }
-    .map_err(Error::Setup)?;
-    let progress = Arc::new(Progress::new(plan.n_to_send()));
-    let (outcomes_tx, outcomes_rx) = mpsc::channel(1024);
-    let stop = Stop::default();
-    let lookups = Arc::new(Lookups::new(
-        client.clone(),
-        config.retry,
-        stop.clone(),
-        config.describe_rate,
-    ));
-    // Rows shared without a BlueprintId, for the fresh look-up; and the rows the look-up
-    // settled, for the summary.
-    let unnamed = Arc::new(Mutex::new(Vec::new()));
-    let n_settled = Arc::new(AtomicU64::new(0));
-    let written = (
-        progress.clone(),
-        stop.clone(),
-        config.max_failures,
-        unnamed.clone(),
-        n_settled.clone(),
-    );
-    let journal = results::spawn_journal(
-        journal,
-        config.record.clone(),
-        outcomes_rx,
-        move |outcome| {
-            let (progress, stop, max_failures, unnamed, n_settled) = &written;
-            progress.record(outcome);
-            match outcome.status {
-                Status::AlreadyShared | Status::Shared if outcome.blueprint_id.is_none() => {
-                    unnamed
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .push(outcome.clone());
-                }
-                _ => {}
-            }
-            if outcome.attempts == 0
-                && matches!(
-                    outcome.status,
-                    Status::AlreadyShared | Status::AlreadyUnshared
-                )
-            {
-                n_settled.fetch_add(1, Ordering::Relaxed);
-            }
-            // Counted here, where every finished row of every bucket passes once.
-            if let Some(threshold) = *max_failures {
-                let (n_failed, n_finished) = (progress.n_failed(), progress.n_finished());
-                if threshold.is_passed(n_failed, n_finished) {
-                    stop.trigger(Reason::TooManyFailures {
-                        threshold,
-                        n_failed,
-                        n_finished,
-                    });
-                }
-            }
-        },
-    );
-    let counters = Arc::new(Counters::default());
-    let pool = Arc::new(Pool {
-        client,
-        settings: Settings {
-            rate: config.rate,
-            concurrency: config.concurrency,
-            retry: config.retry,
-        },
-        stop: stop.clone(),
-        counters: counters.clone(),
-    });
-    let reporter = output::report(progress.clone(), counters, config.quiet);
-    let resume = Arc::new(resume);
-    let mut tasks = JoinSet::new();
-    for (name, regions) in &plan.regions_per_bucket {
-        let regions: Vec<&'static str> = regions.iter().copied().collect();
-        let n_rows = plan.rows_per_bucket.get(name).copied().unwrap_or(0);
-        let (input, buckets, name, resume) =
-            (input.clone(), buckets.clone(), name.clone(), resume.clone());
-        let (pool, outcomes_tx, lookups) = (pool.clone(), outcomes_tx.clone(), lookups.clone());
-        let (lookup, repeats) = (config.lookup, plan.repeats.clone());
-        // The bucket's writes start as soon as its own regions are looked up.
-        tasks.spawn(async move {
-            let state = match lookup {
-                true => lookups.bucket(&name, &regions).await,
-                false => State::new(),
-            };
-            let (rows, reader) = plan::spawn_reader(
-                input,
-                &buckets,
-                &name,
-                resume,
-                repeats,
-                Decider::new(state),
-                outcomes_tx.clone(),
-            );
-            let report = pool::drive(name, n_rows, rows, pool, outcomes_tx).await;
-            let problem = match reader.await {
-                Ok(Ok(())) => None,
-                Ok(Err(error)) => Some(format!("reading the input failed: {error}")),
-                Err(error) => Some(format!("a reader thread failed: {error}")),
-            };
-            (report, problem)
-        });
-    }
-    // The journal ends when the last bucket task, holding the last sender, is done.
-    drop(outcomes_tx);
-    drop(pool);
-    let (mut reports, mut problems) = wait_for(tasks, &stop, shutdown).await;
-    drop(reporter);
-    let journaled = journal.await.map_err(|e| Error::Failed(e.into()))?;
-    if let Err(error) = journaled {
-        let why = format!("{error:#}");
-        tracing::error!("{why}");
-        stop.trigger(Reason::Journal(why));
-    }
-    let unnamed = std::mem::take(&mut *unnamed.lock().unwrap_or_else(|e| e.into_inner()));
-    // Made with --no-lookup too: it sends no row, and every shared row should say its BlueprintId.
-    if !unnamed.is_empty() && !lookups.was_refused() && !stop.is_stopped() {
-        let mended = mend(&lookups, buckets, unnamed).await;
-        let appended = Journal::resume(&config.record, &config.target).and_then(|mut journal| {
+impl Stages<'_> {
+    /// Rows that ended shared without a BlueprintId get it from one fresh look-up of their
+    /// region each (SPEC §9), appended to the record. Made with --no-lookup too: it sends no
+    /// row, and every shared row should say its BlueprintId. Returns what went wrong, if
+    /// the BlueprintIds found could not be recorded.
+    async fn name_blueprints(&self, lookups: &Arc<Lookups>, rows: Vec<Outcome>) -> Option<String> {
+        if rows.is_empty() || lookups.was_refused() || self.stop().is_stopped() {
+            return None;
+        }
+        let mended = self.mend(lookups, rows).await;
+        let appended = Journal::resume(
+            &self.config.output().record,
+            &self.config.mode().record_target,
+        )
+        .and_then(|mut journal| {
             journal.append(&mended)?;
             Ok(journal.sync()?)
         });
-        if let Err(error) = appended {
-            problems.push(format!(
-                "the BlueprintIds found could not be recorded: {error:#}"
-            ));
+        appended
+            .err()
+            .map(|error| format!("the BlueprintIds found could not be recorded: {error:#}"))
+    }
+
+    /// The rows of `rows` whose image a fresh look-up of its region finds, with the
+    /// BlueprintId found.
+    async fn mend(&self, lookups: &Arc<Lookups>, rows: Vec<Outcome>) -> Vec<Outcome> {
+        let mut by_region: BTreeMap<&'static str, Vec<Outcome>> = BTreeMap::new();
+        for outcome in rows {
+            if let Some(region) = crate::action::supported_region(&outcome.identity.region) {
+                by_region.entry(region).or_default().push(outcome);
+            }
+        }
+        let mut tasks = JoinSet::new();
+        for (region, rows) in by_region {
+            let Some(bucket) = self.job.of(region).cloned() else {
+                continue;
+            };
+            let lookups = lookups.clone();
+            tasks.spawn(async move { (lookups.fresh(&bucket, region).await, rows) });
+        }
+        let mut mended = Vec::new();
+        while let Some(joined) = tasks.join_next().await {
+            let Ok((Some(images), rows)) = joined else {
+                continue;
+            };
+            mended.extend(
+                rows.into_iter()
+                    .filter_map(|outcome| named(outcome, &images)),
+            );
+        }
+        mended
+    }
+
+    /// Renders the results file from the input and the record; fills the report's counts.
+    async fn render(&self, report: &mut Report) -> Result<(), Error> {
+        let (input, repeats) = (self.input.clone(), self.plan.repeats.clone());
+        let (record, target, output) = (
+            self.config.output().record.clone(),
+            self.config.mode().record_target.clone(),
+            self.config.output().results.clone(),
+        );
+        let rendered =
+            blocking(move || results::render(&input, &repeats, &record, &target, &output))
+                .await?
+                .map_err(|error| {
+                    let recorded = match &report.stop {
+                        Some(Reason::Journal(_)) => {
+                            "the rows recorded before the record failed are in"
+                        }
+                        _ => "every finished row is in",
+                    };
+                    Error::Failed(error.context(format!(
+                        "the results file {} was not written; {recorded} the record {}: run again with --resume to write it",
+                        self.config.output().results,
+                        self.config.output().record.display()
+                    )))
+                })?;
+        let retries = report.counts.retries;
+        report.counts = rendered.counts;
+        report.counts.retries = retries;
+        report.n_unmatched = rendered.n_unmatched;
+        Ok(())
+    }
+}
+
+/// `outcome` with the BlueprintId of its image in `images`, or `None` (said in the log).
+fn named(
+    mut outcome: Outcome,
+    images: &std::collections::HashMap<String, String>,
+) -> Option<Outcome> {
+    match images.get(&outcome.identity.image_id) {
+        Some(blueprint) => {
+            outcome.blueprint_id = Some(blueprint.clone());
+            outcome.error_message = None;
+            Some(outcome)
+        }
+        None => {
+            tracing::warn!(
+                line = outcome.line,
+                image_id = %outcome.identity.image_id,
+                "line {}: {} is shared, but no blueprint of {} was found: its BlueprintId is left empty",
+                outcome.line,
+                outcome.identity.image_id,
+                outcome.identity.region
+            );
+            None
         }
     }
-    match stop.reason() {
-        Some(Reason::Fatal(error)) => tracing::error!("stopped: {}", fatal_advice(&error)),
+}
+
+/// Runs `stages` to their end; when `shutdown` resolves first, stops them gently (no new
+/// rows, the requests in flight finish) and still waits for them.
+async fn until_done<T>(
+    stages: impl Future<Output = T>,
+    shutdown: std::pin::Pin<&mut impl Future<Output = ()>>,
+    stop: &Stop,
+) -> T {
+    let mut stages = std::pin::pin!(stages);
+    tokio::select! {
+        biased;
+        done = &mut stages => done,
+        () = shutdown => {
+            tracing::warn!("interrupted: starting no new rows; letting the requests in flight finish (a second signal stops at once)");
+            stop.trigger(Reason::Interrupted);
+            stages.await
+        }
+    }
+}
+
+/// Says in the log why the job stopped early, if it did, and what was left unrun.
+fn say_why_stopped(report: &Report) {
+    match &report.stop {
+        Some(Reason::Fatal(error)) => tracing::error!("stopped: {}", fatal_advice(error)),
         Some(reason @ Reason::TooManyFailures { .. }) => {
             if let Some(passed) = reason.threshold_passed() {
                 tracing::error!("stopped: {passed}; the rest are skipped");
@@ -517,47 +562,10 @@ async fn send(
         }
         _ => {}
     }
-    for problem in &problems {
+    for problem in &report.problems {
         tracing::error!("{problem}");
     }
-    reports.sort_by(|a, b| a.name.cmp(&b.name));
-    Ok(Sent {
-        reports,
-        stop: stop.reason(),
-        problems,
-        retries: progress.retries(),
-        n_lookups: lookups.n_requests.load(Ordering::Relaxed),
-        n_settled: n_settled.load(Ordering::Relaxed),
-    })
 }
-
-/// Waits for every bucket task; when `shutdown` resolves first, stops them gently. Returns
-/// the reports of the tasks that finished and a word for each that did not.
-async fn wait_for(
-    mut tasks: JoinSet<(BucketReport, Option<String>)>,
-    stop: &Stop,
-    shutdown: impl Future<Output = ()>,
-) -> (Vec<BucketReport>, Vec<String>) {
-    let (mut reports, mut problems) = (Vec::new(), Vec::new());
-    tokio::pin!(shutdown);
-    loop {
-        tokio::select! {
-            joined = tasks.join_next() => match joined {
-                Some(Ok((report, problem))) => {
-                    reports.push(report);
-                    problems.extend(problem);
-                }
-                Some(Err(error)) => problems.push(format!("a bucket task failed: {error}")),
-                None => return (reports, problems),
-            },
-            _ = &mut shutdown, if !stop.is_stopped() => {
-                tracing::warn!("interrupted: starting no new rows; letting the requests in flight finish (a second signal stops at once)");
-                stop.trigger(Reason::Interrupted);
-            }
-        }
-    }
-}
-
 /// Runs blocking file work off the runtime's thread.
 async fn blocking<T: Send + 'static>(
     work: impl FnOnce() -> T + Send + 'static,
@@ -578,7 +586,7 @@ async fn start_simulator(
     let handle = Simulator::start(
         listener,
         SimulatorConfig {
-            rate_scope: config.rate_scope,
+            rate_scope: config.pacing().rate_scope,
             faults: Faults {
                 occupied: 0.05,
                 ..Faults::default()

@@ -1,9 +1,11 @@
-//! The API: sign a row's request with fresh credentials and timestamp, send it, and
-//! classify the answer. Every failure, the service's or the network's, becomes an
-//! [`ApiError`] that carries its [`Class`], which decides what the pool does next.
+//! The API: sign a request with fresh credentials and timestamp, send it, and read the
+//! answer. [`Client`] is the production [`Transport`]; [`read_answer`] turns an answer's
+//! bytes into an action's fields or an [`ApiError`] that carries its [`Class`], which decides
+//! what the engine does next.
 //!
-//! `classify` holds the classes of SPEC §5, `endpoint` where requests go, and `advice` what
-//! to tell the user when an answer stops the job.
+//! `classify` holds the classes of SPEC §5, `endpoint` where requests go, `advice` what to
+//! tell the user when an answer stops the job, and `transport` the seam the engine sends
+//! through.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -12,14 +14,16 @@ use anyhow::Context;
 
 use serde::Deserialize;
 
-use crate::action::{self, Permission};
+use crate::action;
+#[cfg(test)]
+use crate::action::Permission;
 use crate::credentials::Provider;
-use crate::input::Row;
 use crate::sign;
 
 mod advice;
 mod classify;
 mod endpoint;
+mod transport;
 
 pub use advice::{fatal_advice, region_advice};
 pub use classify::{
@@ -31,6 +35,7 @@ pub use classify::{
 /// server that sends gigabytes is not the API.
 pub const MAX_ANSWER_BYTES: usize = 1 << 20;
 pub use endpoint::{Endpoint, is_loopback};
+pub use transport::{BoxFuture, Fault, Request, Signed, Transport};
 
 /// A failed attempt.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -39,14 +44,6 @@ pub struct ApiError {
     pub message: String,
     pub request_id: Option<String>,
     pub class: Class,
-}
-
-/// A successful attempt.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Success {
-    /// `None` for CANCEL.
-    pub blueprint_id: Option<String>,
-    pub request_id: String,
 }
 
 /// Sends signed requests.
@@ -112,162 +109,93 @@ impl Client {
         })
     }
 
-    /// One attempt for `row`, signed now and ready to go: everything that can take time
-    /// before the request reaches the server (credentials, which a CVM role may fetch over
-    /// HTTP, the signature, the body) happens here, before the limiter's slot is taken, so
-    /// the slot paces what reaches the server. A failure here is the attempt's answer.
-    pub async fn prepare(&self, row: &Row) -> Prepared {
-        let body = action::request_body(&row.image_id, row.permission);
-        Prepared {
-            request: self
-                .build(row.region, action::ACTION, body, row.permission)
-                .await,
-            permission: row.permission,
-        }
+    fn target(&self, region: &str) -> Result<&Target, Fault> {
+        self.targets
+            .get(region)
+            .ok_or_else(|| Fault::new(CONNECTION_ERROR, format!("no endpoint for region {region}")))
     }
 
-    /// Sends a prepared attempt and reads its answer.
-    pub async fn send(&self, prepared: Prepared) -> Result<Success, ApiError> {
-        let Prepared {
-            request,
-            permission,
-        } = prepared;
-        let bytes = self.execute(request?, permission).await?;
-        let (request_id, answer): (_, ShareAnswer) = parse_answer(&bytes, permission)?;
-        Ok(Success {
-            blueprint_id: answer.blueprint_id,
-            request_id,
-        })
-    }
-
-    /// One page of `region`'s blueprints (`DescribeBlueprints`), signed now: those of type
-    /// `SHARED`, or of every type (`kind` [`Blueprints::All`]).
-    pub async fn describe(
-        &self,
-        region: &str,
-        kind: Blueprints,
-        offset: u64,
-    ) -> Result<Page, ApiError> {
-        let body = action::describe_body(kind == Blueprints::Shared, offset);
-        let request = self
-            .build(region, action::DESCRIBE_ACTION, body, LOOKUP)
-            .await?;
-        let bytes = self.execute(request, LOOKUP).await?;
-        let (_, answer): (_, DescribeAnswer) = parse_answer(&bytes, LOOKUP)?;
-        Ok(Page {
-            total: answer.total_count,
-            n_listed: answer.blueprint_set.len() as u64,
-            blueprints: answer
-                .blueprint_set
-                .into_iter()
-                .filter_map(|b| Some((b.image_id?, b.blueprint_id)))
-                .collect(),
-        })
-    }
-
-    /// Signs `body` for `action` in `region` now; errors are classified as for `permission`.
-    async fn build(
-        &self,
-        region: &str,
-        action: &str,
-        body: Vec<u8>,
-        permission: Permission,
-    ) -> Result<reqwest::Request, ApiError> {
-        let Some(Target { url, host }) = self.targets.get(region) else {
-            let message = format!("no endpoint for region {region}");
-            return Err(transport(CONNECTION_ERROR, message, permission));
-        };
-        let credentials = self.credentials.current().await.map_err(|e| {
-            transport(
-                CONNECTION_ERROR,
-                format!("cannot get credentials: {e:#}"),
-                permission,
-            )
-        })?;
-        let timestamp = crate::clock::unix_now()
-            .map_err(|e| transport(CLOCK_OUT_OF_RANGE, e.to_string(), permission))?;
+    /// Signs `request` now: fresh credentials (a CVM role may fetch them over HTTP) and
+    /// timestamp, so that this happens before the limiter's slot is taken and the slot paces
+    /// what reaches the server.
+    async fn sign_now(&self, request: Request) -> Result<Signed, Fault> {
+        let host = &self.target(request.region)?.host;
+        let credentials =
+            self.credentials.current().await.map_err(|e| {
+                Fault::new(CONNECTION_ERROR, format!("cannot get credentials: {e:#}"))
+            })?;
+        let timestamp =
+            crate::clock::unix_now().map_err(|e| Fault::new(CLOCK_OUT_OF_RANGE, e.to_string()))?;
         let headers = sign::headers(
             &credentials,
             &sign::Request {
                 host,
-                action,
+                action: request.action,
                 version: action::VERSION,
-                region,
-                body: &body,
+                region: request.region,
+                body: &request.body,
                 timestamp,
             },
         );
+        Ok(Signed { request, headers })
+    }
+
+    /// Sends a signed request and returns the answer's bytes if the HTTP exchange went as
+    /// the API's do.
+    async fn execute(&self, signed: Signed) -> Result<Vec<u8>, Fault> {
+        let Target { url, host } = self.target(signed.request.region)?;
         let mut request = self
             .http
             .post(url.clone())
             .timeout(self.timeout)
             .header("Host", host)
-            .body(body);
-        for (name, value) in headers {
+            .body(signed.request.body);
+        for (name, value) in signed.headers {
             request = request.header(name, value);
         }
-        request
-            .build()
-            .map_err(|e| transport(CONNECTION_ERROR, error_chain(&e), permission))
-    }
-
-    /// Sends `request` and returns the answer's bytes if the HTTP exchange went as the
-    /// API's do. Errors are classified as for `permission`.
-    async fn execute(
-        &self,
-        request: reqwest::Request,
-        permission: Permission,
-    ) -> Result<Vec<u8>, ApiError> {
-        let url = request.url().clone();
-        let network = |e: reqwest::Error| {
-            if e.is_timeout() {
-                transport(
-                    TIMEOUT,
-                    format!("no complete answer within {:?}", self.timeout),
-                    permission,
-                )
-            } else if e.is_connect() {
-                transport(
-                    CANNOT_CONNECT,
-                    format!(
-                        "cannot connect to {url}: {}; check --endpoint, DNS and the network (firewall, proxy)",
-                        error_chain(&e)
-                    ),
-                    permission,
-                )
-            } else {
-                transport(CONNECTION_ERROR, error_chain(&e), permission)
-            }
-        };
-        let response = self.http.execute(request).await.map_err(network)?;
+        let response = request.send().await.map_err(|e| self.network(url, e))?;
         let status = response.status();
         if status.is_redirection() {
             let code = format!("{HTTP_STATUS}{}", status.as_u16());
-            return Err(transport(
-                &code,
-                redirect_message(&url, &response),
-                permission,
-            ));
+            return Err(Fault::new(&code, redirect_message(url, &response)));
         }
         if status != reqwest::StatusCode::OK {
-            return Err(transport(
+            return Err(Fault::new(
                 &format!("{HTTP_STATUS}{}", status.as_u16()),
                 format!("HTTP {status} from {url}, not an API answer"),
-                permission,
             ));
         }
-        let bytes = read_capped(response).await.map_err(|e| match e {
-            Read::Network(e) => network(e),
-            Read::TooLarge => transport(
+        read_capped(response).await.map_err(|e| match e {
+            Read::Network(e) => self.network(url, e),
+            Read::TooLarge => Fault::new(
                 INVALID_RESPONSE,
                 format!(
                     "the answer from {url} is larger than {} MiB: not the API's",
                     MAX_ANSWER_BYTES >> 20
                 ),
-                permission,
             ),
-        })?;
-        Ok(bytes.to_vec())
+        })
+    }
+
+    /// A network failure as one of our codes: a timeout, no connection at all, or a
+    /// connection that broke.
+    fn network(&self, url: &reqwest::Url, e: reqwest::Error) -> Fault {
+        if e.is_timeout() {
+            Fault::new(
+                TIMEOUT,
+                format!("no complete answer within {:?}", self.timeout),
+            )
+        } else if e.is_connect() {
+            Fault::new(
+                CANNOT_CONNECT,
+                format!(
+                    "cannot connect to {url}: {}; check --endpoint, DNS and the network (firewall, proxy)",
+                    error_chain(&e)
+                ),
+            )
+        } else {
+            Fault::new(CONNECTION_ERROR, error_chain(&e))
+        }
     }
 
     /// Opens `n` connections to `region`'s endpoint before its first slot, so that no paced
@@ -277,7 +205,7 @@ impl Client {
     /// reqwest cannot connect without sending, so each connection carries one unsigned
     /// `GET /`: no action, no credentials, nothing any account is charged for; the service
     /// answers it with an error, the simulator with 405. Answers are read and dropped.
-    pub async fn warm(&self, region: &str, n: usize) {
+    async fn warm_up(&self, region: &str, n: usize) {
         let Some(Target { url, host }) = self.targets.get(region) else {
             return;
         };
@@ -291,28 +219,38 @@ impl Client {
             warming.spawn(async move {
                 match get.send().await {
                     // Read (at most the cap) so the connection can be used again.
-                    Ok(response) => drop(read_capped(response).await),
-                    Err(error) => tracing::debug!("warming a connection: {error}"),
+                    Ok(response) => {
+                        drop(read_capped(response).await);
+                        None
+                    }
+                    Err(error) => Some(error),
                 }
             });
         }
-        warming.join_all().await;
+        let failed: Vec<reqwest::Error> = warming.join_all().await.into_iter().flatten().collect();
+        // Harmless (each request connects for itself), but a sign of trouble: said at -v.
+        if let Some(error) = failed.first()
+            && tracing::enabled!(tracing::Level::DEBUG)
+        {
+            tracing::warn!(
+                "{} of {n} warm-up connections to {region} failed (the requests will connect as they go): {error}",
+                failed.len()
+            );
+        }
     }
 }
 
-/// An attempt ready to send, or why it could not be made.
-pub struct Prepared {
-    request: Result<reqwest::Request, ApiError>,
-    permission: Permission,
-}
+impl Transport for Client {
+    fn sign(&self, request: Request) -> BoxFuture<'_, Result<Signed, Fault>> {
+        Box::pin(self.sign_now(request))
+    }
 
-/// An error of ours, for a failure where the service gave no answer.
-fn transport(code: &str, message: String, permission: Permission) -> ApiError {
-    ApiError {
-        code: code.to_string(),
-        message,
-        request_id: None,
-        class: classify(code, permission),
+    fn send(&self, signed: Signed) -> BoxFuture<'_, Result<Vec<u8>, Fault>> {
+        Box::pin(self.execute(signed))
+    }
+
+    fn warm(&self, region: &'static str, n: usize) -> BoxFuture<'_, ()> {
+        Box::pin(self.warm_up(region, n))
     }
 }
 
@@ -359,37 +297,13 @@ async fn read_capped(mut response: reqwest::Response) -> Result<Vec<u8>, Read> {
     Ok(bytes)
 }
 
-/// How a look-up's errors are classified: as a CANCEL's, since only a SHARE can be "already
-/// done" and no look-up answer means that.
-const LOOKUP: Permission = Permission::Cancel;
-
-/// Which blueprints a look-up lists.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Blueprints {
-    /// Type `SHARED`: those shared from CVM images (SPEC §9).
-    Shared,
-    /// Every type: the fresh look-up, which must not depend on the inferred `SHARED` type.
-    All,
-}
-
-/// One page of a look-up.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Page {
-    /// How many blueprints match in all, over every page.
-    pub total: u64,
-    /// How many blueprints this page lists: the next page starts that much further.
-    pub n_listed: u64,
-    /// (ImageId, BlueprintId) of this page's blueprints that came from a CVM image.
-    pub blueprints: Vec<(String, String)>,
-}
-
 #[derive(Deserialize)]
 struct Envelope<T> {
     #[serde(rename = "Response")]
     response: Answer<T>,
 }
 
-/// An answer of either action: the common parts, and the action's own fields (`T`).
+/// An answer of any action: the common parts, and the action's own fields (`T`).
 #[derive(Deserialize)]
 struct Answer<T> {
     #[serde(rename = "RequestId")]
@@ -398,29 +312,6 @@ struct Answer<T> {
     error: Option<ServiceError>,
     #[serde(flatten)]
     fields: T,
-}
-
-#[derive(Debug, Deserialize)]
-struct ShareAnswer {
-    #[serde(rename = "BlueprintId")]
-    blueprint_id: Option<String>,
-}
-
-#[derive(Debug, Deserialize)]
-struct DescribeAnswer {
-    #[serde(rename = "TotalCount", default)]
-    total_count: u64,
-    #[serde(rename = "BlueprintSet", default)]
-    blueprint_set: Vec<BlueprintEntry>,
-}
-
-/// The fields of a `Blueprint` the look-up needs.
-#[derive(Debug, Deserialize)]
-struct BlueprintEntry {
-    #[serde(rename = "BlueprintId")]
-    blueprint_id: String,
-    #[serde(rename = "ImageId", default)]
-    image_id: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -432,28 +323,34 @@ struct ServiceError {
     message: Option<String>,
 }
 
-/// The answer's RequestId and fields, or its error, classified as for `permission`.
-fn parse_answer<T: serde::de::DeserializeOwned>(
+/// The answer's RequestId and an action's fields, or its error, its code classified by
+/// `class` (each action has its own classification).
+pub fn read_answer<T: serde::de::DeserializeOwned>(
     bytes: &[u8],
-    permission: Permission,
+    class: impl Fn(&str) -> Class,
 ) -> Result<(String, T), ApiError> {
     let Ok(Envelope { response }) = serde_json::from_slice::<Envelope<T>>(bytes) else {
-        let start = String::from_utf8_lossy(&bytes[..bytes.len().min(120)]).into_owned();
+        // The service's words are shown in logs and results: controls escaped (SPEC §4).
+        let start = String::from_utf8_lossy(&bytes[..bytes.len().min(120)]);
+        let start = crate::text::for_line(&start).into_owned();
         return Err(ApiError {
             code: INVALID_RESPONSE.to_string(),
             message: format!("the answer is not the API's JSON: {start}"),
             request_id: None,
-            class: Class::Transient,
+            class: class(INVALID_RESPONSE),
         });
     };
     match response.error {
         Some(error) => Err(ApiError {
-            class: classify(&error.code, permission),
-            code: error.code,
-            message: error.message.unwrap_or_default(),
-            request_id: Some(response.request_id),
+            class: class(&error.code),
+            code: crate::text::for_line(&error.code).into_owned(),
+            message: crate::text::for_line(&error.message.unwrap_or_default()).into_owned(),
+            request_id: Some(crate::text::for_line(&response.request_id).into_owned()),
         }),
-        None => Ok((response.request_id, response.fields)),
+        None => Ok((
+            crate::text::for_line(&response.request_id).into_owned(),
+            response.fields,
+        )),
     }
 }
 
@@ -473,54 +370,40 @@ fn error_chain(error: &dyn std::error::Error) -> String {
 mod tests {
     use super::*;
 
+    #[derive(Debug, Deserialize)]
+    struct Fields {
+        #[serde(rename = "BlueprintId")]
+        blueprint_id: Option<String>,
+    }
+
+    fn share(code: &str) -> Class {
+        classify(code, Permission::Share)
+    }
+
     #[test]
-    fn answers_parse_into_success_or_classified_errors() {
+    fn answers_parse_into_fields_or_classified_errors() {
         let ok = br#"{"Response":{"BlueprintId":"lhbp-su83x02a","RequestId":"r1"}}"#;
-        let (_, answer): (_, ShareAnswer) = parse_answer(ok, Permission::Share).unwrap();
+        let (_, answer): (_, Fields) = read_answer(ok, share).unwrap();
         assert_eq!(answer.blueprint_id.as_deref(), Some("lhbp-su83x02a"));
         let error =
             br#"{"Response":{"Error":{"Code":"InternalError","Message":"m"},"RequestId":"r2"}}"#;
-        let error = parse_answer::<ShareAnswer>(error, Permission::Share).unwrap_err();
+        let error = read_answer::<Fields>(error, share).unwrap_err();
         assert_eq!(
             (error.class, error.request_id.as_deref()),
             (Class::Transient, Some("r2"))
         );
         let bare =
             br#"{"Response":{"Error":{"Code":"AuthFailure.SignatureFailure"},"RequestId":"r3"}}"#;
-        let bare = parse_answer::<ShareAnswer>(bare, Permission::Share).unwrap_err();
+        let bare = read_answer::<Fields>(bare, share).unwrap_err();
         assert_eq!(
             (bare.code.as_str(), bare.class),
             ("AuthFailure.SignatureFailure", Class::JobFatal),
             "a code without a message is classified by the code"
         );
-        let html = parse_answer::<ShareAnswer>(b"<html>bad gateway</html>", Permission::Share)
-            .unwrap_err();
+        let html = read_answer::<Fields>(b"<html>bad gateway</html>", share).unwrap_err();
         assert_eq!(
             (html.code.as_str(), html.class),
             (INVALID_RESPONSE, Class::Transient)
-        );
-    }
-
-    #[test]
-    fn a_look_up_page_keeps_the_blueprints_shared_from_an_image() {
-        let page = br#"{"Response":{"TotalCount":3,"BlueprintSet":[
-            {"BlueprintId":"lhbp-pub","BlueprintType":"APP_OS","ImageId":null},
-            {"BlueprintId":"lhbp-a","BlueprintType":"SHARED","ImageId":"img-aaaaaaaa"}],
-            "RequestId":"r"}}"#;
-        let (_, answer): (_, DescribeAnswer) = parse_answer(page, LOOKUP).unwrap();
-        assert_eq!(answer.total_count, 3);
-        let images: Vec<_> = answer
-            .blueprint_set
-            .iter()
-            .filter_map(|b| b.image_id.as_deref())
-            .collect();
-        assert_eq!(images, ["img-aaaaaaaa"]);
-        let refused = br#"{"Response":{"Error":{"Code":"UnauthorizedOperation.NoPermission"},"RequestId":"r"}}"#;
-        assert_eq!(
-            parse_answer::<DescribeAnswer>(refused, LOOKUP)
-                .unwrap_err()
-                .class,
-            Class::JobFatal
         );
     }
 }

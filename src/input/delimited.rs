@@ -178,7 +178,11 @@ impl RowSource for Source {
             Ok(true) => {
                 let line = self.line_of(self.record.position().cloned());
                 let cells = self.record.iter().map(str::to_string).collect();
-                Some(Ok(RawRow { line, cells }))
+                Some(Ok(RawRow {
+                    line,
+                    cells,
+                    kinds: Vec::new(),
+                }))
             }
             Err(error) => Some(Err(self.error(error))),
         }

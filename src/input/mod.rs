@@ -3,7 +3,8 @@
 //!
 //! - `delimited`: CSV (or a `;`- or tab-separated export), streamed; its separator, BOM,
 //!   `sep=` line, line ends and unclosed quotes.
-//! - `workbook`: `.xlsx`, `.xlsm`, `.xlsb`, `.xls` and `.ods` through `calamine`.
+//! - `workbook`: `.xlsx`, `.xlsm`, `.xlsb`, `.xls` and `.ods` through `calamine`, held as
+//!   the cells they have; `parts`: a zip-based workbook's bounds, checked before calamine.
 //! - `header`: which column is which, by loose names.
 //! - `check`: the checks of one row's cells, and messages that say how to fix them.
 //!
@@ -17,6 +18,7 @@
 mod check;
 mod delimited;
 mod header;
+mod parts;
 mod source;
 mod workbook;
 
@@ -27,22 +29,23 @@ use std::path::{Path, PathBuf};
 use crate::action::Permission;
 
 pub use header::{Columns, RESULT_COLUMNS};
+pub use parts::{MAX_COLUMNS, MAX_ROWS};
 pub use source::Source;
-pub use workbook::is_workbook;
+pub use workbook::{Kind, column_name, is_workbook};
 
 /// The file as a whole cannot be used: exit 2, before anything is sent.
 #[derive(Debug, thiserror::Error)]
 pub enum InputError {
-    #[error("cannot read {path}: {source}")]
+    #[error("cannot read {shown}: {source}", shown = crate::text::path(.path))]
     Open { path: PathBuf, source: io::Error },
-    #[error("{path} is a directory: give the CSV file or workbook to run")]
+    #[error("{shown} is a directory: give the CSV file or workbook to run", shown = crate::text::path(.path))]
     Directory { path: PathBuf },
     #[error(
-        "{path}: the file is empty; it needs a header row with region, image_id and permission"
+        "{shown}: the file is empty; it needs a header row with region, image_id and permission", shown = crate::text::path(.path)
     )]
     Empty { path: PathBuf },
     #[error(
-        "{path}: no `{column}` column in the header row ({found}); the header needs region, image_id (or ImageId, image) and permission{hint}"
+        "{shown}: no `{column}` column in the header row ({found}); the header needs region, image_id (or ImageId, image) and permission{hint}", shown = crate::text::path(.path)
     )]
     MissingColumn {
         path: PathBuf,
@@ -52,7 +55,7 @@ pub enum InputError {
         hint: &'static str,
     },
     #[error(
-        "{path}: columns {first} and {second} both name the `{column}` column; keep one of them and rename or delete the other"
+        "{shown}: columns {first} and {second} both name the `{column}` column; keep one of them and rename or delete the other", shown = crate::text::path(.path)
     )]
     DuplicateColumn {
         path: PathBuf,
@@ -61,25 +64,34 @@ pub enum InputError {
         first: String,
         second: String,
     },
-    #[error("{path}, line {line}: {problem}")]
+    #[error("{shown}, line {line}: {problem}", shown = crate::text::path(.path))]
     Malformed {
         path: PathBuf,
         line: u64,
         problem: String,
     },
     #[error(
-        "{path} changed while this run was reading it (it was edited, or replaced by a save): start the run again once the file is as you want it; with --resume nothing recorded is lost or sent twice"
+        "{shown} changed while this run was reading it (it was edited, or replaced by a save): start the run again once the file is as you want it; with --resume nothing recorded is lost or sent twice", shown = crate::text::path(.path)
     )]
     Changed { path: PathBuf },
-    #[error("cannot read the workbook {path}: {problem}")]
+    #[error("cannot read the workbook {shown}: {problem}", shown = crate::text::path(.path))]
     Workbook { path: PathBuf, problem: String },
     #[error(
-        "{path} has no sheet named `{sheet}`; its sheets are {sheets}: give one of them with --sheet"
+        "{shown} has no sheet named `{sheet}`; its sheets are {sheets}: give one of them with --sheet", shown = crate::text::path(.path)
     )]
     NoSheet {
         path: PathBuf,
         sheet: String,
         sheets: String,
+    },
+    #[error(
+        "{shown} cannot hold these results: {problem}. Write them as CSV instead (`-o results.csv`); nothing was sent",
+        shown = crate::text::path(.output)
+    )]
+    Unwritable {
+        /// The `.xlsx` output.
+        output: PathBuf,
+        problem: String,
     },
 }
 
@@ -93,18 +105,24 @@ pub struct Record {
     pub region: String,
     pub image_id: String,
     pub permission: String,
+    /// Why the row cannot be read as the user sees it (a formula saved without its value),
+    /// with the fix: the row is `invalid` with this message.
+    pub unreadable: Option<String>,
 }
 
 /// A record with all of its cells, for a results writer that repeats the user's columns.
 ///
 /// The cells live beside the record, not in it, so that code building a `Record` from a
 /// finished row does not have to invent them.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct Entry {
     pub record: Record,
     /// Every cell of the row as in the file (untrimmed, unquoted), in the header's order;
     /// a row may have fewer or more cells than the header.
     pub cells: Vec<String>,
+    /// The type of each cell in a workbook (numbers, dates, booleans), for results that are a
+    /// workbook again; empty for a CSV, whose cells are all text.
+    pub kinds: Vec<Kind>,
 }
 
 /// A row that passed every check, ready to send.
@@ -118,12 +136,29 @@ pub struct Row {
     /// the three values, the row's identity (SPEC §2). A row numbers only among others, so
     /// it is 1 until the run numbers it.
     pub occurrence: u32,
+    /// Why the row is decided again, when its message should say so (its image changed
+    /// outside this tool since the last run): set by the decision, carried to its outcome.
+    pub note: Option<String>,
 }
 
 /// One row as a source gives it: where it is and its cells as in the file.
 struct RawRow {
     line: u64,
     cells: Vec<String>,
+    /// The cells' types in a workbook; empty for delimited text.
+    kinds: Vec<Kind>,
+}
+
+impl RawRow {
+    /// Why the row cannot be read as shown: the first formula cell saved without a value.
+    fn unreadable(&self) -> Option<String> {
+        let column = self.kinds.iter().position(|k| *k == Kind::Uncomputed)?;
+        Some(format!(
+            "formula without a saved value in {}{}: open and save the workbook in a spreadsheet program, or paste values",
+            column_name(column),
+            self.line
+        ))
+    }
 }
 
 /// Where rows come from: delimited text or a workbook's sheet.
@@ -273,10 +308,12 @@ impl Reader {
             region: region.to_string(),
             image_id: image_id.to_string(),
             permission: permission.to_string(),
+            unreadable: row.unreadable(),
         };
         Some(Ok(Entry {
             record,
             cells: row.cells,
+            kinds: row.kinds,
         }))
     }
 
@@ -287,7 +324,11 @@ impl Reader {
         }
         loop {
             match self.rows.next_row()? {
-                Ok(row) if is_blank(&row.cells) || self.is_comment(&row.cells) => {}
+                // A row of formulas saved without values looks blank, but it is not: it is
+                // data the user sees, to be told about.
+                Ok(row)
+                    if (is_blank(&row.cells) && row.unreadable().is_none())
+                        || self.is_comment(&row.cells) => {}
                 Ok(row) => {
                     let width = self.header.cells.len();
                     if row.cells.iter().skip(width).any(|cell| !cell.is_empty()) {
@@ -326,6 +367,7 @@ impl Reader {
             Ok(row) => row,
             Err(error) => return Some(Err(error)),
         };
+        let unreadable = row.unreadable();
         let mut take = |i: usize| match row.cells.get_mut(i) {
             Some(cell) if cell.trim_ascii().len() == cell.len() => std::mem::take(cell),
             Some(cell) => cell.trim_ascii().to_string(),
@@ -337,6 +379,7 @@ impl Reader {
             region,
             image_id,
             permission,
+            unreadable,
         }))
     }
 
@@ -368,6 +411,9 @@ impl Record {
     /// Checks every cell; the message of a failure says what is wrong and how to fix it,
     /// for each bad cell, joined by `; `.
     pub fn validate(&self) -> Result<Row, String> {
+        if let Some(problem) = &self.unreadable {
+            return Err(problem.clone());
+        }
         let region = check::region(&self.region);
         let image_id = check::image_id(&self.image_id);
         let permission = check::permission(&self.permission);
@@ -378,6 +424,7 @@ impl Record {
                 image_id: self.image_id.clone(),
                 permission,
                 occurrence: 1,
+                note: None,
             }),
             (region, image_id, permission) => {
                 let problems: Vec<String> = [region.err(), image_id.err(), permission.err()]

@@ -26,6 +26,7 @@ fn record(line: u64, region: &str, image_id: &str, permission: &str) -> Record {
         region: region.into(),
         image_id: image_id.into(),
         permission: permission.into(),
+        unreadable: None,
     }
 }
 

@@ -7,7 +7,7 @@
 
 use std::fmt;
 use std::io::{IsTerminal, Write};
-use std::sync::{Mutex, OnceLock};
+use std::sync::OnceLock;
 
 use indicatif::ProgressBar;
 use tracing::Level;
@@ -22,13 +22,15 @@ use crate::cli::LogFormat;
 /// The bar, when there is one: log lines are written around it.
 pub(super) static BAR: OnceLock<ProgressBar> = OnceLock::new();
 
-/// Sets up logging on stderr: `-q` warnings and errors only, `-v` debug, `-vv` trace (for
-/// this program; other crates say only warnings). `RUST_LOG`, when set, replaces that choice
-/// with its own `target=level` list, as in other Rust programs.
-pub fn init_logging(format: LogFormat, quiet: bool, verbose: u8) {
-    if quiet && let Ok(mut held) = HELD.lock() {
-        *held = Some(Vec::new());
-    }
+/// The module whose info lines are the plan (per bucket: to share, to cancel, already as
+/// asked): the output of a dry run, so `-q` keeps them there.
+const PLAN_TARGET: &str = "lighthouse_share::plan";
+
+/// Sets up logging on stderr: `-q` warnings and errors only (and, in a dry run, the plan:
+/// `plan_kept`), `-v` debug, `-vv` trace (for this program; other crates say only
+/// warnings). Warnings and errors are written when they happen, whatever the level. `RUST_LOG`,
+/// when set, replaces that choice with its own `target=level` list, as in other Rust programs.
+pub fn init_logging(format: LogFormat, quiet: bool, verbose: u8, plan_kept: bool) {
     let level = match (quiet, verbose) {
         (true, _) => Level::WARN,
         (false, 0) => Level::INFO,
@@ -39,9 +41,13 @@ pub fn init_logging(format: LogFormat, quiet: bool, verbose: u8) {
         .ok()
         .and_then(|value| value.parse::<Targets>().ok())
         .unwrap_or_else(|| {
-            Targets::new()
+            let targets = Targets::new()
                 .with_default(Level::WARN)
-                .with_target("lighthouse_share", level)
+                .with_target("lighthouse_share", level);
+            match quiet && plan_kept {
+                true => targets.with_target(PLAN_TARGET, Level::INFO),
+                false => targets,
+            }
         });
     // A failed write to stderr (a full disk, a reader gone) is ignored, as `rg` and `fd` do:
     // the results file is what matters. The default would report it with `eprintln!`,
@@ -99,27 +105,8 @@ impl<'a> MakeWriter<'a> for BarAwareStderr {
 
 struct BarAwareWriter;
 
-/// With `-q`, log lines are held here until the run ends, so that a run that exits 0 prints
-/// nothing at all and any other shows them.
-static HELD: Mutex<Option<Vec<u8>>> = Mutex::new(None);
-
-/// Writes the lines held back by `-q` to stderr if `show`, drops them otherwise; from now on
-/// lines go straight to stderr.
-pub fn release_held(show: bool) {
-    let held = HELD.lock().map(|mut held| held.take()).unwrap_or_default();
-    if let (true, Some(held)) = (show, held) {
-        let _ = std::io::stderr().write_all(&held);
-    }
-}
-
 impl Write for BarAwareWriter {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        if let Ok(mut held) = HELD.lock()
-            && let Some(held) = held.as_mut()
-        {
-            held.extend_from_slice(buf);
-            return Ok(buf.len());
-        }
         match BAR.get() {
             Some(bar) if !bar.is_finished() => bar.suspend(|| std::io::stderr().write_all(buf))?,
             _ => std::io::stderr().write_all(buf)?,

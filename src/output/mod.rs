@@ -5,9 +5,9 @@ mod logging;
 mod progress;
 mod summary;
 
-pub use logging::{init_logging, release_held, say};
+pub use logging::{init_logging, say};
 pub use progress::{Progress, Reporter, report};
-pub use summary::{Ending, Report, plural, print_summary};
+pub use summary::{Ending, Report, plural, print_summary, summary_lines};
 
 /// Whether stderr gets colour: a terminal, and no `NO_COLOR` (https://no-color.org).
 pub(crate) fn colour() -> bool {

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use super::logging::BAR;
-use crate::pool::Counters;
+use crate::engine::Engine;
 use crate::results::{Outcome, Status};
 
 /// Counts of finished rows, kept by the journal as rows are written.
@@ -52,15 +52,6 @@ impl Progress {
     /// Rows finished so far by this run.
     pub fn n_finished(&self) -> u64 {
         self.counts.iter().map(|c| c.load(Ordering::Relaxed)).sum()
-    }
-
-    /// Rows `failed` so far, for `--max-failures`.
-    pub fn n_failed(&self) -> u64 {
-        let i = Status::ALL
-            .iter()
-            .position(|s| *s == Status::Failed)
-            .expect("failed is a status");
-        self.counts[i].load(Ordering::Relaxed)
     }
 
     /// `138/600 rows, 58.7/s, eta 8s; 138 shared; 9 waiting to retry`.
@@ -111,7 +102,7 @@ impl Drop for Reporter {
     }
 }
 
-pub fn report(progress: Arc<Progress>, counters: Arc<Counters>, quiet: bool) -> Reporter {
+pub fn report(progress: Arc<Progress>, engine: Arc<Engine>, quiet: bool) -> Reporter {
     let bar = (!quiet && std::io::stderr().is_terminal()).then(|| {
         let bar = ProgressBar::with_draw_target(Some(progress.total), ProgressDrawTarget::stderr());
         bar.set_style(
@@ -131,7 +122,7 @@ pub fn report(progress: Arc<Progress>, counters: Arc<Counters>, quiet: bool) -> 
         ticks.tick().await;
         loop {
             ticks.tick().await;
-            let line = progress.line(counters.n_retrying.load(Ordering::Relaxed));
+            let line = progress.line(engine.n_retrying.load(Ordering::Relaxed));
             match &shown {
                 Some(bar) => {
                     bar.set_position(progress.n_finished());

@@ -5,8 +5,9 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use super::say;
+use crate::actions::Kind;
 use crate::cli::LogFormat;
-use crate::pool::{BucketReport, Reason};
+use crate::engine::{LaneReport, Reason};
 use crate::results::{Counts, Destination, Status};
 
 /// How a run ended: one value per exit code of SPEC §5.
@@ -51,21 +52,58 @@ pub struct Report {
     pub n_unmatched: u64,
     pub counts: Counts,
     pub elapsed: Duration,
-    pub buckets: Vec<BucketReport>,
+    /// What each action's lane of each bucket sent, by bucket then action.
+    pub lanes: Vec<LaneReport>,
     pub stop: Option<Reason>,
     pub dry_run: bool,
     /// Why some rows were never run though nothing stopped the job (a reader that failed, a
     /// task that panicked).
     pub problems: Vec<String>,
-    /// `DescribeBlueprints` requests (the state look-ups).
-    pub n_lookups: u64,
     /// Rows the look-up settled: already as asked, not sent.
     pub n_settled: u64,
     /// Images with both SHARE and CANCEL rows, which flip on every run: named.
     pub flipping: Option<String>,
+    /// Images found changed outside this tool since the last run (and decided again).
+    pub n_drifted: u64,
+    /// `region: why` for each region whose look-up proved nothing: its rows were all sent.
+    pub unknown_listings: Vec<String>,
 }
 
 impl Report {
+    /// The report of a run that has sent nothing yet: its invalid rows counted.
+    pub fn new(
+        output: Destination,
+        dry_run: bool,
+        n_invalid: u64,
+        flipping: Option<String>,
+    ) -> Self {
+        let mut counts = Counts::default();
+        counts.by_status.insert(Status::Invalid, n_invalid);
+        Self {
+            output,
+            n_unmatched: 0,
+            counts,
+            elapsed: Duration::ZERO,
+            lanes: Vec::new(),
+            stop: None,
+            dry_run,
+            problems: Vec::new(),
+            n_settled: 0,
+            flipping,
+            n_drifted: 0,
+            unknown_listings: Vec::new(),
+        }
+    }
+
+    /// Requests sent for `kind` over all buckets.
+    pub fn n_requests(&self, kind: Kind) -> u64 {
+        self.lanes
+            .iter()
+            .filter(|lane| lane.kind == kind)
+            .map(|lane| lane.n_requests)
+            .sum()
+    }
+
     pub fn ending(&self) -> Ending {
         match &self.stop {
             Some(Reason::Fatal(_) | Reason::TooManyFailures { .. }) => return Ending::Stopped,
@@ -95,7 +133,7 @@ impl Report {
 /// Retries per error code over all buckets.
 fn retries_by_code(report: &Report) -> BTreeMap<&str, u64> {
     let mut total = BTreeMap::new();
-    for (code, n) in report.buckets.iter().flat_map(|b| &b.retries_by_code) {
+    for (code, n) in report.lanes.iter().flat_map(|b| &b.retries_by_code) {
         *total.entry(code.as_str()).or_default() += n;
     }
     total
@@ -128,127 +166,185 @@ fn retries_lines(by_code: &BTreeMap<&str, u64>) -> Vec<String> {
 
 /// The summary on stderr: counts per status, elapsed time, rate per bucket, retries, path.
 pub fn print_summary(report: &Report, format: LogFormat) {
-    let counts: Vec<(&str, u64)> = Status::ALL
+    match format {
+        LogFormat::Json => say(&json_summary(report).to_string()),
+        LogFormat::Text => summary_lines(report).iter().for_each(|line| say(line)),
+    }
+}
+
+/// The text summary, line by line.
+pub fn summary_lines(report: &Report) -> Vec<String> {
+    let flipping = report.flipping.as_ref().map(|images| {
+        format!("  images with both SHARE and CANCEL rows (shared and unshared again on every run): {images}")
+    });
+    if report.dry_run {
+        let mut lines = vec![format!(
+            "dry run: no share sent, nothing written; {} invalid rows; {} DescribeBlueprints requests",
+            report.counts.get(Status::Invalid),
+            report.n_requests(Kind::DescribeBlueprints)
+        )];
+        lines.extend(lane_lines(report, |kind| kind != Kind::Share));
+        lines.extend(flipping);
+        return lines;
+    }
+    let mut lines = Vec::from(text_head(report));
+    lines.extend(retries_lines(&retries_by_code(report)));
+    lines.extend(flipping);
+    lines.extend(lookup_lines(report));
+    if let Some(passed) = report.stop.as_ref().and_then(Reason::threshold_passed) {
+        lines.push(format!("  stopped: {passed}"));
+    }
+    lines.extend(lane_lines(report, |_| true));
+    if report.n_unmatched > 0 {
+        lines.push(format!(
+            "  {} of earlier runs no longer in the input: left out of the results, kept in the record",
+            plural(report.n_unmatched, "row", "rows")
+        ));
+    }
+    lines.push(format!("  results: {}", report.output));
+    lines
+}
+
+/// What the look-up found that the user should know: images changed outside this tool
+/// (repaired), and regions whose listing proved nothing (every row of them sent).
+fn lookup_lines(report: &Report) -> Vec<String> {
+    let mut lines = Vec::new();
+    if report.n_drifted > 0 {
+        lines.push(format!(
+            "  {} changed outside this tool since the last run: decided again (each row's message says so)",
+            plural(report.n_drifted, "image was", "images were")
+        ));
+    }
+    for why in &report.unknown_listings {
+        lines.push(format!(
+            "  the look-up proved nothing in {why}: its rows were all sent, none settled from it"
+        ));
+    }
+    lines
+}
+
+/// The summary as one JSON object.
+fn json_summary(report: &Report) -> serde_json::Value {
+    let counts: BTreeMap<&str, u64> = Status::ALL
         .iter()
         .map(|s| (s.as_str(), report.counts.get(*s)))
         .collect();
-    let rates: BTreeMap<&str, Option<f64>> = report
-        .buckets
-        .iter()
-        .map(|b| (b.name.as_str(), b.rate()))
-        .collect();
-    if format == LogFormat::Json {
-        let summary = serde_json::json!({
-            "timestamp": crate::clock::rfc3339(std::time::SystemTime::now()).unwrap_or_default(),
-            "level": "INFO",
-            "summary": true,
-            "dry_run": report.dry_run,
-            "rows": report.counts.total(),
-            "statuses": counts.iter().copied().collect::<BTreeMap<_, _>>(),
-            "retries": report.counts.retries,
-            "requests_by_action": {
-                crate::action::ACTION: n_writes(report),
-                crate::action::DESCRIBE_ACTION: report.n_lookups,
-            },
-            "settled_by_lookup": report.n_settled,
-            "flipping_images": report.flipping,
-            "retries_by_code": retries_by_code(report),
-            "stopped_by": report.stop.as_ref().and_then(Reason::threshold_passed),
-            "elapsed_seconds": report.elapsed.as_secs_f64(),
-            "requests_per_second": rates,
-            "buckets": report
-                .buckets
-                .iter()
-                .map(|b| (b.name.as_str(), serde_json::json!({
+    let writes = report.lanes.iter().filter(|lane| lane.kind == Kind::Share);
+    let rates: BTreeMap<&str, Option<f64>> =
+        writes.map(|b| (b.bucket.as_str(), b.rate())).collect();
+    let lanes = |kind: Kind| -> BTreeMap<&str, serde_json::Value> {
+        report
+            .lanes
+            .iter()
+            .filter(|lane| lane.kind == kind)
+            .map(|b| {
+                let lane = serde_json::json!({
                     "requests": b.n_requests,
                     "configured_rate": b.configured_rate,
                     "achieved_rate": b.rate(),
                     "lowest_rate": b.lowest_rate,
                     "throttled": b.n_throttled,
-                })))
-                .collect::<BTreeMap<_, _>>(),
-            "results": report.output.to_string(),
-            "earlier_rows_not_in_input": report.n_unmatched,
-            "ending": report.ending().as_str(),
-        });
-        say(&summary.to_string());
-        return;
-    }
-    let flipping = report.flipping.as_ref().map(|images| {
-        format!("  images with both SHARE and CANCEL rows (shared and unshared again on every run): {images}")
-    });
-    if report.dry_run {
-        say(&format!(
-            "dry run: no share sent, nothing written; {} invalid rows; {} DescribeBlueprints requests",
-            report.counts.get(Status::Invalid),
-            report.n_lookups
-        ));
-        flipping.iter().for_each(|line| say(line));
-        return;
-    }
-    let statuses: Vec<String> = counts.iter().map(|(s, n)| format!("{n} {s}")).collect();
-    let colour = super::colour();
-    let bold = |s: String| {
-        if colour {
-            format!("\x1b[1m{s}\x1b[0m")
-        } else {
-            s
-        }
+                });
+                (b.bucket.as_str(), lane)
+            })
+            .collect()
     };
-    say(&bold(format!(
+    serde_json::json!({
+        "timestamp": crate::clock::rfc3339(std::time::SystemTime::now()).unwrap_or_default(),
+        "level": "INFO",
+        "summary": true,
+        "dry_run": report.dry_run,
+        "rows": report.counts.total(),
+        "statuses": counts,
+        "retries": report.counts.retries,
+        "requests_by_action": Kind::ALL
+            .iter()
+            .map(|kind| (kind.name(), report.n_requests(*kind)))
+            .collect::<BTreeMap<_, _>>(),
+        "settled_by_lookup": report.n_settled,
+        "flipping_images": report.flipping,
+        "changed_outside_images": report.n_drifted,
+        "lookups_proving_nothing": report.unknown_listings,
+        "retries_by_code": retries_by_code(report),
+        "stopped_by": report.stop.as_ref().and_then(Reason::threshold_passed),
+        "elapsed_seconds": report.elapsed.as_secs_f64(),
+        "requests_per_second": rates,
+        "buckets": lanes(Kind::Share),
+        "lookups": lanes(Kind::DescribeBlueprints),
+        "preflight": lanes(Kind::DescribeImages),
+        "results": report.output.to_string(),
+        "earlier_rows_not_in_input": report.n_unmatched,
+        "ending": report.ending().as_str(),
+    })
+}
+
+/// The first lines of the text summary: statuses, retries, requests.
+fn text_head(report: &Report) -> [String; 3] {
+    let statuses: Vec<String> = Status::ALL
+        .iter()
+        .map(|s| format!("{} {}", report.counts.get(*s), s.as_str()))
+        .collect();
+    let head = format!(
         "summary: {} rows: {}",
         report.counts.total(),
         statuses.join(", ")
-    )));
-    say(&format!(
-        "  retries: {}; elapsed: {:.1}s",
-        report.counts.retries,
-        report.elapsed.as_secs_f64()
-    ));
-    say(&format!(
-        "  requests: {} {}, {} {}; the look-up settled {} (not sent)",
-        n_writes(report),
-        crate::action::ACTION,
-        report.n_lookups,
-        crate::action::DESCRIBE_ACTION,
-        plural(report.n_settled, "row", "rows")
-    ));
-    for line in retries_lines(&retries_by_code(report)) {
-        say(&line);
-    }
-    flipping.iter().for_each(|line| say(line));
-    if let Some(passed) = report.stop.as_ref().and_then(Reason::threshold_passed) {
-        say(&format!("  stopped: {passed}"));
-    }
-    for bucket in &report.buckets {
-        let pacing = format!(
-            "configured {}/s, lowest {:.2}/s, {} throttled",
-            bucket.configured_rate, bucket.lowest_rate, bucket.n_throttled
-        );
-        match bucket.rate() {
-            Some(rate) => say(&format!(
-                "  {}: {} requests at {rate:.2}/s; {pacing}",
-                bucket.name, bucket.n_requests
-            )),
-            None => say(&format!(
-                "  {}: {}; {pacing}",
-                bucket.name,
-                plural(bucket.n_requests, "request", "requests")
-            )),
-        }
-    }
-    if report.n_unmatched > 0 {
-        say(&format!(
-            "  {} of earlier runs no longer in the input: left out of the results, kept in the record",
-            plural(report.n_unmatched, "row", "rows")
-        ));
-    }
-    say(&format!("  results: {}", report.output));
+    );
+    let head = match super::colour() {
+        true => format!("\x1b[1m{head}\x1b[0m"),
+        false => head,
+    };
+    [
+        head,
+        format!(
+            "  retries: {}; elapsed: {:.1}s",
+            report.counts.retries,
+            report.elapsed.as_secs_f64()
+        ),
+        format!(
+            "  requests: {} {}, {} {}; the look-up settled {} (not sent)",
+            report.n_requests(Kind::Share),
+            Kind::Share.name(),
+            report.n_requests(Kind::DescribeBlueprints),
+            Kind::DescribeBlueprints.name(),
+            plural(report.n_settled, "row", "rows")
+        ),
+    ]
 }
 
-/// `ModifyImageSharePermission` requests over all buckets.
-fn n_writes(report: &Report) -> u64 {
-    report.buckets.iter().map(|b| b.n_requests).sum()
+/// One line per lane of the kinds `shown` that sent anything: requests, achieved rate, and
+/// how far adaptive pacing went. A look-up lane says it is one, so throttled look-ups are
+/// named as such (the JSON summary has every lane).
+fn lane_lines(report: &Report, shown: impl Fn(Kind) -> bool) -> impl Iterator<Item = String> {
+    report
+        .lanes
+        .iter()
+        // A look-up or preflight lane is named when it was refused: its requests are
+        // counted on the requests line already.
+        .filter(move |lane| {
+            shown(lane.kind)
+                && lane.n_requests > 0
+                && (lane.kind == Kind::Share || lane.n_throttled > 0)
+        })
+        .map(|lane| {
+            let name = match lane.kind {
+                Kind::Share => lane.bucket.clone(),
+                kind => format!("{} {}", lane.bucket, kind.name()),
+            };
+            let pacing = format!(
+                "configured {}/s, lowest {:.2}/s, {} throttled",
+                lane.configured_rate, lane.lowest_rate, lane.n_throttled
+            );
+            match lane.rate() {
+                Some(rate) => format!(
+                    "  {name}: {} requests at {rate:.2}/s; {pacing}",
+                    lane.n_requests
+                ),
+                None => format!(
+                    "  {name}: {}; {pacing}",
+                    plural(lane.n_requests, "request", "requests")
+                ),
+            }
+        })
 }
 
 /// `1 row`, `2 rows`.
@@ -286,17 +382,10 @@ mod tests {
         let mut counts = Counts::default();
         statuses.iter().for_each(|status| counts.add(*status));
         Report {
-            output: Destination::Stdout,
-            n_unmatched: 0,
             counts,
-            elapsed: std::time::Duration::ZERO,
-            buckets: Vec::new(),
             stop,
-            dry_run: false,
             problems: problems.iter().map(|p| p.to_string()).collect(),
-            n_lookups: 0,
-            n_settled: 0,
-            flipping: None,
+            ..Report::new(Destination::Stdout, false, 0, None)
         }
     }
 

@@ -204,6 +204,7 @@ mod tests {
             image_id: image.into(),
             permission,
             occurrence: 1,
+            note: None,
         }
     }
 

@@ -18,7 +18,7 @@ use anyhow::{Context, bail};
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
-use super::Outcome;
+use super::{Outcome, Status};
 
 /// What the first line of a record says.
 #[derive(Debug, Serialize, Deserialize)]
@@ -162,16 +162,31 @@ pub const SIMULATOR: &str = "simulator";
 /// Reads the header line; `None` if the file has no whole line yet.
 fn read_header(reader: &mut impl BufRead, path: &Path) -> anyhow::Result<Option<Header>> {
     let mut line = String::new();
-    reader.read_line(&mut line)?;
+    reader
+        .read_line(&mut line)
+        .with_context(|| damaged(path, 1))?;
     if !line.ends_with('\n') {
         return Ok(None);
     }
+    /// What any version's header holds, to tell another version's record from a stranger.
+    #[derive(serde::Deserialize)]
+    struct Kind {
+        record: String,
+        version: serde_json::Value,
+    }
     match serde_json::from_str::<Header>(&line) {
         Ok(header) if header.record == RECORD && header.version == VERSION => Ok(Some(header)),
-        _ => bail!(
-            "{} is not a record of lighthouse-share: give this run another --output, or move that file away",
-            path.display()
-        ),
+        _ => match serde_json::from_str::<Kind>(&line) {
+            Ok(kind) if kind.record == RECORD => bail!(
+                "{} is a record of another version of lighthouse-share (format {}; this one reads format {VERSION}): finish it with the version that wrote it, or give this run another --output",
+                path.display(),
+                kind.version
+            ),
+            _ => bail!(
+                "{} is not a record of lighthouse-share: give this run another --output, or move that file away",
+                path.display()
+            ),
+        },
     }
 }
 
@@ -218,7 +233,11 @@ impl Iterator for Records {
         self.line.clear();
         let read = match reader.read_line(&mut self.line) {
             Ok(n) => n,
-            Err(error) => return Some(Err(error.into())),
+            // Bytes that are not text: found by fuzzing, named like any other damage.
+            Err(error) => {
+                self.reader = None;
+                return Some(Err(error).with_context(|| damaged(&self.path, self.n_line + 1)));
+            }
         };
         // The end, or a torn last line: a crash in the middle of a write.
         if read == 0 || !self.line.ends_with('\n') {
@@ -231,15 +250,17 @@ impl Iterator for Records {
         Some(
             serde_json::from_str::<Outcome>(&self.line)
                 .map(|outcome| (at, outcome))
-                .with_context(|| {
-                    format!(
-                        "{} is damaged at line {}: it was edited, or is not a record of this program. Move it away to start afresh",
-                        self.path.display(),
-                        self.n_line
-                    )
-                }),
+                .with_context(|| damaged(&self.path, self.n_line)),
         )
     }
+}
+
+/// What a damaged record is told with.
+fn damaged(path: &Path, n_line: u64) -> String {
+    format!(
+        "{} is damaged at line {n_line}: it was edited, or is not a record of this program. Move it away to start afresh",
+        crate::text::path(path)
+    )
 }
 
 /// Reads the record line at `offset`.
@@ -280,16 +301,39 @@ const JOURNAL_BATCH: usize = 256;
 /// most this long to reach the file.
 const JOURNAL_PAUSE: Duration = Duration::from_millis(1);
 
+/// What the record saw of the rows this run finished.
+#[derive(Debug, Default)]
+pub struct Recorded {
+    /// Rows that ended shared without a BlueprintId: the fresh look-up gives them theirs.
+    pub unnamed: Vec<Outcome>,
+    /// Rows settled without a request: already as asked.
+    pub n_settled: u64,
+}
+
+impl Recorded {
+    fn note(&mut self, outcome: Outcome) {
+        let settled = matches!(
+            outcome.status,
+            Status::AlreadyShared | Status::AlreadyUnshared
+        );
+        self.n_settled += u64::from(settled && outcome.attempts == 0);
+        let shared = matches!(outcome.status, Status::AlreadyShared | Status::Shared);
+        if shared && outcome.blueprint_id.is_none() {
+            self.unnamed.push(outcome);
+        }
+    }
+}
+
 /// The journal's thread: appends each finished row at once (rows that finished together in
-/// one write), then tells `written` about it. It ends when every sender is gone, or at the
+/// one write), and returns what it recorded. It ends when every sender is gone, or at the
 /// first write that fails: the senders then find the channel closed and stop the run.
 pub fn spawn_journal(
     mut journal: Journal,
     path: PathBuf,
     mut outcomes_rx: mpsc::Receiver<Outcome>,
-    mut written: impl FnMut(&Outcome) + Send + 'static,
-) -> tokio::task::JoinHandle<anyhow::Result<()>> {
+) -> tokio::task::JoinHandle<anyhow::Result<Recorded>> {
     tokio::task::spawn_blocking(move || {
+        let mut recorded = Recorded::default();
         let mut batch = Vec::with_capacity(JOURNAL_BATCH);
         let failed = || format!("cannot append to the record {}", path.display());
         while let Some(outcome) = outcomes_rx.blocking_recv() {
@@ -301,12 +345,13 @@ pub fn spawn_journal(
                 }
             }
             journal.append(&batch).with_context(failed)?;
-            batch.drain(..).for_each(|outcome| written(&outcome));
+            batch.drain(..).for_each(|outcome| recorded.note(outcome));
             // Rows that finish while this thread sleeps are written together, with one
             // wake-up instead of one each.
             std::thread::sleep(JOURNAL_PAUSE);
         }
-        journal.sync().with_context(failed)
+        journal.sync().with_context(failed)?;
+        Ok(recorded)
     })
 }
 

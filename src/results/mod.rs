@@ -20,9 +20,9 @@ use serde::{Deserialize, Serialize};
 use crate::api::{Class, classify};
 
 pub use identity::{Asks, Identity, Occurrences, Repeats, ask};
-pub use journal::{Journal, SIMULATOR as SIMULATOR_TARGET, spawn_journal};
-pub use render::{Destination, Rendered, render};
-pub use resume::Resume;
+pub use journal::{Journal, Recorded, SIMULATOR as SIMULATOR_TARGET, spawn_journal};
+pub use render::{Destination, Fits, MAX_XLSX_CELL, Rendered, columns, render};
+pub use resume::{Footprint, Kept, Resume, Sharing, image_key};
 
 /// A row's fate.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -149,14 +149,37 @@ impl Counts {
     }
 }
 
-/// Guards a cell that came from outside against formula injection: a spreadsheet shows it as
-/// text. Plain numbers (`-5`, `+1.5`) stay as they are.
+/// Guards a CSV cell that came from outside against formula injection: a spreadsheet shows
+/// it as text. Anything starting with `=`, `+`, `-`, `@`, a tab or a carriage return is
+/// guarded unless it is a plain decimal number (`-5`, `+1.5`, `-2e3`): `-inf`, `+NaN` and
+/// `-Infinity` are read by a spreadsheet as formulas, so they are guarded too.
 pub fn guard(text: &str) -> std::borrow::Cow<'_, str> {
-    if text.starts_with(['=', '+', '-', '@', '\t', '\r']) && text.trim().parse::<f64>().is_err() {
+    if text.starts_with(['=', '+', '-', '@', '\t', '\r']) && !is_plain_number(text) {
         format!("'{text}").into()
     } else {
         text.into()
     }
+}
+
+/// A decimal number as a spreadsheet reads one: an optional sign, digits with at most one
+/// point, an optional exponent; nothing else (no `inf`, `NaN`, spaces or hex).
+fn is_plain_number(text: &str) -> bool {
+    let text = text.strip_prefix(['+', '-']).unwrap_or(text);
+    let (mantissa, exponent) = match text.find(['e', 'E']) {
+        Some(i) => (&text[..i], Some(&text[i + 1..])),
+        None => (text, None),
+    };
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    let mantissa_ok = match mantissa.split_once('.') {
+        Some((whole, fraction)) => {
+            (digits(whole) || whole.is_empty())
+                && (digits(fraction) || fraction.is_empty())
+                && !(whole.is_empty() && fraction.is_empty())
+        }
+        None => digits(mantissa),
+    };
+    let exponent_ok = exponent.is_none_or(|e| digits(e.strip_prefix(['+', '-']).unwrap_or(e)));
+    mantissa_ok && exponent_ok
 }
 
 /// The error code of an `invalid` row: its message says which cell is wrong and the fix.
@@ -168,10 +191,39 @@ mod tests {
 
     #[test]
     fn text_that_a_spreadsheet_would_run_is_quoted_and_numbers_are_not() {
-        for text in ["=HYPERLINK(1)", "+1x", "-cmd", "@SUM", "\tx", "\rx"] {
-            assert_eq!(guard(text), format!("'{text}"));
+        for text in [
+            "=HYPERLINK(1)",
+            "+1x",
+            "-cmd",
+            "@SUM",
+            "\tx",
+            "\rx",
+            "-inf",
+            "-NaN",
+            "+nan",
+            "+Infinity",
+            "-infinity",
+            "-",
+            "+.",
+            "-1e",
+            "-0x10",
+            "- 5",
+            "\t5",
+        ] {
+            assert_eq!(guard(text), format!("'{text}"), "{text:?}");
         }
-        for text in ["image busy", "-5", "+1.5", "'=already guarded"] {
+        for text in [
+            "image busy",
+            "-5",
+            "+1.5",
+            "-.5",
+            "-5.",
+            "-2e3",
+            "+1.5E-7",
+            "'=already guarded",
+            "NaN",
+            "inf",
+        ] {
             assert_eq!(guard(text), text);
         }
     }

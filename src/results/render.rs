@@ -2,6 +2,12 @@
 //! layout (`line`, the input's own columns as given, then the result columns), one row per
 //! input data row in input order, as CSV or as a workbook, written to a fresh temporary file
 //! beside the output and renamed over it. Then the record is compacted: one record per row.
+//!
+//! Every cell from outside is neutralised (`crate::text`); a CSV cell that a spreadsheet
+//! would run as a formula is guarded, while a workbook keeps the input's types (a text cell
+//! of an `.xlsx` is never evaluated). What an `.xlsx` cannot hold is found by [`Fits`] in
+//! the validation pass, before anything is sent. Temporary files are named after the file
+//! they replace, so that a later run holding the lock removes those a crash left.
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -11,7 +17,8 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 
 use super::{Counts, Outcome, Status, guard, journal};
-use crate::input::{Entry, RESULT_COLUMNS, Source};
+use crate::input::{Entry, InputError, Kind, MAX_COLUMNS, MAX_ROWS, RESULT_COLUMNS, Source};
+use crate::text::{Sink as To, neutralise};
 
 /// Where the results go.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -70,13 +77,10 @@ pub fn render(
         false => Some(journal::open_for_reading(record)?),
     };
     let mut reader = input.reader()?;
-    let mut columns: Vec<String> = vec!["line".into()];
-    let carried: Vec<usize> = (0..reader.header().len())
-        .filter(|i| !reader.our_columns().contains(i))
-        .collect();
-    columns.extend(carried.iter().map(|i| reader.header()[*i].clone()));
-    columns.extend(RESULT_COLUMNS.iter().map(|c| c.to_string()));
+    let columns = columns(reader.header(), reader.our_columns());
+    let carried = reader.header().len();
     let bom = reader.had_bom() || input.is_workbook();
+    remove_leftovers(destination, record);
     let mut sink = Sink::open(destination, bom, &columns)?;
     let mut occurrences = super::Occurrences::new(repeats);
     while let Some(entry) = reader.next_entry() {
@@ -97,7 +101,7 @@ pub fn render(
             Ok(None) => Status::Skipped,
         };
         rendered.counts.add(status);
-        sink.row(&result_cells(&entry, &carried, status, &outcome))?;
+        sink.row(&result_cells(&entry, carried, status, &outcome))?;
     }
     input.check_unchanged()?;
     sink.finish(destination)?;
@@ -108,46 +112,163 @@ pub fn render(
     Ok(rendered)
 }
 
-/// The row's cells in the results' column order.
+/// The results' header: `line`, every column of the input (one named like a result column
+/// kept, renamed `NAME (input)`, so that no value of the user's is lost), then ours.
+pub fn columns(header: &[String], ours: &[usize]) -> Vec<String> {
+    let mut columns: Vec<String> = vec!["line".into()];
+    let taken = |name: &str, columns: &[String]| {
+        header.iter().chain(columns).any(|c| c == name)
+            || RESULT_COLUMNS.contains(&name)
+            || name == "line"
+    };
+    for (i, name) in header.iter().enumerate() {
+        let mut name = neutralise(name, To::Cell).into_owned();
+        if ours.contains(&i) {
+            name = format!("{name} (input)");
+            while taken(&name, &columns) {
+                name.push_str(" (input)");
+            }
+        }
+        columns.push(name);
+    }
+    columns.extend(RESULT_COLUMNS.iter().map(|c| c.to_string()));
+    columns
+}
+
+/// A results cell: its text, neutralised, and its type for a workbook.
+struct Out {
+    text: String,
+    kind: Kind,
+}
+
+impl Out {
+    fn text(text: &str) -> Self {
+        Self {
+            text: neutralise(text, To::Cell).into_owned(),
+            kind: Kind::Text,
+        }
+    }
+
+    fn number(n: u64) -> Self {
+        Self {
+            text: n.to_string(),
+            kind: Kind::Number(n as f64),
+        }
+    }
+}
+
+/// The row's cells in the results' column order: `line`, the first `carried` cells of the
+/// input row, then the result columns.
 fn result_cells(
     entry: &Entry,
-    carried: &[usize],
+    carried: usize,
     status: Status,
     outcome: &Result<Option<Outcome>, String>,
-) -> Vec<String> {
-    let mut cells = vec![entry.record.line.to_string()];
-    cells.extend(
-        carried
-            .iter()
-            .map(|i| guard(entry.cells.get(*i).map_or("", String::as_str)).into_owned()),
-    );
-    let text = |value: &Option<String>| guard(value.as_deref().unwrap_or("")).into_owned();
+) -> Vec<Out> {
+    let mut cells = vec![Out::number(entry.record.line)];
+    cells.extend((0..carried).map(|i| {
+        let mut cell = Out::text(entry.cells.get(i).map_or("", String::as_str));
+        cell.kind = entry.kinds.get(i).copied().unwrap_or_default();
+        cell
+    }));
+    let text = |value: &Option<String>| Out::text(value.as_deref().unwrap_or(""));
+    let empty = || Out::text("");
+    cells.push(Out::text(status.as_str()));
     match outcome {
         Err(message) => cells.extend([
-            status.as_str().to_string(),
-            String::new(),
-            String::new(),
-            super::INVALID_INPUT.to_string(),
-            guard(message).into_owned(),
-            "0".to_string(),
-            String::new(),
+            empty(),
+            empty(),
+            Out::text(super::INVALID_INPUT),
+            Out::text(message),
+            Out::number(0),
+            empty(),
         ]),
         Ok(Some(outcome)) => cells.extend([
-            status.as_str().to_string(),
             text(&outcome.blueprint_id),
             text(&outcome.request_id),
             text(&outcome.error_code),
             text(&outcome.error_message),
-            outcome.attempts.to_string(),
-            outcome.finished_at.clone(),
+            Out::number(u64::from(outcome.attempts)),
+            Out::text(&outcome.finished_at),
         ]),
         Ok(None) => {
-            cells.push(status.as_str().to_string());
-            cells.extend(std::iter::repeat_n(String::new(), 4));
-            cells.extend(["0".to_string(), String::new()]);
+            cells.extend(std::iter::repeat_with(empty).take(4));
+            cells.extend([Out::number(0), empty()]);
         }
     }
     cells
+}
+
+/// The most characters (UTF-16 units, as Excel counts) an `.xlsx` cell holds.
+pub const MAX_XLSX_CELL: usize = 32_767;
+
+/// Whether the results of an input fit the destination, checked row by row in the
+/// validation pass: an `.xlsx` holds at most [`MAX_XLSX_CELL`] characters per cell,
+/// [`MAX_COLUMNS`] columns and [`MAX_ROWS`] rows. Finding it there, before anything is sent,
+/// means a run never sends and then fails to write (and a `--resume` fail the same way).
+pub struct Fits {
+    /// The `.xlsx` output, if that is what the results are; a CSV holds anything.
+    workbook: Option<PathBuf>,
+    /// The input's header, to name a cell's column.
+    header: Vec<String>,
+    n_rows: u64,
+}
+
+impl Fits {
+    /// Checks the width of the results of an input with `header` in `destination`.
+    pub fn new(destination: &Destination, header: &[String]) -> Result<Self, InputError> {
+        let workbook = match destination {
+            Destination::File(path) if destination.is_workbook() => Some(path.clone()),
+            _ => None,
+        };
+        let fits = Self {
+            workbook,
+            header: header.to_vec(),
+            n_rows: 1,
+        };
+        let width = 1 + header.len() + RESULT_COLUMNS.len();
+        if fits.workbook.is_some() && width > MAX_COLUMNS as usize {
+            return Err(fits.error(format!(
+                "the input has {} columns, and with ours the results would have {width}, more than the {MAX_COLUMNS} an .xlsx sheet holds",
+                header.len()
+            )));
+        }
+        Ok(fits)
+    }
+
+    /// Checks one input row: each of its cells that the results repeat, and the row count.
+    pub fn check(&mut self, entry: &Entry) -> Result<(), InputError> {
+        if self.workbook.is_none() {
+            return Ok(());
+        }
+        self.n_rows += 1;
+        if self.n_rows > u64::from(MAX_ROWS) {
+            return Err(self.error(format!(
+                "line {} would be results row {}, past the {MAX_ROWS} rows an .xlsx sheet holds",
+                entry.record.line, self.n_rows
+            )));
+        }
+        for (i, cell) in entry.cells.iter().take(self.header.len()).enumerate() {
+            let length = neutralise(cell, To::Cell).encode_utf16().count();
+            if length > MAX_XLSX_CELL {
+                return Err(self.error(format!(
+                    "cell {}{} (line {}, column `{}`) holds {length} characters, more than the {MAX_XLSX_CELL} an .xlsx cell holds",
+                    crate::input::column_name(i),
+                    entry.record.line,
+                    entry.record.line,
+                    crate::text::for_line(&self.header[i].chars().take(100).collect::<String>())
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    fn error(&self, problem: String) -> InputError {
+        InputError::Unwritable {
+            output: self.workbook.clone().unwrap_or_default(),
+            problem,
+        }
+    }
 }
 
 /// The offset of the last record of each row, and how many records there are.
@@ -187,6 +308,13 @@ fn compact(record: &Path, keep: &[u64]) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The name a temporary file for `path` starts with: `.NAME.lighthouse-share-tmp.`, so that
+/// a later run that writes `path` knows it for its own leftover.
+fn temporary_prefix(path: &Path) -> String {
+    let name = path.file_name().unwrap_or_default().to_string_lossy();
+    format!(".{name}.lighthouse-share-tmp.")
+}
+
 /// A new file beside `path`, to be renamed over it: a fresh random name, created only where
 /// nothing exists (never through a planted link), removed if it is not renamed.
 /// Its mode is the file's it replaces, or what the umask leaves of 0666, as for any new file.
@@ -195,7 +323,7 @@ fn temporary_beside(path: &Path) -> anyhow::Result<tempfile::NamedTempFile> {
     let dir = parent(path);
     let temporary = tempfile::Builder::new()
         .permissions(std::fs::Permissions::from_mode(0o666))
-        .prefix(".lighthouse-share.")
+        .prefix(&temporary_prefix(path))
         .tempfile_in(dir)
         .with_context(|| format!("cannot write a temporary file in {}", dir.display()))?;
     if let Ok(replaced) = std::fs::metadata(path) {
@@ -205,6 +333,48 @@ fn temporary_beside(path: &Path) -> anyhow::Result<tempfile::NamedTempFile> {
             .with_context(|| format!("cannot give {} its mode", path.display()))?;
     }
     Ok(temporary)
+}
+
+/// Removes the temporary files that a run killed while writing `destination` (or compacting
+/// its record) left beside it. Any such file is stale: a run writing `destination` holds
+/// its lock for as long as it lives, and this run holds that lock now.
+fn remove_leftovers(destination: &Destination, record: &Path) {
+    for path in [destination_path(destination), Some(record)]
+        .into_iter()
+        .flatten()
+    {
+        remove_leftovers_of(path);
+    }
+}
+
+fn destination_path(destination: &Destination) -> Option<&Path> {
+    match destination {
+        Destination::File(path) => Some(path),
+        Destination::Stdout => None,
+    }
+}
+
+fn remove_leftovers_of(path: &Path) {
+    let prefix = temporary_prefix(path);
+    let Ok(entries) = std::fs::read_dir(parent(path)) else {
+        return;
+    };
+    let mut removed = Vec::new();
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let is_file = entry.file_type().is_ok_and(|t| t.is_file());
+        if is_file && name.starts_with(&prefix) && std::fs::remove_file(entry.path()).is_ok() {
+            removed.push(crate::text::for_line(&name).into_owned());
+        }
+    }
+    if !removed.is_empty() {
+        tracing::info!(
+            "removed {} temporary file(s) left by an earlier run that stopped while writing {}: {}",
+            removed.len(),
+            crate::text::path(path),
+            removed.join(", ")
+        );
+    }
 }
 
 fn parent(path: &Path) -> &Path {
@@ -224,8 +394,28 @@ enum Sink {
         Box<csv::Writer<Box<dyn Write>>>,
         Option<tempfile::NamedTempFile>,
     ),
-    /// The workbook, the rows written, and the columns.
-    Workbook(Box<rust_xlsxwriter::Workbook>, u32, u16),
+    /// The workbook, the rows written, the columns, and the formats of typed cells.
+    Workbook(Box<rust_xlsxwriter::Workbook>, u32, u16, Box<Formats>),
+}
+
+/// Number formats for the dates, times and durations of a workbook's cells.
+struct Formats {
+    date: rust_xlsxwriter::Format,
+    datetime: rust_xlsxwriter::Format,
+    time: rust_xlsxwriter::Format,
+    duration: rust_xlsxwriter::Format,
+}
+
+impl Formats {
+    fn new() -> Self {
+        let format = |f: &str| rust_xlsxwriter::Format::new().set_num_format(f);
+        Self {
+            date: format("yyyy-mm-dd"),
+            datetime: format("yyyy-mm-dd hh:mm:ss"),
+            time: format("hh:mm:ss"),
+            duration: format("[h]:mm:ss"),
+        }
+    }
 }
 
 impl Sink {
@@ -233,7 +423,8 @@ impl Sink {
         let mut sink = if destination.is_workbook() {
             let mut workbook = Box::new(rust_xlsxwriter::Workbook::new());
             workbook.add_worksheet_with_constant_memory()?;
-            Sink::Workbook(workbook, 0, columns.len() as u16)
+            let width = u16::try_from(columns.len()).unwrap_or(u16::MAX);
+            Sink::Workbook(workbook, 0, width, Box::new(Formats::new()))
         } else {
             let (mut out, temporary): (Box<dyn Write>, _) = match destination {
                 Destination::Stdout => (Box::new(BufWriter::new(io::stdout())), None),
@@ -248,34 +439,30 @@ impl Sink {
             }
             Sink::Csv(Box::new(csv::Writer::from_writer(out)), temporary)
         };
-        sink.row(columns)?;
+        let header: Vec<Out> = columns.iter().map(|c| Out::text(c)).collect();
+        sink.row(&header)?;
         Ok(sink)
     }
 
-    fn row(&mut self, cells: &[String]) -> anyhow::Result<()> {
+    fn row(&mut self, cells: &[Out]) -> anyhow::Result<()> {
         match self {
-            Sink::Csv(csv, _) => csv.write_record(cells)?,
-            Sink::Workbook(workbook, row, width) => {
+            // A CSV cell has no type: what a spreadsheet would run is guarded.
+            Sink::Csv(csv, _) => {
+                csv.write_record(cells.iter().map(|c| guard(&c.text).into_owned()))?
+            }
+            Sink::Workbook(workbook, row, _, formats) => {
                 let sheet = workbook
                     .worksheets_mut()
                     .first_mut()
                     .context("the workbook has its sheet")?;
-                // `line` and `attempts` are numbers, so a spreadsheet sorts them as such.
-                let numbers = [0, width.saturating_sub(2)];
                 for (column, cell) in (0u16..).zip(cells) {
-                    match cell.parse::<u32>() {
-                        Ok(n) if *row > 0 && numbers.contains(&column) => {
-                            sheet.write_number(*row, column, f64::from(n))?
-                        }
-                        _ => sheet.write_string(*row, column, cell)?,
-                    };
+                    write_cell(sheet, (*row, column), cell, formats)?;
                 }
                 *row += 1;
             }
         }
         Ok(())
     }
-
     /// Writes what is left and puts the file in place.
     fn finish(self, destination: &Destination) -> anyhow::Result<()> {
         let Destination::File(path) = destination else {
@@ -290,7 +477,7 @@ impl Sink {
                 out.flush()?;
                 temporary.context("a file destination has its temporary file")?
             }
-            Sink::Workbook(mut workbook, n_rows, width) => {
+            Sink::Workbook(mut workbook, n_rows, width, _) => {
                 let sheet = workbook
                     .worksheets_mut()
                     .first_mut()
@@ -309,5 +496,144 @@ impl Sink {
             .with_context(|| format!("cannot replace {}", path.display()))?;
         sync_dir(parent(path));
         Ok(())
+    }
+}
+
+/// Writes one cell of a workbook with its type: a number, a boolean, a date (with its
+/// format) or text, which a spreadsheet shows as it is and never evaluates.
+fn write_cell(
+    sheet: &mut rust_xlsxwriter::Worksheet,
+    (row, column): (u32, u16),
+    cell: &Out,
+    formats: &Formats,
+) -> anyhow::Result<()> {
+    let date = || rust_xlsxwriter::ExcelDateTime::parse_from_str(&cell.text).ok();
+    match cell.kind {
+        Kind::Number(n) if n.is_finite() => {
+            sheet.write_number(row, column, n)?;
+        }
+        Kind::Bool(b) => {
+            sheet.write_boolean(row, column, b)?;
+        }
+        Kind::Duration(days) if days.is_finite() => {
+            sheet.write_number_with_format(row, column, days, &formats.duration)?;
+        }
+        Kind::Date if date().is_some() => {
+            let format = match (cell.text.contains(':'), cell.text.contains('-')) {
+                (true, true) => &formats.datetime,
+                (true, false) => &formats.time,
+                _ => &formats.date,
+            };
+            if let Some(date) = date() {
+                sheet.write_datetime_with_format(row, column, date, format)?;
+            }
+        }
+        _ => {
+            sheet.write_string(row, column, clip(&cell.text))?;
+        }
+    }
+    Ok(())
+}
+
+/// Text cut to what a cell holds: only the service's words can be longer (the input's cells
+/// were checked by [`Fits`] before anything was sent).
+fn clip(text: &str) -> std::borrow::Cow<'_, str> {
+    if text.len() <= MAX_XLSX_CELL {
+        return text.into();
+    }
+    let mut units = 0;
+    let end = text
+        .char_indices()
+        .find(|(_, c)| {
+            units += c.len_utf16();
+            units > MAX_XLSX_CELL - 1
+        })
+        .map_or(text.len(), |(i, _)| i);
+    format!("{}…", &text[..end]).into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::input::Record;
+
+    fn names(cells: &[&str]) -> Vec<String> {
+        cells.iter().map(|c| c.to_string()).collect()
+    }
+
+    #[test]
+    fn a_users_column_named_like_ours_is_kept_renamed_uniquely() {
+        let header = names(&["Status", "region", "status (input)", "x\u{1b}y"]);
+        let columns = columns(&header, &[0]);
+        assert_eq!(
+            columns[..5],
+            [
+                "line",
+                "Status (input)",
+                "region",
+                "status (input)",
+                "x\\u{1b}y"
+            ]
+        );
+        let header = names(&["status", "status (input)"]);
+        assert_eq!(
+            columns_of(&header)[1..3],
+            ["status (input) (input)", "status (input)"]
+        );
+    }
+
+    fn columns_of(header: &[String]) -> Vec<String> {
+        columns(header, &[0])
+    }
+
+    fn entry(line: u64, cells: &[&str]) -> Entry {
+        Entry {
+            record: Record {
+                line,
+                region: String::new(),
+                image_id: String::new(),
+                permission: String::new(),
+                unreadable: None,
+            },
+            cells: names(cells),
+            kinds: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn fits_finds_what_an_xlsx_cannot_hold_and_a_csv_holds_anything() {
+        let xlsx = Destination::File(PathBuf::from("out.xlsx"));
+        let header = names(&["region", "note"]);
+        let mut fits = Fits::new(&xlsx, &header).unwrap();
+        let full = "x".repeat(MAX_XLSX_CELL);
+        assert!(fits.check(&entry(2, &["ap-seoul", &full])).is_ok());
+        // An escaped control is longer than the character: counted as written.
+        let over = format!("{}\u{1b}", "x".repeat(MAX_XLSX_CELL - 1));
+        let error = fits
+            .check(&entry(3, &["a", &over]))
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("cell B3 (line 3, column `note`)"), "{error}");
+        assert!(error.contains("-o results.csv"), "{error}");
+        // Cells past the header's last column are not written, so they do not count.
+        assert!(fits.check(&entry(4, &["a", "b", &over])).is_ok());
+        fits.n_rows = u64::from(MAX_ROWS);
+        let error = fits.check(&entry(9, &["a"])).unwrap_err().to_string();
+        assert!(error.contains("past the 1048576 rows"), "{error}");
+
+        let csv = Destination::File(PathBuf::from("out.csv"));
+        let wide = vec![String::new(); MAX_COLUMNS as usize];
+        assert!(Fits::new(&xlsx, &wide).is_err());
+        let mut fits = Fits::new(&csv, &wide).unwrap();
+        assert!(fits.check(&entry(2, &[&over])).is_ok());
+    }
+
+    #[test]
+    fn text_too_long_for_a_cell_is_clipped_to_fit() {
+        let long = "é".repeat(MAX_XLSX_CELL + 5);
+        let clipped = clip(&long);
+        assert_eq!(clipped.encode_utf16().count(), MAX_XLSX_CELL);
+        assert!(clipped.ends_with('…'));
+        assert_eq!(clip("short"), "short");
     }
 }

@@ -174,8 +174,8 @@ impl Job {
         let mut config = lighthouse_share::config::RunConfig::resolve(args, &env)
             .await
             .unwrap();
-        config.retry.backoff.base = std::time::Duration::from_millis(5);
-        config.retry.backoff.max = std::time::Duration::from_millis(50);
+        config.pacing_mut().retry.backoff.base = std::time::Duration::from_millis(5);
+        config.pacing_mut().retry.backoff.max = std::time::Duration::from_millis(50);
         config
     }
 

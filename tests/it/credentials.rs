@@ -12,7 +12,7 @@ use axum::extract::State;
 use axum::routing::get;
 use lighthouse_share::action::Permission;
 use lighthouse_share::cli::RunArgs;
-use lighthouse_share::config::{Mode, RunConfig};
+use lighthouse_share::config::RunConfig;
 use lighthouse_share::credentials::{Credentials, Secret};
 use lighthouse_share::output::Ending;
 use lighthouse_share::simulator::{DEFAULT_SECRET_ID, DEFAULT_SECRET_KEY, SimulatorConfig};
@@ -106,11 +106,10 @@ async fn source_of(
         ..Default::default()
     };
     let env = |key: &str| vars.get(key).cloned();
-    let Mode::Remote { credentials, .. } = RunConfig::resolve(args, &env).await.unwrap().mode
-    else {
-        panic!("a run without --dry-run or --simulate sends to an endpoint");
-    };
-    let provider = credentials;
+    let config = RunConfig::resolve(args, &env).await.unwrap();
+    let provider = config
+        .credentials()
+        .expect("a run without --dry-run or --simulate sends to an endpoint");
     (
         provider.current().await.unwrap().secret_id,
         provider.source(),

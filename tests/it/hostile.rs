@@ -94,7 +94,7 @@ async fn run_against(
     endpoint: &str,
 ) -> (lighthouse_share::output::Report, Vec<ResultRow>) {
     let mut config = job.config_for(endpoint).await;
-    config.concurrency = 1;
+    config.pacing_mut().concurrency = 1;
     let report = lighthouse_share::run::run(config, std::future::pending())
         .await
         .unwrap();
@@ -168,7 +168,7 @@ async fn http_404_from_every_request_stops_the_job_with_the_fix() {
     assert_eq!(server.n_requests(), 1, "not retried as transient");
     assert_eq!(rows[0].error_code.as_deref(), Some("HttpStatus404"));
     assert!(rows[1..].iter().all(|row| row.status == Status::Skipped));
-    let Some(lighthouse_share::pool::Reason::Fatal(error)) = &report.stop else {
+    let Some(lighthouse_share::engine::Reason::Fatal(error)) = &report.stop else {
         panic!("{:?}", report.stop);
     };
     let advice = lighthouse_share::api::fatal_advice(error);
@@ -445,4 +445,52 @@ async fn bad_values_are_named_where_they_were_set() {
         "{stderr}"
     );
     assert!(!stderr.contains("/tmp/"), "{stderr}");
+}
+
+/// Words that drive a terminal: colour codes, an OSC title ended by BEL, a bidi override.
+const DRIVING: &str = r#"\u001b[31mred\u001b[0m \u001b]0;owned\u0007 \u202etxt.exe"#;
+
+#[tokio::test]
+async fn the_services_words_reach_no_terminal_or_sheet_raw() {
+    let body = format!(
+        r#"{{"Response":{{"Error":{{"Code":"ResourceInUse.ImageInUse","Message":"{DRIVING}"}},"RequestId":"r\u001b1"}}}}"#
+    );
+    let server = Hostile::start(answer("200 OK", "", &body)).await;
+    let job = Job::with_rows(1, "ap-guangzhou", Permission::Share);
+    let (_, rows) = run_against(&job, &server.endpoint).await;
+    assert_eq!(rows[0].status, Status::Failed);
+    assert_eq!(
+        rows[0].error_message.as_deref(),
+        Some("\\u{1b}[31mred\\u{1b}[0m \\u{1b}]0;owned\\u{7} \\u{202e}txt.exe"),
+        "escaped visibly, the words readable"
+    );
+    assert_eq!(rows[0].request_id.as_deref(), Some("r\\u{1b}1"));
+    let bytes = std::fs::read(job.output()).unwrap();
+    assert!(!bytes.contains(&0x1b) && !bytes.contains(&0x07));
+    assert!(!String::from_utf8(bytes).unwrap().contains('\u{202e}'));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_answer_that_is_not_json_is_echoed_at_v_without_its_controls() {
+    let body = "<html>\u{1b}]0;owned\u{7}\u{1b}[2J busy</html>";
+    let server = Hostile::start(answer("200 OK", "", body)).await;
+    let job = Job::with_rows(1, "ap-guangzhou", Permission::Share);
+    let output = finish(
+        binary(&job)
+            .args(["--endpoint", &server.endpoint, "-v", "--max-attempts", "2"])
+            .args(["-o", "-"])
+            .spawn()
+            .unwrap(),
+    )
+    .await;
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(stderr.contains("\\u{1b}]0;owned\\u{7}"), "{stderr}");
+    assert!(stdout.contains("\\u{1b}[2J busy"), "{stdout}");
+    for text in [&stderr, &stdout] {
+        assert!(
+            !text.contains(['\u{1b}', '\u{7}']),
+            "no raw control reaches a terminal"
+        );
+    }
 }

@@ -63,15 +63,17 @@ async fn rows_already_as_asked_are_not_sent_and_a_second_run_sends_nothing() {
             (AlreadyShared, 0),
             (AlreadyShared, 0),
             (Shared, 1),
-            (AlreadyShared, 0),
+            // Sent too: the row before it might have failed, and a failed row proves
+            // nothing; the service answers ImageAlreadyShared.
+            (AlreadyShared, 1),
         ]
     );
     assert_eq!(
         writes(&sim),
-        3,
-        "only the rows that change something are sent"
+        4,
+        "only the rows that change something, or follow a sent row of their image, are sent"
     );
-    assert_eq!(report.n_settled, 5);
+    assert_eq!(report.n_settled, 4);
     let blueprints: Vec<Option<String>> = first.iter().map(|r| r.blueprint_id.clone()).collect();
     for (row, blueprint) in first.iter().zip(&blueprints) {
         let shared = matches!(row.status, Shared | AlreadyShared);
@@ -93,7 +95,7 @@ async fn rows_already_as_asked_are_not_sent_and_a_second_run_sends_nothing() {
     assert_eq!(report.ending(), Ending::Done);
     assert_eq!(
         writes(&sim),
-        3,
+        4,
         "the second run sent no ModifyImageSharePermission"
     );
     assert_eq!(report.n_settled, 8);
@@ -292,11 +294,11 @@ async fn a_dry_run_prints_the_real_plan_and_fails_where_a_run_would() {
     assert_eq!(code, Some(0), "{stderr}");
     assert!(
         stderr.contains("ap-seoul: 1 to share, 1 to cancel, 2 already as asked")
-            && stderr.contains("ap-tokyo: 1 to share, 0 to cancel, 3 already as asked"),
+            && stderr.contains("ap-tokyo: 2 to share, 0 to cancel, 2 already as asked"),
         "{stderr}"
     );
     assert!(
-        stderr.contains("line 9: ap-tokyo img-new00003 SHARE: already shared"),
+        stderr.contains("line 9: ap-tokyo img-new00003 SHARE: would be shared"),
         "{stderr}"
     );
     let names = |dir: &std::path::Path| {
@@ -329,4 +331,74 @@ async fn a_dry_run_prints_the_real_plan_and_fails_where_a_run_would() {
     assert_eq!(writes(&sim), 0, "a dry run sends no write");
     let (code, stderr) = dry_run(dir.path(), &["--offline", "-o", "other.csv"], &no_keys);
     assert_eq!(code, Some(0), "offline: the file alone: {stderr}");
+}
+
+/// The account's `DescribeBlueprints` limit (3/s) is below `--describe-rate` (10): the
+/// look-ups slow down to it as the writes would, every row is settled with its BlueprintId,
+/// nothing is written, and the summary names the throttled look-ups.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_look_up_limit_below_the_describe_rate_is_found_and_nothing_is_sent() {
+    let regions = ["ap-seoul", "ap-tokyo"];
+    let images: Vec<(String, String)> = (0..2000)
+        .map(|i| (regions[i % 2].to_string(), format!("img-{i:08}")))
+        .collect();
+    let sim = start(SimulatorConfig {
+        shared: images.clone(),
+        describe_rate: 3,
+        ..fast_simulator()
+    })
+    .await;
+    let mut csv = String::from("region,image_id,permission\n");
+    for (region, image) in &images {
+        csv.push_str(&format!("{region},{image},SHARE\n"));
+    }
+    let mut job = Job::new(&csv);
+    job.lookup = true;
+    job.rate_scope = Some(lighthouse_share::action::RateScope::Region);
+    let mut config = job.config(&sim).await;
+    assert_eq!(config.pacing().describe_rate, 10.0, "the default");
+    config.pacing_mut().retry = lighthouse_share::retry::Policy {
+        max_throttled: std::time::Duration::from_secs(300),
+        ..config.pacing().retry
+    };
+    let report = lighthouse_share::run::run(config, std::future::pending())
+        .await
+        .unwrap();
+    let rows = job.results();
+    assert_eq!(report.ending(), Ending::Done);
+    assert_eq!(rows.len(), 2000);
+    assert!(
+        rows.iter().all(|r| r.status == Status::AlreadyShared
+            && r.blueprint_id.is_some()
+            && r.attempts == 0),
+        "every row settled with its BlueprintId"
+    );
+    assert_eq!(writes(&sim), 0, "no write sent");
+    let stats = sim.stats();
+    let lookups = stats.requests_by_action[DESCRIBE_ACTION];
+    let refused = stats.answers_by_action[DESCRIBE_ACTION]
+        .get("RequestLimitExceeded")
+        .copied()
+        .unwrap_or(0);
+    assert!(
+        refused * 100 <= lookups * 40,
+        "at most 40% of look-ups refused (goal: 25%): {refused} of {lookups}"
+    );
+    assert!(
+        report
+            .lanes
+            .iter()
+            .filter(|lane| lane.kind == lighthouse_share::actions::Kind::DescribeBlueprints)
+            .all(|lane| lane.n_throttled > 0 && lane.lowest_rate < 10.0),
+        "each region's look-ups were throttled and slowed down: {:?}",
+        report.lanes
+    );
+    let summary = lighthouse_share::output::summary_lines(&report).join("\n");
+    println!("{summary}\nlook-ups: {lookups}, refused: {refused}");
+    assert!(
+        regions
+            .iter()
+            .all(|region| summary.contains(&format!("{region} {DESCRIBE_ACTION}: "))),
+        "{summary}"
+    );
 }

@@ -37,7 +37,7 @@ async fn two_runs_at_once(count: Count) {
     for (report, rows) in [(report_a, rows_a), (report_b, rows_b)] {
         assert_eq!(report.ending(), Ending::Done, "{count:?}: {rows:?}");
         assert_eq!(report.counts.get(Status::Shared), 60);
-        let bucket = &report.buckets[0];
+        let bucket = &report.lanes[0];
         assert!(
             bucket.lowest_rate < 20.0 && bucket.n_throttled > 0,
             "{count:?}: two runs at 20/s on a 20/s quota never lowered the pace: {bucket:?}"
@@ -70,7 +70,7 @@ async fn a_limit_below_the_rate_is_found_and_every_row_succeeds() {
     job.max_attempts = 1;
     let (report, rows) = job.run(&sim).await;
     assert_eq!(report.ending(), Ending::Done, "{rows:?}");
-    let bucket = &report.buckets[0];
+    let bucket = &report.lanes[0];
     assert!(bucket.lowest_rate <= 10.0, "{bucket:?}");
     assert_eq!(
         bucket.n_throttled,
@@ -96,8 +96,11 @@ async fn a_bucket_refused_without_pause_fails_its_rows_and_ends() {
     .await;
     let mut job = rows(0, 20);
     job.max_attempts = 1;
+    // One row at a time: the row in flight is retried through the limiter until the bucket
+    // gives up (with more, refused rows take turns).
+    job.concurrency = 1;
     let mut config = job.config(&sim).await;
-    config.retry.max_throttled = Duration::from_millis(300);
+    config.pacing_mut().retry.max_throttled = Duration::from_millis(300);
     let report = lighthouse_share::run::run(config, std::future::pending())
         .await
         .unwrap();

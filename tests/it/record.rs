@@ -259,9 +259,9 @@ async fn resume_never_replaces_a_file_that_no_record_says_is_ours() {
     assert_eq!(report.ending(), Ending::Done);
     let record = std::fs::read(job.record()).unwrap();
     let mut config = job.config(&sim).await;
-    config.output = lighthouse_share::results::Destination::File(job.record());
-    config.record = job.dir.path().join("images.results.csv.journal.journal");
-    config.lock = job.dir.path().join("images.results.csv.journal.lock");
+    config.output_mut().results = lighthouse_share::results::Destination::File(job.record());
+    config.output_mut().record = job.dir.path().join("images.results.csv.journal.journal");
+    config.output_mut().lock = job.dir.path().join("images.results.csv.journal.lock");
     let error = lighthouse_share::run::run(config, std::future::pending())
         .await
         .unwrap_err();
@@ -275,17 +275,154 @@ async fn resume_never_replaces_a_file_that_no_record_says_is_ours() {
 }
 
 #[tokio::test]
-async fn our_columns_in_the_input_are_written_fresh() {
+async fn our_columns_in_the_input_are_written_fresh_and_the_users_are_kept_renamed() {
     let sim = start(fast_simulator()).await;
     let job = Job::new(
-        "line,region,image_id,permission,status,blueprint_id\n\
-         99999999999,ap-seoul,img-aaaaaaa1,SHARE,failed,lhbp-forged00\n",
+        "line,region,image_id,permission,Status,BlueprintId,Error Message,finished_at\n\
+         99999999999,ap-seoul,img-aaaaaaa1,SHARE,failed,lhbp-forged00,mine,yesterday\n",
     );
     let (report, rows) = job.run(&sim).await;
     assert_eq!(report.ending(), Ending::Done);
     assert_eq!(rows[0].line, 2);
     assert_eq!(rows[0].status, Status::Shared);
     assert_ne!(rows[0].blueprint_id.as_deref(), Some("lhbp-forged00"));
+    let text = std::fs::read_to_string(job.output()).unwrap();
+    let mut csv = csv::Reader::from_reader(text.as_bytes());
+    let header: Vec<String> = csv.headers().unwrap().iter().map(String::from).collect();
+    assert_eq!(
+        header[..9],
+        [
+            "line",
+            "line (input)",
+            "region",
+            "image_id",
+            "permission",
+            "Status (input)",
+            "BlueprintId (input)",
+            "Error Message (input)",
+            "finished_at (input)"
+        ]
+    );
+    let row = csv.records().next().unwrap().unwrap();
+    assert_eq!(
+        row.iter().skip(1).take(8).collect::<Vec<_>>(),
+        [
+            "99999999999",
+            "ap-seoul",
+            "img-aaaaaaa1",
+            "SHARE",
+            "failed",
+            "lhbp-forged00",
+            "mine",
+            "yesterday"
+        ],
+        "no value of the user's is dropped"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn results_an_xlsx_cannot_hold_are_refused_before_anything_is_sent() {
+    let sim = start(fast_simulator()).await;
+    let long = "x".repeat(40_000);
+    let wide: String = (0..16_380).map(|i| format!(",c{i}")).collect();
+    let cases = [
+        (
+            format!("region,image_id,permission,note\nap-seoul,img-aaaaaaa1,SHARE,{long}\n"),
+            "cell D2 (line 2, column `note`) holds 40000 characters, more than the 32767",
+        ),
+        (
+            format!("region,image_id,permission{wide}\nap-seoul,img-aaaaaaa2,SHARE\n"),
+            "the results would have 16391, more than the 16384",
+        ),
+    ];
+    for (input, expected) in cases {
+        let job = Job::new(&input);
+        let xlsx = job.dir.path().join("out.xlsx");
+        for dry_run in [true, false] {
+            let mut command = binary(&job);
+            command.args(["--endpoint", &sim.endpoint(), "-o", xlsx.to_str().unwrap()]);
+            if dry_run {
+                command.arg("--dry-run");
+            }
+            let output = finish(command.spawn().unwrap()).await;
+            let stderr = String::from_utf8_lossy(&output.stderr);
+            assert_eq!(output.status.code(), Some(2), "{stderr}");
+            assert!(stderr.contains(expected), "{stderr}");
+            assert!(stderr.contains("-o results.csv"), "{stderr}");
+            assert!(!xlsx.exists());
+        }
+        // As CSV, the same input runs.
+        let output = finish(
+            binary(&job)
+                .args(["--endpoint", &sim.endpoint()])
+                .spawn()
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(output.status.code(), Some(0));
+    }
+    assert_eq!(modify_requests(&sim), 2, "only the CSV runs sent");
+}
+
+#[tokio::test]
+async fn a_crashed_runs_temporary_files_are_removed_by_the_next_run() {
+    let sim = start(fast_simulator()).await;
+    let job = Job::with_rows(2, "ap-seoul", Permission::Share);
+    let dir = job.dir.path();
+    let leftovers = [
+        ".images.results.csv.lighthouse-share-tmp.Ab12Cd",
+        ".images.results.csv.journal.lighthouse-share-tmp.Ef34Gh",
+    ];
+    let others = [".other.csv.lighthouse-share-tmp.Ij56Kl", "notes.txt"];
+    for name in leftovers.iter().chain(&others) {
+        std::fs::write(dir.join(name), "half written").unwrap();
+    }
+    let (report, _) = job.run(&sim).await;
+    assert_eq!(report.ending(), Ending::Done);
+    for name in leftovers {
+        assert!(!dir.join(name).exists(), "{name} is removed");
+    }
+    for name in others {
+        assert!(dir.join(name).exists(), "{name} is not ours");
+    }
+    let names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        !names
+            .iter()
+            .any(|n| n.contains("images.results.csv.lighthouse-share-tmp")),
+        "{names:?}"
+    );
+}
+
+#[tokio::test]
+async fn every_form_a_spreadsheet_runs_is_guarded_in_csv_and_numbers_are_not() {
+    let sim = start(fast_simulator()).await;
+    let job = Job::new(
+        "region,image_id,permission,a,b,c,d,e,f,g\n\
+         ap-seoul,img-aaaaaaa1,SHARE,-inf,-NaN,+nan,+Infinity,=1+1,-5,+1.5e3\n",
+    );
+    job.run(&sim).await;
+    let text = std::fs::read_to_string(job.output()).unwrap();
+    let row = csv::Reader::from_reader(text.as_bytes())
+        .records()
+        .next()
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        row.iter().skip(4).take(7).collect::<Vec<_>>(),
+        [
+            "'-inf",
+            "'-NaN",
+            "'+nan",
+            "'+Infinity",
+            "'=1+1",
+            "-5",
+            "+1.5e3"
+        ]
+    );
 }
 
 #[tokio::test]
@@ -388,13 +525,32 @@ async fn the_users_columns_survive_the_round_trip_and_results_are_a_next_input()
         .unwrap();
     assert_eq!(report.counts.get(Status::AlreadyShared), 3);
     let second = std::fs::read_to_string(again_output).unwrap();
+    // The user's columns by name: the first results' own `line` and result columns are kept
+    // too, renamed (`line (input)`, `status (input)`), so that no value is dropped.
     let own_of = |text: &str| {
-        csv::Reader::from_reader(text.as_bytes())
-            .records()
-            .map(|r| own(&r.unwrap()))
+        let mut csv = csv::Reader::from_reader(text.as_bytes());
+        let header: Vec<String> = csv.headers().unwrap().iter().map(String::from).collect();
+        let at: Vec<usize> = [
+            "owner",
+            "Region",
+            "notes",
+            "Image ID",
+            "permission",
+            "ticket",
+        ]
+        .iter()
+        .map(|name| header.iter().position(|h| h == name).unwrap())
+        .collect();
+        csv.records()
+            .map(|r| {
+                let r = r.unwrap();
+                at.iter().map(|i| r[*i].to_string()).collect::<Vec<_>>()
+            })
             .collect::<Vec<_>>()
     };
     assert_eq!(own_of(&second), own_of(&first), "byte for byte");
+    assert!(second.starts_with("line,line (input),owner,"), "{second}");
+    assert!(second.contains(",status (input),"), "{second}");
 }
 
 /// Builds a workbook with the user's columns.
@@ -452,7 +608,10 @@ async fn a_workbook_in_gives_a_workbook_out_with_the_users_cells() {
         ]
     );
     assert_eq!(cells[2][3], "two\nlines");
-    assert_eq!(cells[2][6], "'=HYPERLINK(\"x\")");
+    assert_eq!(
+        cells[2][6], "=HYPERLINK(\"x\")",
+        "an .xlsx text cell is never run: no apostrophe"
+    );
     assert!(cells.iter().skip(1).all(|row| row[7] == "shared"));
 }
 
@@ -467,7 +626,7 @@ async fn an_ods_workbook_runs_and_a_csv_output_gets_a_bom() {
     )
     .unwrap();
     let mut config = job.config(&sim).await;
-    config.output = lighthouse_share::results::Destination::File(job.output());
+    config.output_mut().results = lighthouse_share::results::Destination::File(job.output());
     let report = lighthouse_share::run::run(config, std::future::pending())
         .await
         .unwrap();

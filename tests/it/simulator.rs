@@ -332,7 +332,7 @@ async fn garbage_gets_service_errors_and_the_server_keeps_serving() {
 }
 
 /// A request of `action` signed as the client signs it, ready to send.
-fn signed(
+pub(crate) fn signed(
     http: &reqwest::Client,
     addr: SocketAddr,
     action: &str,
@@ -359,7 +359,12 @@ fn signed(
 }
 
 /// Sends a `DescribeBlueprints` with `body`; returns the `Response` object.
-async fn describe(http: &reqwest::Client, addr: SocketAddr, region: &str, body: Value) -> Value {
+pub(crate) async fn describe(
+    http: &reqwest::Client,
+    addr: SocketAddr,
+    region: &str,
+    body: Value,
+) -> Value {
     let body = serde_json::to_vec(&body).unwrap();
     let response = signed(http, addr, DESCRIBE_ACTION, region, body)
         .send()
@@ -369,7 +374,7 @@ async fn describe(http: &reqwest::Client, addr: SocketAddr, region: &str, body: 
     response.json::<Value>().await.unwrap()["Response"].clone()
 }
 
-fn shared_only(offset: usize, limit: usize) -> Value {
+pub(crate) fn shared_only(offset: usize, limit: usize) -> Value {
     json!({
         "Filters": [{"Name": "blueprint-type", "Values": ["SHARED"]}],
         "Offset": offset,
