@@ -70,6 +70,8 @@ pub struct Adaptive {
     changed_at: Option<Instant>,
     /// When the last counted refusal was answered.
     refused_at: Option<Instant>,
+    /// Admitted answers since the last refusal of any kind.
+    n_admitted_run: u64,
     /// Send times within the last second: the measured send rate.
     sends: VecDeque<Instant>,
     first_send: Option<Instant>,
@@ -105,6 +107,7 @@ impl Adaptive {
             cut: None,
             changed_at: None,
             refused_at: None,
+            n_admitted_run: 0,
             sends: VecDeque::new(),
             first_send: None,
             rtts: VecDeque::new(),
@@ -137,13 +140,15 @@ impl Adaptive {
         }
         self.rtts.push_back(now.saturating_duration_since(sent_at));
         if !throttled {
+            self.n_admitted_run += 1;
             return None;
         }
         self.n_throttled += 1;
+        let n_admitted_run = std::mem::take(&mut self.n_admitted_run);
         if self.changed_at.is_some_and(|changed| sent_at < changed) {
             return None;
         }
-        let verdict = self.judge(now);
+        let verdict = self.judge(now, n_admitted_run);
         // Narrowing restarts from this refusal, whichever kind it is.
         self.margin = self.margin(now);
         self.refused_at = Some(now);
@@ -167,12 +172,14 @@ impl Adaptive {
     /// - The margin has room to widen within the spread of round trips: a delay on the way
     ///   cannot vary more than a whole round trip does, so once the margin covers that spread,
     ///   refusals are not the network's doing.
-    /// - It does not continue a run of refusals: the last one was answered a window (1 s) ago
+    /// - The rest of the window was admitted: at least `ceil(rate)` admitted answers came
+    ///   since the last refusal (a run's first second, or a look-up's few requests, have
+    ///   shown nothing yet), and the last counted refusal was answered a window (1 s) ago
     ///   or more. Refusals closer together mean the window is full for longer than a late
     ///   packet explains. (Each widening doubles the margin, so a few stray refusals cover any
     ///   spread, and contention that starts at the full rate costs one widening before the
     ///   cut.)
-    fn judge(&self, now: Instant) -> Verdict {
+    fn judge(&self, now: Instant, n_admitted_run: u64) -> Verdict {
         if self.cut_in_force(now) {
             return Verdict::Contention;
         }
@@ -180,9 +187,11 @@ impl Adaptive {
         if self.margin(now) * 2 > spread.max(BASE_MARGIN * 2) {
             return Verdict::Contention;
         }
-        let isolated = self
-            .refused_at
-            .is_none_or(|refused| now.saturating_duration_since(refused) >= WINDOW);
+        let window_admitted = n_admitted_run as f64 >= self.configured.ceil();
+        let isolated = window_admitted
+            && self
+                .refused_at
+                .is_none_or(|refused| now.saturating_duration_since(refused) >= WINDOW);
         if isolated {
             Verdict::Stray
         } else {

@@ -174,6 +174,13 @@ fn a_widened_margin_narrows_back_while_nothing_is_refused() {
         );
     }
     adaptive.on_answer(ms(start, 2000), ms(start, 2050), true);
+    for i in 0..40 {
+        adaptive.on_answer(
+            ms(start, 3000 + i * 50),
+            ms(start, 3000 + i * 50 + 30 + i % 5 * 20),
+            false,
+        );
+    }
     adaptive.on_answer(ms(start, 5000), ms(start, 5050), true);
     let widened = adaptive.margin(ms(start, 5050));
     assert_eq!(widened, BASE_MARGIN * 4);
