@@ -349,6 +349,11 @@ pub struct SimulateArgs {
     /// TLS handshake; later requests on the same connection are not delayed by it.
     #[arg(long, default_value_t = 0, value_name = "N")]
     pub connect_latency_ms: u64,
+    /// Count each request 0 to J milliseconds (uniform) after it arrives, as a network that
+    /// delays some packets more than others: a request sent first may be counted after a
+    /// later one, in the same second.
+    #[arg(long, default_value_t = 0, value_name = "J")]
+    pub uplink_jitter_ms: u64,
 }
 
 impl SimulateArgs {
@@ -388,6 +393,7 @@ impl SimulateArgs {
             shared,
             images,
             connect_latency: std::time::Duration::from_millis(self.connect_latency_ms),
+            uplink_jitter: std::time::Duration::from_millis(self.uplink_jitter_ms),
         })
     }
 }

@@ -5,7 +5,8 @@
 //! - `text` (outside text made safe for terminals, logs and cells), `action` (regions, permission, image id: the API's vocabulary), `suggest`, `clock`,
 //!   `credentials` and `sign` (TC3-HMAC-SHA256) at the bottom;
 //! - `input`: a spreadsheet export → validated rows;
-//! - `limiter`: pacing; `api`: sign, send, read answers, classify (with the advice for
+//! - `adapt` (what the answers say about the pace) and `limiter` (keeping it); `api`: sign,
+//!   send, read answers, classify (with the advice for
 //!   job-fatal answers), behind the `Transport` trait; `retry`: what a failed attempt leads
 //!   to;
 //! - `results`: the row outcome, the journal, compaction, resume;
@@ -28,6 +29,7 @@
 
 pub mod action;
 pub mod actions;
+pub mod adapt;
 pub mod api;
 pub mod cli;
 pub mod clock;

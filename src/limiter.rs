@@ -3,24 +3,25 @@
 //!
 //! governor's usual quota has a burst as large as the rate, which lets about twice the rate
 //! through in the first second. Here the burst is one: requests are spaced evenly, one every
-//! `1 / (rate × UTILISATION)` seconds, so any window of one second holds at most
-//! `ceil(rate)`. The small margin absorbs the jitter between the moment a request is sent and
-//! the moment the server counts it: at 20/s, 20 requests span 1.008 s, 8 ms more than a second.
+//! `(1 s + margin) / rate`, so any window of one second holds at most `ceil(rate)`. The margin
+//! absorbs the jitter between the moment a request is sent and the moment the server counts
+//! it: at the base margin, 20 requests at 20/s span 1.008 s, 8 ms more than a second. Each
+//! bucket's margin is its own: `adapt` widens it on a network that needs more.
 //!
 //! A timer never wakes exactly on time, and a GCRA limiter with burst one re-bases its
 //! schedule on every late wake-up, so the lateness would add up and cost utilisation. Each
 //! request therefore weighs `cells` fine-grained cells with one spare cell of burst: that lets
 //! a request go up to [`TOLERANCE`] ahead of its slot, so a wake-up that late keeps the
 //! schedule. Any one-second window still holds at most `ceil(rate)`, since the tolerance
-//! (3 ms) is smaller than the margin (8 ms at 20/s), leaving 5 ms for network jitter.
+//! (3 ms) is smaller than the margin (never under 8 ms), leaving the rest for network jitter.
 //!
 //! A governor quota cannot change in place, so a new rate gets a new limiter; a fresh one
 //! would let its first request go at once, next to the last ones at the old rate, so that
 //! first request waits until the last one's time plus the new interval.
 //!
-//! [`Adaptive`] is the rate itself: lowered on a `RequestLimitExceeded`, climbing back while
-//! none comes (SPEC §3). Both read tokio's clock ([`TokioClock`]), so tests pause and advance
-//! time and exercise [`Limiter::pace`] itself, without sleeping.
+//! `adapt::Adaptive` decides the rate and the margin from the answers (SPEC §3); the
+//! limiter only keeps them. It reads tokio's clock ([`TokioClock`]), so tests pause and
+//! advance time and exercise [`Limiter::pace`] itself, without sleeping.
 
 use std::num::NonZeroU32;
 use std::sync::Mutex;
@@ -33,8 +34,14 @@ use governor::state::{InMemoryState, NotKeyed};
 use governor::{Quota, RateLimiter};
 use tokio::time::Instant;
 
-/// The share of the rate actually used.
+/// The share of the rate used at the base margin (1 / 1.008), for estimates of how long a run
+/// takes.
 pub const UTILISATION: f64 = 0.992;
+
+/// The margin a bucket starts with: at 20/s, 20 requests span 1.008 s. It covers a late timer
+/// (the limiter's 3 ms tolerance) and a few milliseconds of network jitter, which is all a
+/// quiet network needs.
+pub const BASE_MARGIN: Duration = Duration::from_millis(8);
 
 /// How far ahead of its slot a request may go, so that a late timer does not cost a slot.
 pub const TOLERANCE: Duration = Duration::from_millis(3);
@@ -54,9 +61,11 @@ impl Clock for TokioClock {
     }
 }
 
-/// The time between two requests at `rate`, margin included.
-fn interval(rate: f64) -> Duration {
-    Duration::try_from_secs_f64(1.0 / (rate * UTILISATION)).unwrap_or(Duration::MAX)
+/// The time between two requests at `rate`, so that `rate` requests span a second and
+/// `margin`. A margin under the base would no longer cover the tolerance.
+fn interval(rate: f64, margin: Duration) -> Duration {
+    let span = (Duration::from_secs(1) + margin.max(BASE_MARGIN)).as_secs_f64();
+    Duration::try_from_secs_f64(span / rate).unwrap_or(Duration::MAX)
 }
 
 /// The quota that paces requests `interval` apart, and the cells each request weighs.
@@ -84,7 +93,7 @@ struct State {
     gcra: Gcra,
     /// The cells one request weighs.
     cells: NonZeroU32,
-    /// The time between two requests at the current rate.
+    /// The time between two requests at the current rate and margin.
     interval: Duration,
     /// When the last request went.
     last: Option<Instant>,
@@ -93,11 +102,12 @@ struct State {
 }
 
 impl Limiter {
+    /// A pacer at `rate` requests per second with the base margin.
     pub fn new(rate: f64) -> Self {
         let clock = TokioClock {
             start: Instant::now(),
         };
-        let interval = interval(rate);
+        let interval = interval(rate, BASE_MARGIN);
         let (quota, cells) = quota(interval);
         Self {
             state: Mutex::new(State {
@@ -111,10 +121,16 @@ impl Limiter {
         }
     }
 
-    /// Paces from now on at `rate`: the next request goes no sooner than the last one plus
-    /// the new interval.
+    /// Paces from now on at `rate` with the base margin; see [`Limiter::set_pace`].
     pub fn set_rate(&self, rate: f64) {
-        let interval = interval(rate);
+        self.set_pace(rate, BASE_MARGIN);
+    }
+
+    /// Paces from now on at `rate`, `rate` requests spanning one second and `margin` (never
+    /// less than the base): the next request goes no sooner than the last one plus the new
+    /// interval.
+    pub fn set_pace(&self, rate: f64, margin: Duration) {
+        let interval = interval(rate, margin);
         let mut state = self.lock();
         if interval == state.interval {
             return;
@@ -163,88 +179,6 @@ impl Limiter {
         self.state
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-}
-
-/// How much a throttled answer lowers the rate (AWS's adaptive retry mode uses 0.7 too).
-pub const DECREASE: f64 = 0.7;
-
-/// The lowest rate pacing goes down to (AWS's floor): one request every two seconds.
-const MIN_RATE: f64 = 0.5;
-
-/// How fast the rate climbs back while no refusal comes: requests per second gained per
-/// second. Additive rather than AWS's cubic: measured against the simulator (two runs on one
-/// quota, a limit at half the rate), cubic returned faster but drew 8–9% refusals against
-/// 4.5–6% for this; refusals spend the quota of whoever shares it.
-const CLIMB: f64 = 1.0;
-
-/// A bucket's current rate, at most the configured one: multiplicative decrease on a
-/// throttled answer, at most once per round trip; an additive climb back while none comes.
-#[derive(Debug)]
-pub struct Adaptive {
-    configured: f64,
-    /// The last decrease, from which the climb is measured; none yet: the configured rate.
-    decrease: Option<Decrease>,
-    lowest: f64,
-    n_throttled: u64,
-}
-
-#[derive(Clone, Copy, Debug)]
-struct Decrease {
-    at: Instant,
-    /// The rate it went down to, from which the climb starts.
-    after: f64,
-}
-
-impl Adaptive {
-    pub fn new(configured: f64) -> Self {
-        Self {
-            configured,
-            decrease: None,
-            lowest: configured,
-            n_throttled: 0,
-        }
-    }
-
-    /// The rate at `now`.
-    pub fn rate(&self, now: Instant) -> f64 {
-        let Some(decrease) = self.decrease else {
-            return self.configured;
-        };
-        let t = now.saturating_duration_since(decrease.at).as_secs_f64();
-        (decrease.after + CLIMB * t).clamp(self.floor(), self.configured)
-    }
-
-    /// A `RequestLimitExceeded` answer to a request sent at `sent_at`: returns the lowered
-    /// rate, or `None` when the request left before the last decrease (that burst of
-    /// refusals already counted).
-    pub fn throttled(&mut self, sent_at: Instant, now: Instant) -> Option<f64> {
-        self.n_throttled += 1;
-        if self.decrease.is_some_and(|d| sent_at < d.at) {
-            return None;
-        }
-        let before = self.rate(now);
-        let after = (before * DECREASE).max(self.floor());
-        self.decrease = Some(Decrease { at: now, after });
-        self.lowest = self.lowest.min(after);
-        Some(after)
-    }
-
-    fn floor(&self) -> f64 {
-        MIN_RATE.min(self.configured)
-    }
-
-    pub fn configured(&self) -> f64 {
-        self.configured
-    }
-
-    /// The lowest rate it went down to.
-    pub fn lowest(&self) -> f64 {
-        self.lowest
-    }
-
-    pub fn n_throttled(&self) -> u64 {
-        self.n_throttled
     }
 }
 
@@ -371,38 +305,19 @@ pub mod tests {
         );
     }
 
-    #[test]
-    fn throttling_lowers_the_rate_once_per_round_trip_and_it_climbs_back() {
+    /// A wider margin spreads `rate` requests over a second and the margin, no more.
+    #[tokio::test(start_paused = true)]
+    async fn a_wider_margin_spreads_the_rate_over_a_second_and_the_margin() {
+        let limiter = Limiter::new(20.0);
+        limiter.set_pace(20.0, Duration::from_millis(50));
         let start = Instant::now();
-        let ms = |n| start + Duration::from_millis(n);
-        let mut adaptive = Adaptive::new(20.0);
-        assert_eq!(adaptive.rate(ms(0)), 20.0);
-        let first = adaptive.throttled(ms(0), ms(100)).unwrap();
-        assert!((first - 14.0).abs() < 1e-9, "{first}");
-        assert_eq!(
-            adaptive.throttled(ms(60), ms(120)),
-            None,
-            "sent before the decrease: the same burst"
-        );
-        let climbed = adaptive.rate(ms(200));
-        assert!((first..20.0).contains(&climbed), "{climbed}");
-        let second = adaptive.throttled(ms(110), ms(200)).unwrap();
-        assert!((second - climbed * DECREASE).abs() < 1e-9, "{second}");
-        assert_eq!((adaptive.lowest(), adaptive.n_throttled()), (second, 3));
-        let mut previous = second;
-        for s in 1..60 {
-            let rate = adaptive.rate(ms(200 + s * 1000));
-            assert!(
-                rate >= previous,
-                "the climb never goes down: {rate} after {previous}"
-            );
-            previous = rate;
+        let mut times = Vec::new();
+        for _ in 0..201 {
+            limiter.pace().await;
+            times.push(start.elapsed());
         }
-        assert_eq!(previous, 20.0, "back at the configured rate, never above");
-        for n in 0..40 {
-            let at = ms(100_000 + n * 10);
-            adaptive.throttled(at, at + Duration::from_millis(5));
-        }
-        assert_eq!(adaptive.lowest(), MIN_RATE, "never below the floor");
+        let achieved = 200.0 / times[200].as_secs_f64();
+        assert!((achieved - 20.0 / 1.05).abs() < 0.05, "{achieved}");
+        assert_eq!(busiest_second(&times), 20);
     }
 }

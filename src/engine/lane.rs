@@ -11,8 +11,9 @@ use tokio::sync::Semaphore;
 use tokio::time::Instant;
 
 use crate::actions::Kind;
+use crate::adapt::Adaptive;
 use crate::api::{ApiError, Class, region_advice};
-use crate::limiter::{Adaptive, Limiter};
+use crate::limiter::Limiter;
 use crate::retry::Heard;
 
 /// One action's pacing, knowledge and tallies in one bucket.
@@ -107,23 +108,30 @@ impl Lane {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Waits for the next slot at the adaptive rate in force now, and takes it.
+    /// Waits for the next slot at the adaptive rate and margin in force now, and takes it.
     pub(super) async fn pace(&self) {
-        let rate = self.lock().adaptive.rate(Instant::now());
-        self.limiter.set_rate(rate);
+        let (rate, margin) = {
+            let state = self.lock();
+            let now = Instant::now();
+            (state.adaptive.rate(now), state.adaptive.margin(now))
+        };
+        self.limiter.set_pace(rate, margin);
         self.limiter.pace().await;
     }
 
     /// Counts a request that goes now.
     pub(super) fn sent(&self, at: Instant) {
-        let report = &mut self.lock().report;
+        let state = &mut *self.lock();
+        state.adaptive.on_send(at);
+        let report = &mut state.report;
         report.n_requests += 1;
         report.first_sent.get_or_insert(at);
         report.last_sent = Some(at);
     }
 
     /// Learns from an answer to a request sent at `sent_at`: what the endpoint answers, and
-    /// whether the quota is refusing (adaptive pacing, SPEC §3).
+    /// whether the quota is refusing (adaptive pacing, SPEC §3: `adapt` widens the margin or
+    /// cuts the rate).
     pub(super) fn answered<T>(&self, sent_at: Instant, result: &Result<T, ApiError>) {
         let now = Instant::now();
         let mut state = self.lock();
@@ -131,11 +139,18 @@ impl Lane {
         match result {
             Err(error) if error.class == Class::Throttled => {
                 state.refused_since.get_or_insert(now);
-                if let Some(rate) = state.adaptive.throttled(sent_at, now) {
-                    tracing::debug!(bucket = self.bucket, action = self.kind.name(), rate, code = %error.code, "throttled: pacing lowered");
+                if let Some(change) = state.adaptive.on_answer(sent_at, now, true) {
+                    tracing::debug!(bucket = self.bucket, action = self.kind.name(), ?change, code = %error.code, "throttled: pacing adapted");
                 }
             }
-            _ => state.refused_since = None,
+            // A timeout or a lost connection is no round trip of the network's.
+            Err(error) if matches!(error.class, Class::Transient | Class::Unreachable) => {
+                state.refused_since = None;
+            }
+            _ => {
+                state.refused_since = None;
+                state.adaptive.on_answer(sent_at, now, false);
+            }
         }
     }
 

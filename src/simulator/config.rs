@@ -101,6 +101,9 @@ pub struct SimulatorConfig {
     /// How long the first request on each new connection waits before it is read: what a TLS
     /// handshake costs a client that opens connections instead of reusing them.
     pub connect_latency: Duration,
+    /// Each request is counted a uniform draw of 0 to this after it arrives (see
+    /// [`super::window::uplink_delay`]).
+    pub uplink_jitter: Duration,
 }
 
 impl Default for SimulatorConfig {
@@ -124,6 +127,7 @@ impl Default for SimulatorConfig {
             shared: Vec::new(),
             images: None,
             connect_latency: Duration::ZERO,
+            uplink_jitter: Duration::ZERO,
         }
     }
 }

@@ -162,6 +162,11 @@ async fn accept_loop(
 struct ConnectionDropped;
 
 async fn answer(State(world): State<Shared>, request: Request<Body>) -> Response<Body> {
+    // As if the network had delayed the request: it is counted, and answered, that late.
+    let uplink = lock(&world).uplink_delay();
+    if !uplink.is_zero() {
+        tokio::time::sleep(uplink).await;
+    }
     let now = Instant::now();
     let (parts, body) = request.into_parts();
     let action = parts

@@ -4,6 +4,8 @@
 use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
+use rand::Rng;
+
 const WIDTH: Duration = Duration::from_secs(1);
 
 /// Which requests use up a window. Nobody outside Tencent knows which the service does, so the
@@ -58,6 +60,17 @@ impl Limit {
             .or_default()
             .admit(now, self.rate, self.count)
     }
+}
+
+/// How long after its arrival a request is counted, as if the network had delayed it: a
+/// uniform draw from 0 to `jitter`, to the microsecond. Nothing is drawn without jitter, so
+/// that a seed gives the same faults as before `--uplink-jitter-ms` existed.
+pub fn uplink_delay(rng: &mut impl Rng, jitter: Duration) -> Duration {
+    if jitter.is_zero() {
+        return Duration::ZERO;
+    }
+    let most = u64::try_from(jitter.as_micros()).unwrap_or(u64::MAX);
+    Duration::from_micros(rng.random_range(0..=most))
 }
 
 /// Arrival times within the last second.
@@ -137,6 +150,28 @@ mod tests {
             );
             assert!(window.admit(ms(2200), 1, count), "{count:?}: all aged out");
         }
+    }
+
+    #[test]
+    fn the_uplink_delay_is_spread_over_0_to_the_jitter_and_drawn_only_with_jitter() {
+        use rand::SeedableRng;
+        let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+        let mut untouched = rng.clone();
+        assert_eq!(uplink_delay(&mut rng, Duration::ZERO), Duration::ZERO);
+        assert_eq!(
+            rng.random::<u64>(),
+            untouched.random::<u64>(),
+            "no draw without jitter"
+        );
+        let jitter = Duration::from_millis(40);
+        let delays: Vec<Duration> = (0..2000).map(|_| uplink_delay(&mut rng, jitter)).collect();
+        assert!(delays.iter().all(|d| *d <= jitter));
+        let low = delays.iter().filter(|d| **d < jitter / 4).count();
+        let high = delays.iter().filter(|d| **d > jitter * 3 / 4).count();
+        assert!(
+            low > 400 && high > 400,
+            "uniform: {low} low, {high} high of 2000"
+        );
     }
 
     #[test]

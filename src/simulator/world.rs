@@ -233,6 +233,11 @@ impl World {
         format!("00000000-0000-4000-8000-{:012x}", self.n_answers)
     }
 
+    /// How long after its arrival a request is counted (`--uplink-jitter-ms`).
+    pub fn uplink_delay(&mut self) -> Duration {
+        super::window::uplink_delay(&mut self.rng, self.config.uplink_jitter)
+    }
+
     pub fn latency(&mut self) -> Duration {
         let (min, max) = self.config.latency_ms;
         Duration::from_millis(if max > min {
