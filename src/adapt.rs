@@ -74,6 +74,9 @@ pub struct Adaptive {
     n_admitted_run: u64,
     /// Send times within the last second: the measured send rate.
     sends: VecDeque<Instant>,
+    /// Send times of the requests admitted within about the last second: how many the
+    /// service let through in the window a refusal was counted in.
+    admitted: VecDeque<Instant>,
     first_send: Option<Instant>,
     /// The most recent round trips of answers from the service.
     rtts: VecDeque<Duration>,
@@ -109,6 +112,7 @@ impl Adaptive {
             refused_at: None,
             n_admitted_run: 0,
             sends: VecDeque::new(),
+            admitted: VecDeque::new(),
             first_send: None,
             rtts: VecDeque::new(),
             lowest: configured,
@@ -141,6 +145,15 @@ impl Adaptive {
         self.rtts.push_back(now.saturating_duration_since(sent_at));
         if !throttled {
             self.n_admitted_run += 1;
+            self.admitted.push_back(sent_at);
+            while self.admitted.len() > 1
+                && self
+                    .admitted
+                    .front()
+                    .is_some_and(|sent| now.saturating_duration_since(*sent) >= WINDOW * 2)
+            {
+                self.admitted.pop_front();
+            }
             return None;
         }
         self.n_throttled += 1;
@@ -158,7 +171,7 @@ impl Adaptive {
                 self.margin = (self.margin * 2).min(MAX_MARGIN);
                 Change::Widened(self.margin)
             }
-            Verdict::Contention => Change::Cut(self.cut(now)),
+            Verdict::Contention => Change::Cut(self.cut(sent_at, now)),
         };
         Some(change)
     }
@@ -200,10 +213,28 @@ impl Adaptive {
     }
 
     /// Cuts the rate to β × the measured send rate and starts the cubic climb from there;
-    /// returns the new rate.
-    fn cut(&mut self, now: Instant) -> f64 {
+    /// returns the new rate. The curve flattens out (`W_max`) at no more than the service
+    /// admitted of ours in the second before the refused request left: a window that held
+    /// that many and refused one more says the quota left for us is about that many, and
+    /// climbing back past it within the cubic's first seconds would only find the refusal
+    /// again. (In a bucket's first second the send rate cannot be measured yet; this count
+    /// can.)
+    fn cut(&mut self, refused_sent_at: Instant, now: Instant) -> f64 {
         let current = self.rate(now);
-        let w_max = self.measured_rate(now).unwrap_or(current).min(current);
+        let in_window = self
+            .admitted
+            .iter()
+            .filter(|sent| {
+                **sent < refused_sent_at
+                    && refused_sent_at.saturating_duration_since(**sent) < WINDOW
+            })
+            .count() as f64;
+        let measured = self.measured_rate(now).unwrap_or(current).min(current);
+        // No admitted request in that window says nothing of the quota (we sent none).
+        let w_max = match in_window >= 1.0 {
+            true => measured.min(in_window),
+            false => measured,
+        };
         let k = (w_max * (1.0 - BETA) / C).cbrt();
         self.cut = Some(Cut { at: now, w_max, k });
         let after = self.rate(now);

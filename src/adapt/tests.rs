@@ -204,3 +204,29 @@ fn the_rate_never_goes_below_the_floor() {
     }
     assert_eq!(adaptive.lowest(), MIN_RATE);
 }
+
+/// A limit below the configured rate, found in the bucket's first second (a look-up at 10/s
+/// on an account that takes 3/s): the curve flattens out at what the window admitted, not
+/// at the configured rate, so the climb back does not find the refusal again at once.
+#[test]
+fn a_refusal_in_the_first_second_flattens_out_at_what_the_window_admitted() {
+    let start = Instant::now();
+    let mut adaptive = Adaptive::new(10.0);
+    for i in 0..3 {
+        adaptive.on_send(ms(start, i * 100));
+        adaptive.on_answer(ms(start, i * 100), ms(start, i * 100 + 20), false);
+    }
+    adaptive.on_send(ms(start, 300));
+    let Some(Change::Cut(after)) = adaptive.on_answer(ms(start, 300), ms(start, 320), true) else {
+        panic!("three admitted, one refused, in the first second: contention");
+    };
+    assert!(
+        (after - BETA * 3.0).abs() < 1e-9,
+        "β × the 3 admitted: {after}"
+    );
+    let plateau = adaptive.rate(ms(start, 320 + 2_000));
+    assert!(
+        (2.9..3.2).contains(&plateau),
+        "flattens out near 3/s: {plateau}"
+    );
+}
