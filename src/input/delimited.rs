@@ -172,17 +172,24 @@ pub(super) struct Source {
 }
 
 impl RowSource for Source {
-    fn next_row(&mut self) -> Option<Result<RawRow, InputError>> {
+    fn next_row(&mut self, row: &mut RawRow) -> Option<Result<(), InputError>> {
         match self.csv.read_record(&mut self.record) {
             Ok(false) => None,
             Ok(true) => {
-                let line = self.line_of(self.record.position().cloned());
-                let cells = self.record.iter().map(str::to_string).collect();
-                Some(Ok(RawRow {
-                    line,
-                    cells,
-                    kinds: Vec::new(),
-                }))
+                row.line = self.line_of(self.record.position().cloned());
+                // The cells' strings are refilled, not made anew: no allocation per row.
+                row.cells.truncate(self.record.len());
+                for (i, field) in self.record.iter().enumerate() {
+                    match row.cells.get_mut(i) {
+                        Some(cell) => {
+                            cell.clear();
+                            cell.push_str(field);
+                        }
+                        None => row.cells.push(field.to_string()),
+                    }
+                }
+                row.kinds.clear();
+                Some(Ok(()))
             }
             Err(error) => Some(Err(self.error(error))),
         }
@@ -348,12 +355,9 @@ impl<R: Read> Read for Scan<R> {
         while i < n {
             // Inside a cell, a run of bytes that cannot change the state only moves the
             // offset: skip it whole rather than a byte at a time.
-            let stops = |b: &u8| matches!(*b, b'\r' | b'\n') || *b == self.delimiter;
             let run = match self.state {
-                State::Unquoted => buf[i..n].iter().position(stops),
-                State::Quoted { .. } => buf[i..n]
-                    .iter()
-                    .position(|b| matches!(*b, b'"' | b'\r' | b'\n')),
+                State::Unquoted => memchr::memchr3(self.delimiter, b'\r', b'\n', &buf[i..n]),
+                State::Quoted { .. } => memchr::memchr3(b'"', b'\r', b'\n', &buf[i..n]),
                 _ => Some(0),
             }
             .unwrap_or(n - i);
