@@ -131,11 +131,14 @@ impl<K: Key> Sorted<K> {
         match (from_runs, self.in_memory.peek()) {
             (Some(run), Some(memory)) if *memory < run => Ok(self.in_memory.next()),
             (Some(_), _) => {
-                let Some(Reverse((key, i))) = self.heads.pop() else {
+                let Some(mut head) = self.heads.peek_mut() else {
                     return Ok(None);
                 };
-                if let Some(next) = next_key(&mut self.runs[i])? {
-                    self.heads.push(Reverse((next, i)));
+                let Reverse((key, i)) = *head;
+                // The run's next key takes its place: one sift, not a pop and a push.
+                match next_key(&mut self.runs[i])? {
+                    Some(next) => *head = Reverse((next, i)),
+                    None => drop(std::collections::binary_heap::PeekMut::pop(head)),
                 }
                 Ok(Some(key))
             }
