@@ -71,6 +71,11 @@ impl<K: Key> Sorter<K> {
     }
 
     pub fn push(&mut self, key: K) -> io::Result<()> {
+        if self.chunk.capacity() == 0 {
+            // The whole chunk at once: growing it by doubling would hold the old half and
+            // the new whole together. Pages not yet written take no memory.
+            self.chunk.reserve_exact(self.capacity);
+        }
         self.chunk.push(key);
         self.n_pushed += 1;
         if self.chunk.len() >= self.capacity {
