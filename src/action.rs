@@ -12,6 +12,11 @@ pub const DESCRIBE_ACTION: &str = "DescribeBlueprints";
 pub const IMAGES_ACTION: &str = "DescribeImagesToShare";
 /// The most blueprints one look-up page holds.
 pub const DESCRIBE_LIMIT: u64 = 100;
+/// The most image ids one preflight request names: no maximum is documented, and 100 is the
+/// most images one answer lists (`Limit`).
+pub const IMAGES_LIMIT: usize = 100;
+/// The code of a share refused because the image is not in the row's region.
+pub const IMAGE_NOT_FOUND: &str = "ResourceNotFound.ImageIdNotFound";
 pub const VERSION: &str = "2020-03-24";
 pub const CONTENT_TYPE: &str = "application/json";
 
@@ -121,6 +126,18 @@ pub fn describe_body(shared_only: bool, offset: u64) -> Vec<u8> {
     serde_json::to_vec(&body).expect("a map of numbers and strings always serialises")
 }
 
+/// The body of one preflight request: these images (at most [`IMAGES_LIMIT`]), all in one
+/// answer. `Limit` is said because its default (20) would leave images out of the answer,
+/// and an image left out reads as "not in this region".
+pub fn images_body(image_ids: &[String]) -> Vec<u8> {
+    serde_json::to_vec(&serde_json::json!({
+        "ImageIds": image_ids,
+        "Offset": 0,
+        "Limit": IMAGES_LIMIT,
+    }))
+    .expect("a list of strings and numbers always serialises")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -148,6 +165,15 @@ mod tests {
         assert_eq!(
             request_body("img-xkd784jw", Permission::Share),
             br#"{"ImageId":"img-xkd784jw","Permission":"SHARE"}"#
+        );
+    }
+
+    #[test]
+    fn a_preflight_body_asks_for_every_image_named_in_one_answer() {
+        let ids = ["img-aaaaaaaa".to_string(), "img-bbbbbbbb".to_string()];
+        assert_eq!(
+            images_body(&ids),
+            br#"{"ImageIds":["img-aaaaaaaa","img-bbbbbbbb"],"Limit":100,"Offset":0}"#
         );
     }
 }

@@ -48,7 +48,8 @@ Exit codes:
   0    every row shared, unshared, already shared or already unshared
   1    internal failure (the results file could not be written)
   2    usage, configuration or input error; nothing was sent
-  3    finished, and some rows are failed or invalid
+  3    finished, and some rows are failed or invalid (a dry run: some rows are
+       invalid or would fail)
   4    stopped by a job-fatal answer or --max-failures; the rest are skipped
   5    another run holds the lock on the results file
   130  interrupted; the rest are skipped; --resume continues";
@@ -136,8 +137,9 @@ pub struct RunArgs {
     /// Start afresh even if the config file or the environment says --resume.
     #[arg(long, overrides_with = "resume", help_heading = INPUT_OUTPUT)]
     pub no_resume: bool,
-    /// Everything but the writes: credentials, output, the state look-up; print the plan per
-    /// bucket and an ETA (-v: one line per row); write nothing.
+    /// Everything but the writes: credentials, output, the state look-up, the preflight;
+    /// print the plan per bucket, each row that would fail and why, and an ETA (-v: one line
+    /// per row); write nothing. Exit 3 when rows are invalid or would fail.
     #[arg(long, overrides_with = "no_dry_run", help_heading = INPUT_OUTPUT)]
     pub dry_run: bool,
     /// Really run, even if the config file or the environment says --dry-run.
@@ -164,6 +166,13 @@ pub struct RunArgs {
     /// Send every row without reading the state first.
     #[arg(long, overrides_with = "lookup", help_heading = PACING)]
     pub no_lookup: bool,
+    /// With --dry-run, ask DescribeImagesToShare which SHARE rows would fail and why; in a
+    /// run, say where the image of a row refused as not found is [default: on]. [env: LIGHTHOUSE_SHARE_PREFLIGHT]
+    #[arg(long, overrides_with = "no_preflight", help_heading = PACING)]
+    pub preflight: bool,
+    /// Send no DescribeImagesToShare: the dry run does not check the images.
+    #[arg(long, overrides_with = "preflight", help_heading = PACING)]
+    pub no_preflight: bool,
     /// Whether each region has its own limit, or one endpoint has one limit for all
     /// regions [default: region if the endpoint contains {region}, else endpoint]. [env: LIGHTHOUSE_SHARE_RATE_SCOPE]
     #[arg(long, help_heading = PACING)]

@@ -5,7 +5,7 @@
 //! goes through the same buckets, so their tallies end up in one place for the summary.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use crate::action::RateScope;
 use crate::actions::Kind;
@@ -95,6 +95,11 @@ impl Bucket {
 pub struct Job {
     pub buckets: Buckets,
     by_name: BTreeMap<String, Arc<Bucket>>,
+    /// Buckets of regions without rows, made when a stage asks there (the preflight asks
+    /// every region where an image is) and kept, so that every request to one quota goes
+    /// through one lane, and is counted in the summary.
+    others: Mutex<BTreeMap<String, Arc<Bucket>>>,
+    pacing: Pacing,
 }
 
 impl Job {
@@ -117,7 +122,31 @@ impl Job {
                 (name, Arc::new(bucket))
             })
             .collect();
-        Self { buckets, by_name }
+        Self {
+            buckets,
+            by_name,
+            others: Mutex::new(BTreeMap::new()),
+            pacing: *pacing,
+        }
+    }
+
+    /// The bucket of any `region`: the job's own if it has rows there, else one made for
+    /// it (with no rows) on first use.
+    pub fn any(&self, region: &'static str) -> Arc<Bucket> {
+        if let Some(bucket) = self.of(region) {
+            return bucket.clone();
+        }
+        let name = self.buckets.of(region);
+        let mut others = self.others.lock().unwrap_or_else(|e| e.into_inner());
+        let bucket = others.entry(name.clone()).or_insert_with(|| {
+            Arc::new(Bucket::new(
+                &name,
+                BTreeSet::from([region]),
+                0,
+                &self.pacing,
+            ))
+        });
+        bucket.clone()
     }
 
     /// Every bucket, by name.
@@ -132,10 +161,15 @@ impl Job {
 
     /// What every lane that sent anything did, by bucket then action.
     pub fn reports(&self) -> Vec<LaneReport> {
-        self.iter()
+        let others = self.others.lock().unwrap_or_else(|e| e.into_inner());
+        let mut reports: Vec<LaneReport> = self
+            .iter()
+            .chain(others.values())
             .flat_map(|bucket| bucket.lanes.iter().map(|(_, lane)| lane.report()))
             .filter(|report| report.n_requests > 0)
-            .collect()
+            .collect();
+        reports.sort_by(|a, b| (&a.bucket, a.kind).cmp(&(&b.bucket, b.kind)));
+        reports
     }
 
     /// The reports of `kind`'s lanes, every bucket's, whether they sent or not.
@@ -143,5 +177,47 @@ impl Job {
         self.iter()
             .map(|bucket| bucket.lane(kind).report())
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_region_without_rows_gets_one_bucket_on_first_use_and_a_shared_quota_stays_one() {
+        let pacing = Pacing {
+            rate: 20.0,
+            describe_rate: 10.0,
+            concurrency: 4,
+        };
+        let rows = BTreeMap::from([("ap-tokyo", 3)]);
+        let per_region = Buckets {
+            scope: RateScope::Region,
+            endpoint: Endpoint::new("https://lighthouse.{region}.tencentcloudapi.com"),
+        };
+        let job = Job::new(per_region, &rows, &pacing);
+        assert!(Arc::ptr_eq(
+            &job.any("ap-tokyo"),
+            job.of("ap-tokyo").unwrap()
+        ));
+        let other = job.any("ap-seoul");
+        assert!(Arc::ptr_eq(&other, &job.any("ap-seoul")), "made once");
+        assert_eq!((other.name.as_str(), other.n_rows), ("ap-seoul", 0));
+        assert_eq!(
+            job.iter().count(),
+            1,
+            "the job's own buckets are those with rows"
+        );
+
+        let one_endpoint = Buckets {
+            scope: RateScope::Endpoint,
+            endpoint: Endpoint::new("https://lighthouse.tencentcloudapi.com"),
+        };
+        let job = Job::new(one_endpoint, &rows, &pacing);
+        assert!(
+            Arc::ptr_eq(&job.any("ap-seoul"), job.of("ap-tokyo").unwrap()),
+            "one endpoint for all regions is one quota"
+        );
     }
 }

@@ -16,6 +16,7 @@
 //! - `lookup`: the state look-up (`DescribeBlueprints`) and when a listing is evidence;
 //!   `decide`: each row's decision from the record, the look-up and the rows before it (the
 //!   invariant of SPEC §9 in one function);
+//! - `preflight`: which SHARE rows the service would refuse, and why (`DescribeImagesToShare`);
 //! - `writes`: per bucket, per-image order, each row's write and its outcome;
 //! - `config`: CLI + environment + file → one final `RunConfig`; `plan`: the validation
 //!   pass, the one numbered pass every later stage reads, and the reader;
@@ -40,6 +41,7 @@ pub mod limiter;
 pub mod lookup;
 pub mod output;
 pub mod plan;
+pub mod preflight;
 pub mod results;
 pub mod retry;
 pub mod run;

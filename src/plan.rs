@@ -227,7 +227,7 @@ impl Plan {
             ),
         };
         tracing::info!(
-            "plan: {} to send {limit}; {} invalid; {} finished earlier (kept unless the record or the look-up contradicts them); about {} at full rate",
+            "plan: {} to send {limit}; {} invalid; {} finished earlier (kept, unless the record or the look-up contradicts them or their image has both SHARE and CANCEL rows: then sent again); about {} at full rate",
             plural(self.n_to_send(), "row", "rows"),
             self.n_invalid,
             self.n_kept,
@@ -294,16 +294,18 @@ impl Numbered {
 }
 
 /// Decides every row to send against `state` as a run would, without sending: the plan of a
-/// dry run, per bucket. With `-v`, one line per row.
+/// dry run, per bucket, and the SHARE rows that would be sent, for the preflight. With `-v`,
+/// one line per row.
 pub fn dry_run(
     input: &Source,
     buckets: &Buckets,
     resume: Arc<Resume>,
     repeats: &Repeats,
     state: State,
-) -> Result<BTreeMap<String, BucketPlan>, InputError> {
+) -> Result<(BTreeMap<String, BucketPlan>, Vec<Row>), InputError> {
     let mut decider = Decider::new(state, resume.clone(), Default::default()).knowing(repeats);
     let mut plans: BTreeMap<String, BucketPlan> = BTreeMap::new();
+    let mut to_share = Vec::new();
     for numbered in Numbered::new(input, repeats, &resume)? {
         let Numbered { row, identity, .. } = numbered?;
         let Decided { decision, drift } = decider.decide(&row, &identity);
@@ -323,8 +325,11 @@ pub fn dry_run(
             row.image_id,
             row.permission
         );
+        if decision == Decision::Send && row.permission == Permission::Share {
+            to_share.push(row);
+        }
     }
-    Ok(plans)
+    Ok((plans, to_share))
 }
 
 impl BucketPlan {
@@ -353,8 +358,14 @@ impl BucketPlan {
 }
 
 /// Logs a dry run's plan: per bucket what would be sent and what is already as asked, and
-/// how long the writes would take at `rate`.
-pub fn log_dry_run(plans: &BTreeMap<String, BucketPlan>, n_invalid: u64, rate: f64) {
+/// how long the writes would take at `rate`; and how many SHARE rows the preflight says
+/// would fail (`None`: it was not made).
+pub fn log_dry_run(
+    plans: &BTreeMap<String, BucketPlan>,
+    n_invalid: u64,
+    n_would_fail: Option<u64>,
+    rate: f64,
+) {
     let pace = rate * UTILISATION;
     for (bucket, plan) in plans {
         let eta = (plan.n_share + plan.n_cancel) as f64 / pace;
@@ -374,8 +385,12 @@ pub fn log_dry_run(plans: &BTreeMap<String, BucketPlan>, n_invalid: u64, rate: f
     let (n_share, n_cancel, n_already) = plans.values().fold((0, 0, 0), |(s, c, a), p| {
         (s + p.n_share, c + p.n_cancel, a + p.n_already)
     });
+    let would_fail = match n_would_fail {
+        Some(n) => format!(" ({n} of them would fail)"),
+        None => String::new(),
+    };
     tracing::info!(
-        "dry run: {n_share} to share, {n_cancel} to cancel, {n_already} already as asked, {n_invalid} invalid; the writes would take about {}",
+        "dry run: {n_share} to share{would_fail}, {n_cancel} to cancel, {n_already} already as asked, {n_invalid} invalid; the writes would take about {}",
         humantime::format_duration(Duration::from_secs((slowest as f64 / pace).ceil() as u64)),
     );
 }

@@ -5,11 +5,13 @@
 //!    results or record are overwritten without `--resume`.
 //! 2. Plan: one validation pass over the input before anything is sent; its rows to send
 //!    make the job's buckets.
-//! 3. Look up what is shared in every bucket's regions (SPEC §9). A dry run stops here and
-//!    prints the plan.
+//! 3. Look up what is shared in every bucket's regions (SPEC §9). A dry run stops here: it
+//!    asks which SHARE rows the service would refuse (the preflight, SPEC §10) and prints
+//!    the plan.
 //! 4. Write: the one reader settles the rows already as asked and streams the rest to their
 //!    buckets' write tasks; finished rows go to the record.
-//! 5. Give rows shared without a BlueprintId theirs from a fresh look-up of their region.
+//! 5. Give rows shared without a BlueprintId theirs from a fresh look-up of their region;
+//!    tell rows refused as not found where their image is.
 //! 6. Render the results file from the input and the record.
 //!
 //! Every request of every stage goes through the one [`Engine`]; a signal at any stage
@@ -32,11 +34,12 @@ use crate::config::{Connection, RunConfig};
 use crate::credentials::{Credentials, Provider};
 use crate::decide::{Decider, State};
 use crate::engine::{Engine, Reason, Stop};
-use crate::input::{InputError, Source};
+use crate::input::{InputError, Row, Source};
 use crate::job::{Buckets, Job, Pacing};
 use crate::lookup::Lookups;
-use crate::output::{self, Ending, Progress, Report};
+use crate::output::{self, Ending, Progress, Report, plural};
 use crate::plan::{self, Plan, PlanError};
+use crate::preflight::{self, Findings};
 use crate::results::{self, Destination, Journal, Outcome, Recorded, Resume};
 use crate::simulator::{self, Faults, Simulator, SimulatorConfig, SimulatorHandle};
 use crate::writes::{self, Sink};
@@ -124,7 +127,7 @@ pub async fn run(config: RunConfig, shutdown: impl Future<Output = ()>) -> Resul
             plan: &plan,
         };
         match config.mode().dry_run {
-            true => stages.dry_run(resume).await?,
+            true => report.n_would_fail = stages.dry_run(resume).await?,
             false => stages.write(resume, shutdown, &mut report).await?,
         }
         report.lanes = job.reports();
@@ -164,7 +167,15 @@ async fn target(config: &RunConfig) -> Result<(Target, Option<SimulatorHandle>),
             credentials,
         } => (Target::Send(endpoint.clone(), credentials.clone()), None),
         Connection::Simulator => {
-            let (handle, endpoint, credentials) = start_simulator(config).await?;
+            // A rehearsal that resumes meets the account its last run left.
+            let shared = match config.mode().resume && config.output().record.exists() {
+                true => {
+                    Resume::shared_images(&config.output().record, &config.mode().record_target)
+                        .map_err(Error::Setup)?
+                }
+                false => Vec::new(),
+            };
+            let (handle, endpoint, credentials) = start_simulator(config, shared).await?;
             (Target::Send(endpoint, credentials), Some(handle))
         }
     })
@@ -214,7 +225,7 @@ impl Target {
 /// directory that cannot take the final rewrite) is found here, before the first request.
 /// A dry run checks the same but leaves nothing behind: it only tests a lock that exists
 /// (a run holding it made it), and creates none.
-fn claim_output(config: &RunConfig) -> Result<Option<File>, Error> {
+fn claim_output(config: &RunConfig) -> Result<Option<Lock>, Error> {
     if matches!(config.mode().connection, Connection::Offline { .. }) {
         return Ok(None);
     }
@@ -226,6 +237,12 @@ fn claim_output(config: &RunConfig) -> Result<Option<File>, Error> {
             path.display(),
             path.join("images.results.csv").display()
         )));
+    }
+    if config.output().results == Destination::Stdout && stdout_is_null() {
+        tracing::warn!(
+            "standard output is /dev/null (or was closed, which the system makes /dev/null): the results written there (-o -) are lost; the record {} keeps every row, and --output FILE writes them where they stay",
+            config.output().record.display()
+        );
     }
     check_writable(&config.output().record)?;
     let lock = match config.mode().dry_run && !config.output().lock.exists() {
@@ -257,6 +274,15 @@ fn claim_output(config: &RunConfig) -> Result<Option<File>, Error> {
         _ => Ok(()),
     }?;
     Ok(lock)
+}
+
+/// Whether standard output is the null device: a program started with it closed gets
+/// /dev/null there, so a closed one looks the same.
+fn stdout_is_null() -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let null = std::fs::metadata("/dev/null").map(|m| m.rdev());
+    let stdout = std::fs::metadata("/proc/self/fd/1").map(|m| m.rdev());
+    matches!((null, stdout), (Ok(null), Ok(stdout)) if null == stdout)
 }
 
 /// Creates and removes a file beside the results file: the final rewrite needs to, and a
@@ -303,9 +329,10 @@ impl Stages<'_> {
         }
     }
 
-    /// A dry run after its checks: looks up the state and logs the plan. A job-fatal
-    /// look-up answer is what would stop the run: exit 2, nothing having been written.
-    async fn dry_run(&self, resume: Resume) -> Result<(), Error> {
+    /// A dry run after its checks: looks up the state, asks which SHARE rows would fail, and
+    /// logs the plan; returns how many would. A job-fatal answer is what would stop the
+    /// run: exit 2, nothing having been written.
+    async fn dry_run(&self, resume: Resume) -> Result<u64, Error> {
         let state = self.look_up(&Lookups::new(self.engine.clone())).await;
         if let Some(Reason::Fatal(error)) = self.stop().reason() {
             return Err(Error::Setup(anyhow::anyhow!(
@@ -316,10 +343,32 @@ impl Stages<'_> {
         let (input, buckets) = (self.input.clone(), self.job.buckets.clone());
         let repeats = self.plan.repeats.clone();
         let resume = Arc::new(resume);
-        let plans =
+        let (plans, to_share) =
             blocking(move || plan::dry_run(&input, &buckets, resume, &repeats, state)).await??;
-        plan::log_dry_run(&plans, self.plan.n_invalid, self.config.pacing().rate);
-        Ok(())
+        let findings = self.preflight(&to_share).await?;
+        let n_would_fail = findings.as_ref().and_then(|findings| {
+            preflight::log(findings);
+            let judged = findings.refused.is_none();
+            judged.then_some(findings.failing.len() as u64)
+        });
+        let rate = self.config.pacing().rate;
+        plan::log_dry_run(&plans, self.plan.n_invalid, n_would_fail, rate);
+        Ok(n_would_fail.unwrap_or(0))
+    }
+
+    /// The preflight of a dry run (SPEC §10): `None` with `--no-preflight`.
+    async fn preflight(&self, to_share: &[Row]) -> Result<Option<Findings>, Error> {
+        if !self.config.mode().preflight {
+            return Ok(None);
+        }
+        let ask = preflight::through(self.engine.clone(), self.job);
+        match preflight::check(to_share, ask).await {
+            Ok(findings) => Ok(Some(findings)),
+            Err(error) => Err(Error::Setup(anyhow::anyhow!(
+                "the preflight (DescribeImagesToShare) was refused, so a run would stop: {}",
+                fatal_advice(&error)
+            ))),
+        }
     }
 
     /// The run proper: look-up, writes, BlueprintIds, results file; the report says what
@@ -368,11 +417,16 @@ impl Stages<'_> {
             }
         };
         report.n_settled = recorded.n_settled;
-        if let Some(problem) = self.name_blueprints(&lookups, recorded.unnamed).await {
-            report.problems.push(problem);
-        }
+        let (n_unnamed, problem) = self.name_blueprints(&lookups, recorded.unnamed).await;
+        report.n_unnamed = n_unnamed;
+        report.problems.extend(problem);
         report.stop = self.stop().reason();
         say_why_stopped(report);
+        // After the ending is known: the hint only explains, and changes no ending.
+        if let Some(problem) = self.explain(recorded.not_found).await {
+            tracing::error!("{problem}");
+            report.problems.push(problem);
+        }
         report.counts.retries = progress.retries();
         self.render(report).await
     }
@@ -426,23 +480,56 @@ impl Stages<'_> {
     /// Rows that ended shared without a BlueprintId get it from one fresh look-up of their
     /// region each (SPEC §9), appended to the record. Made with --no-lookup too: it sends no
     /// row, and every shared row should say its BlueprintId. Returns what went wrong, if
-    /// the BlueprintIds found could not be recorded.
-    async fn name_blueprints(&self, lookups: &Arc<Lookups>, rows: Vec<Outcome>) -> Option<String> {
+    /// the BlueprintIds found could not be recorded, and how many rows are left without one.
+    async fn name_blueprints(
+        &self,
+        lookups: &Arc<Lookups>,
+        rows: Vec<Outcome>,
+    ) -> (u64, Option<String>) {
+        let n_rows = rows.len() as u64;
         if rows.is_empty() || lookups.was_refused() || self.stop().is_stopped() {
-            return None;
+            return (n_rows, None);
         }
         let mended = self.mend(lookups, rows).await;
-        let appended = Journal::resume(
+        let problem = self
+            .append(&mended)
+            .err()
+            .map(|error| format!("the BlueprintIds found could not be recorded: {error:#}"));
+        (n_rows - mended.len() as u64, problem)
+    }
+
+    /// Rows refused because their image is not in their region get, in their message, the
+    /// region where it is (SPEC §10), appended to the record; not with `--no-preflight`.
+    /// Returns what went wrong, if the messages could not be recorded.
+    async fn explain(&self, rows: Vec<Outcome>) -> Option<String> {
+        if rows.is_empty() || !self.config.mode().preflight || self.stop().is_stopped() {
+            return None;
+        }
+        let ask = preflight::through(self.engine.clone(), self.job);
+        let hinted = match preflight::hint(rows, &ask).await {
+            Ok(hinted) => hinted,
+            Err(error) => {
+                tracing::warn!(
+                    "cannot say where the images not found are: {}",
+                    fatal_advice(&error)
+                );
+                return None;
+            }
+        };
+        self.append(&hinted)
+            .err()
+            .map(|error| format!("where the images not found are could not be recorded: {error:#}"))
+    }
+
+    /// Appends rows mended after the writes to the record: the last record of a row is its
+    /// result.
+    fn append(&self, rows: &[Outcome]) -> anyhow::Result<()> {
+        let mut journal = Journal::resume(
             &self.config.output().record,
             &self.config.mode().record_target,
-        )
-        .and_then(|mut journal| {
-            journal.append(&mended)?;
-            Ok(journal.sync()?)
-        });
-        appended
-            .err()
-            .map(|error| format!("the BlueprintIds found could not be recorded: {error:#}"))
+        )?;
+        journal.append(rows)?;
+        Ok(journal.sync()?)
     }
 
     /// The rows of `rows` whose image a fresh look-up of its region finds, with the
@@ -460,11 +547,19 @@ impl Stages<'_> {
                 continue;
             };
             let lookups = lookups.clone();
-            tasks.spawn(async move { (lookups.fresh(&bucket, region).await, rows) });
+            tasks.spawn(async move { (region, lookups.fresh(&bucket, region).await, rows) });
         }
         let mut mended = Vec::new();
         while let Some(joined) = tasks.join_next().await {
-            let Ok((Some(images), rows)) = joined else {
+            let Ok((region, images, rows)) = joined else {
+                continue;
+            };
+            let Some(images) = images else {
+                tracing::warn!(
+                    region,
+                    "{region}: the fresh look-up for the BlueprintIds of {} could not be made whole: their blueprint_id is left empty",
+                    plural(rows.len() as u64, "shared row", "shared rows")
+                );
                 continue;
             };
             mended.extend(
@@ -579,6 +674,7 @@ async fn blocking<T: Send + 'static>(
 /// latency 50–150 ms, 5% ImageOccupied, and its built-in credentials.
 async fn start_simulator(
     config: &RunConfig,
+    shared: Vec<(String, String)>,
 ) -> Result<(SimulatorHandle, Endpoint, Provider), Error> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
@@ -593,6 +689,7 @@ async fn start_simulator(
             },
             seed: rand::random(),
             latency_ms: (50, 150),
+            shared,
             ..SimulatorConfig::default()
         },
     )
@@ -613,10 +710,23 @@ async fn start_simulator(
     Ok((handle, endpoint, credentials))
 }
 
-/// Holds the lock beside the results for the whole run. It is never a link: a link planted
-/// at its name is refused rather than followed.
-/// A dry run (`create` false) only opens a lock that exists.
-fn lock(path: &Path, output: &Destination, create: bool) -> Result<File, Error> {
+/// The lock beside the results, held for the whole run and let go when dropped.
+///
+/// Let go explicitly rather than by closing the file: a `flock` belongs to the open file,
+/// and a process that forks (to run another program) lends its open files to the child
+/// until the child's `exec`, so closing our descriptor alone could leave the lock held for
+/// that moment, and a run that follows at once would find its own results locked.
+struct Lock(File);
+
+impl Drop for Lock {
+    fn drop(&mut self) {
+        let _ = self.0.unlock();
+    }
+}
+
+/// Takes the lock beside the results. It is never a link: a link planted at its name is
+/// refused rather than followed. A dry run (`create` false) only opens a lock that exists.
+fn lock(path: &Path, output: &Destination, create: bool) -> Result<Lock, Error> {
     use std::os::unix::fs::OpenOptionsExt;
     let file = OpenOptions::new()
         .create(create)
@@ -624,10 +734,11 @@ fn lock(path: &Path, output: &Destination, create: bool) -> Result<File, Error> 
         .write(true)
         .custom_flags(libc::O_NOFOLLOW)
         .open(path)
+        .map_err(results::refused_link)
         .with_context(|| format!("cannot create the lock file {}", path.display()))
         .map_err(Error::Setup)?;
     match file.try_lock() {
-        Ok(()) => Ok(file),
+        Ok(()) => Ok(Lock(file)),
         Err(std::fs::TryLockError::WouldBlock) => Err(Error::Locked {
             output: match output {
                 Destination::File(path) => path.clone(),

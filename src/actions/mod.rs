@@ -4,9 +4,11 @@
 //! type here, not a loop.
 
 mod blueprints;
+mod images;
 mod share;
 
 pub use blueprints::{Blueprints, DescribeBlueprints, Page, is_refused};
+pub use images::{DescribeImages, Image, NORMAL};
 pub use share::{Share, Shared};
 
 use crate::api::{ApiError, Class, Request};

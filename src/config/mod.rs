@@ -109,6 +109,8 @@ pub struct Mode {
     pub resume: bool,
     /// Read the sharing state first (SPEC §9); off with `--no-lookup`.
     pub lookup: bool,
+    /// Ask `DescribeImagesToShare` (SPEC §10); off with `--no-preflight`.
+    pub preflight: bool,
     /// What the record is bound to: `simulator`, or the endpoint template.
     pub record_target: String,
 }
@@ -364,6 +366,7 @@ async fn mode(
         dry_run: low.dry_run,
         resume: low.resume,
         lookup: low.lookup,
+        preflight: low.preflight,
         record_target,
     })
 }
@@ -434,13 +437,14 @@ impl RunConfig {
             .max_failures
             .map_or_else(|| "off".to_string(), |limit| limit.to_string());
         format!(
-            "{connection}; output {}; sheet {}; rate {}/s per {}; lookup {} at describe rate {}/s; concurrency {} per bucket (at most {} in flight in all); max attempts {}; backoff {}-{} ms; max failures {max_failures}; timeout {}s; resume {}; log format {}; quiet {}; verbose {}",
+            "{connection}; output {}; sheet {}; rate {}/s per {}; lookup {} at describe rate {}/s; preflight {}; concurrency {} per bucket (at most {} in flight in all); max attempts {}; backoff {}-{} ms; max failures {max_failures}; timeout {}s; resume {}; log format {}; quiet {}; verbose {}",
             output.results,
             self.input.sheet.as_deref().unwrap_or("the first visible"),
             pacing.rate,
             format!("{:?}", pacing.rate_scope).to_lowercase(),
             mode.lookup,
             pacing.describe_rate,
+            mode.preflight,
             pacing.concurrency,
             pacing.max_in_flight,
             pacing.retry.max_attempts,

@@ -78,6 +78,7 @@ pub struct Low {
     pub dry_run: bool,
     pub offline: bool,
     pub lookup: bool,
+    pub preflight: bool,
     pub simulate: bool,
     pub log_format: LogFormat,
     pub quiet: bool,
@@ -187,6 +188,7 @@ pub const OPTIONS: &[Opt] = &[
         },
     },
     switch!("lookup", lookup, no_lookup, "true"),
+    switch!("preflight", preflight, no_preflight, "true"),
     Opt {
         key: "rate_scope",
         table: Table::Run,

@@ -123,7 +123,7 @@ pub fn load(path: &Path, sheet: Option<&str>) -> Result<Sheet, InputError> {
     // is a damaged file, not a crash of the run.
     let loaded = std::panic::catch_unwind(|| -> Result<Sheet, InputError> {
         let mut workbook =
-            calamine::open_workbook_auto(path).map_err(|e| unreadable(e.to_string()))?;
+            calamine::open_workbook_auto(path).map_err(|e| unreadable(opening(path, &e)))?;
         let name = choose_sheet(path.to_path_buf(), workbook.sheets_metadata(), sheet)?;
         let rows = read_sheet(&mut workbook, &name)
             .map_err(|e| unreadable(format!("sheet `{}`: {e}", crate::text::for_line(&name))))?;
@@ -137,6 +137,22 @@ pub fn load(path: &Path, sheet: Option<&str>) -> Result<Sheet, InputError> {
             "the file is damaged; open and save it in a spreadsheet program".to_string(),
         ))
     })
+}
+
+/// Why calamine could not open `path`, in the user's words where the cause is plain: a file
+/// named like a workbook that is not one (a CSV renamed `.xlsx`, a damaged download).
+fn opening(path: &Path, error: &calamine::Error) -> String {
+    let text = error.to_string();
+    match text.contains("Zip error") || text.contains("Could not find EOCD") {
+        true => format!(
+            "it is not a workbook its name says it is ({}): a damaged or partial file, or another kind of file named {}; if it is a CSV, name it .csv",
+            crate::text::for_line(&text),
+            path.extension()
+                .map(|e| format!(".{}", e.to_string_lossy()))
+                .unwrap_or_default()
+        ),
+        false => crate::text::for_line(&text).into_owned(),
+    }
 }
 
 /// Why `path` cannot be read as a workbook before trying, in the user's words: a workbook is

@@ -67,6 +67,10 @@ pub struct Report {
     pub n_drifted: u64,
     /// `region: why` for each region whose look-up proved nothing: its rows were all sent.
     pub unknown_listings: Vec<String>,
+    /// Shared rows left without a BlueprintId: the fresh look-up could not name them.
+    pub n_unnamed: u64,
+    /// SHARE rows a dry run's preflight says the service would refuse (SPEC §10).
+    pub n_would_fail: u64,
 }
 
 impl Report {
@@ -92,6 +96,8 @@ impl Report {
             flipping,
             n_drifted: 0,
             unknown_listings: Vec::new(),
+            n_unnamed: 0,
+            n_would_fail: 0,
         }
     }
 
@@ -122,7 +128,8 @@ impl Report {
                 plural(n_skipped, "row was", "rows were"),
             ));
         }
-        if self.counts.get(Status::Failed) + self.counts.get(Status::Invalid) > 0 {
+        let n_failed = self.counts.get(Status::Failed) + self.counts.get(Status::Invalid);
+        if n_failed + self.n_would_fail > 0 {
             Ending::SomeRowsFailed
         } else {
             Ending::Done
@@ -179,9 +186,11 @@ pub fn summary_lines(report: &Report) -> Vec<String> {
     });
     if report.dry_run {
         let mut lines = vec![format!(
-            "dry run: no share sent, nothing written; {} invalid rows; {} DescribeBlueprints requests",
+            "dry run: no share sent, nothing written; {} invalid rows; {} would fail; {} DescribeBlueprints and {} DescribeImagesToShare requests",
             report.counts.get(Status::Invalid),
-            report.n_requests(Kind::DescribeBlueprints)
+            plural(report.n_would_fail, "SHARE row", "SHARE rows"),
+            report.n_requests(Kind::DescribeBlueprints),
+            report.n_requests(Kind::DescribeImages)
         )];
         lines.extend(lane_lines(report, |kind| kind != Kind::Share));
         lines.extend(flipping);
@@ -218,6 +227,13 @@ fn lookup_lines(report: &Report) -> Vec<String> {
     for why in &report.unknown_listings {
         lines.push(format!(
             "  the look-up proved nothing in {why}: its rows were all sent, none settled from it"
+        ));
+    }
+    if report.n_unnamed > 0 {
+        lines.push(format!(
+            "  {} shared but without a BlueprintId: the look-up could not name {} (see the warnings above); the blueprint_id column is empty there",
+            plural(report.n_unnamed, "row is", "rows are"),
+            if report.n_unnamed == 1 { "it" } else { "them" }
         ));
     }
     lines
@@ -262,9 +278,11 @@ fn json_summary(report: &Report) -> serde_json::Value {
             .map(|kind| (kind.name(), report.n_requests(*kind)))
             .collect::<BTreeMap<_, _>>(),
         "settled_by_lookup": report.n_settled,
+        "would_fail": report.n_would_fail,
         "flipping_images": report.flipping,
         "changed_outside_images": report.n_drifted,
         "lookups_proving_nothing": report.unknown_listings,
+        "shared_without_blueprint_id": report.n_unnamed,
         "retries_by_code": retries_by_code(report),
         "stopped_by": report.stop.as_ref().and_then(Reason::threshold_passed),
         "elapsed_seconds": report.elapsed.as_secs_f64(),
@@ -313,12 +331,18 @@ fn text_head(report: &Report) -> [String; 3] {
 
 /// One line per lane of the kinds `shown` that sent anything: requests, achieved rate, and
 /// how far adaptive pacing went. A look-up lane says it is one, so throttled look-ups are
-/// named as such.
+/// named as such (the JSON summary has every lane).
 fn lane_lines(report: &Report, shown: impl Fn(Kind) -> bool) -> impl Iterator<Item = String> {
     report
         .lanes
         .iter()
-        .filter(move |lane| shown(lane.kind) && lane.n_requests > 0)
+        // A look-up or preflight lane is named when it was refused: its requests are
+        // counted on the requests line already.
+        .filter(move |lane| {
+            shown(lane.kind)
+                && lane.n_requests > 0
+                && (lane.kind == Kind::Share || lane.n_throttled > 0)
+        })
         .map(|lane| {
             let name = match lane.kind {
                 Kind::Share => lane.bucket.clone(),

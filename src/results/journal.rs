@@ -34,7 +34,21 @@ const VERSION: u32 = 1;
 
 /// Opens a file that must not be a symbolic link.
 fn open_no_follow(options: &mut OpenOptions, path: &Path) -> io::Result<File> {
-    options.custom_flags(libc::O_NOFOLLOW).open(path)
+    options
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)
+        .map_err(refused_link)
+}
+
+/// A link at a name this tool writes is refused, not followed: say so in words, not as
+/// "Too many levels of symbolic links".
+pub fn refused_link(error: io::Error) -> io::Error {
+    match error.raw_os_error() == Some(libc::ELOOP) {
+        true => io::Error::other(
+            "it is a symbolic link, which this tool never follows at the names it writes: remove the link (or give another --output)",
+        ),
+        false => error,
+    }
 }
 
 /// The record while the run goes on: rows are appended as they finish.
@@ -308,6 +322,9 @@ pub struct Recorded {
     pub unnamed: Vec<Outcome>,
     /// Rows settled without a request: already as asked.
     pub n_settled: u64,
+    /// Rows refused because their image is not in their region: the preflight says where
+    /// it is (SPEC §10).
+    pub not_found: Vec<Outcome>,
 }
 
 impl Recorded {
@@ -318,8 +335,12 @@ impl Recorded {
         );
         self.n_settled += u64::from(settled && outcome.attempts == 0);
         let shared = matches!(outcome.status, Status::AlreadyShared | Status::Shared);
+        let not_found = outcome.status == Status::Failed
+            && outcome.error_code.as_deref() == Some(crate::action::IMAGE_NOT_FOUND);
         if shared && outcome.blueprint_id.is_none() {
             self.unnamed.push(outcome);
+        } else if not_found {
+            self.not_found.push(outcome);
         }
     }
 }

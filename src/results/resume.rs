@@ -135,6 +135,27 @@ impl Resume {
             .unwrap_or(Footprint::Untouched)
     }
 
+    /// The images the record says this tool last left shared, by name: what a rehearsal
+    /// on a fresh simulator starts from, so that `--simulate --resume` meets the account its
+    /// last run left (SPEC §8), not an empty one.
+    pub fn shared_images(path: &Path, target: &str) -> anyhow::Result<Vec<(String, String)>> {
+        let mut images: HashMap<(String, String), bool> = HashMap::new();
+        for record in journal::read(path, target)? {
+            let (_, outcome) = record?;
+            if let Some(sharing) = Sharing::of(outcome.status) {
+                let image = (outcome.identity.region, outcome.identity.image_id);
+                images.insert(image, sharing == Sharing::Shared);
+            }
+        }
+        let mut shared: Vec<_> = images
+            .into_iter()
+            .filter(|(_, s)| *s)
+            .map(|(i, _)| i)
+            .collect();
+        shared.sort();
+        Ok(shared)
+    }
+
     /// Rows with a final record.
     pub fn n_kept(&self) -> usize {
         self.kept.len()

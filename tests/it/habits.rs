@@ -269,7 +269,7 @@ async fn a_region_that_refuses_the_action_is_logged_once() {
 }
 
 /// Every `run` option and the variable that sets it in the test below.
-const EVERY_OPTION_IN_THE_ENVIRONMENT: [(&str, &str, &str); 18] = [
+const EVERY_OPTION_IN_THE_ENVIRONMENT: [(&str, &str, &str); 19] = [
     // (variable, value, what the settings line or the run shows)
     (
         "LIGHTHOUSE_SHARE_DRY_RUN",
@@ -279,6 +279,7 @@ const EVERY_OPTION_IN_THE_ENVIRONMENT: [(&str, &str, &str); 18] = [
     // Not offline: the dry run looks the credentials up.
     ("LIGHTHOUSE_SHARE_OFFLINE", "false", "credentials from"),
     ("LIGHTHOUSE_SHARE_LOOKUP", "false", "lookup false"),
+    ("LIGHTHOUSE_SHARE_PREFLIGHT", "false", "preflight false"),
     ("LIGHTHOUSE_SHARE_DESCRIBE_RATE", "4", "describe rate 4/s"),
     (
         "LIGHTHOUSE_SHARE_ENDPOINT",
@@ -422,4 +423,47 @@ fn completions_and_man_pages_are_printed() {
     assert!(run.contains(".TH lighthouse-share-run 1") && run.contains("max\\-failures"));
     let unknown = binary(home.path(), &["man", "nope"], &[]).output().unwrap();
     assert_eq!(unknown.status.code(), Some(2));
+}
+
+/// A rehearsal resumed with `--simulate --resume` meets the account its last run left (its
+/// in-process simulator is seeded from the record), so nothing is found changed outside
+/// and only what the sheet itself flips is sent again.
+#[test]
+fn a_resumed_rehearsal_starts_from_the_account_its_last_run_left() {
+    let job = Job::new(
+        "region,image_id,permission\nap-seoul,img-aaaaaaaa,SHARE\nap-seoul,img-bbbbbbbb,SHARE\nap-tokyo,img-cccccccc,CANCEL\n",
+    );
+    let first = crate::common::binary(&job)
+        .args(["--simulate", "-q"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        first.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&first.stderr)
+    );
+    let second = crate::common::binary(&job)
+        .args(["--simulate", "--resume", "--log-format", "json"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&second.stderr);
+    assert_eq!(second.status.code(), Some(0), "{stderr}");
+    assert!(!stderr.contains("changed outside"), "{stderr}");
+    let summary: serde_json::Value = stderr
+        .lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .find(|line| line["summary"] == true)
+        .expect("a JSON summary");
+    assert_eq!(
+        summary["requests_by_action"]["ModifyImageSharePermission"], 0,
+        "{summary}"
+    );
+    let rows = job.results();
+    assert!(
+        rows.iter()
+            .take(2)
+            .all(|r| r.status == Status::Shared && r.blueprint_id.is_some()),
+        "{rows:?}"
+    );
 }

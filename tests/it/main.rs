@@ -10,6 +10,7 @@ mod hostile;
 mod invariant;
 mod lookup;
 mod pacing;
+mod preflight;
 mod property;
 mod record;
 mod run;
