@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::action::Permission;
 use crate::input::Row;
-use crate::results::{Footprint, Identity, Kept, Resume, Sharing, image_key};
+use crate::results::{Footprint, Identity, Kept, Repeats, Resume, Sharing, image_key};
 
 /// What the look-up of one region found.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -148,9 +148,13 @@ pub struct Decided {
 pub struct Decider {
     state: State,
     resume: Arc<Resume>,
-    /// Images a row of this run was sent for.
+    /// The images more than one row names, when known ([`Decider::knowing`]): only they
+    /// are remembered from one row to the next, so memory does not grow with the rows.
+    /// Unknown, every image is.
+    repeats: Option<Repeats>,
+    /// Images a row of this run was sent for (of those remembered).
     sent: HashSet<u64>,
-    /// Images found changed outside this tool, counted once each.
+    /// Images found changed outside this tool, counted once each (of those remembered).
     drifted: HashSet<u64>,
     /// Drifted images over every bucket's decider, for the summary.
     n_drifted: Arc<AtomicU64>,
@@ -161,10 +165,25 @@ impl Decider {
         Self {
             state,
             resume,
+            repeats: None,
             sent: HashSet::new(),
             drifted: HashSet::new(),
             n_drifted,
         }
+    }
+
+    /// Remembers only the images that `repeats` says more than one row names: an image of
+    /// one row has no row after it to decide, and its drift is counted once by itself.
+    pub fn knowing(mut self, repeats: &Repeats) -> Self {
+        self.repeats = Some(repeats.clone());
+        self
+    }
+
+    /// Whether a later row may name `image` (an [`image_key`]).
+    fn names_again(&self, image: u64) -> bool {
+        self.repeats
+            .as_ref()
+            .is_none_or(|repeats| repeats.names_again(image))
     }
 
     /// What the look-up says about `image_id` in `region`.
@@ -182,23 +201,24 @@ impl Decider {
     /// Decides `row` (numbered: `identity` is its identity), the next row of its bucket.
     pub fn decide(&mut self, row: &Row, identity: &Identity) -> Decided {
         let image = image_key(row.region, &row.image_id);
+        let again = self.names_again(image);
         let recorded = self.resume.recorded(row.region, &row.image_id);
         let seen = self.seen(row.region, &row.image_id);
         let evidence = Evidence {
             kept: self.resume.kept(identity),
             recorded,
             seen,
-            sent_earlier: self.sent.contains(&image),
+            sent_earlier: again && self.sent.contains(&image),
         };
         let decision = decide(row.permission, &evidence);
         let drift = match decision {
             Decision::Keep => None,
             _ => Drift::between(recorded, seen),
         };
-        if drift.is_some() && self.drifted.insert(image) {
+        if drift.is_some() && (!again || self.drifted.insert(image)) {
             self.n_drifted.fetch_add(1, Ordering::Relaxed);
         }
-        if decision == Decision::Send {
+        if again && decision == Decision::Send {
             self.sent.insert(image);
         }
         Decided { decision, drift }
@@ -386,5 +406,49 @@ mod tests {
             "an unknown listing settles nothing"
         );
         assert_eq!(n_drifted.load(Ordering::Relaxed), 0);
+    }
+
+    /// Knowing which images more than one row names, the decider remembers only those, and
+    /// decides every row as it does remembering all.
+    #[test]
+    fn a_decider_knowing_the_repeats_remembers_only_repeated_images_and_decides_the_same() {
+        use crate::results::{Asks, Occurrences};
+        let state = State::from([(
+            "ap-seoul",
+            Listed::Complete(HashMap::from([("img-shared00".into(), "lhbp-a".into())])),
+        )]);
+        let mut rows = [
+            row("img-single0", Share),
+            row("img-twice00", Cancel),
+            row("img-shared00", Share),
+            row("img-twice00", Share),
+            row("img-single1", Cancel),
+            row("img-twice00", Share),
+        ];
+        let mut asks = Asks::default();
+        rows.iter().for_each(|row| asks.push(row).unwrap());
+        let repeats = asks.finish().unwrap().repeats;
+        let mut occurrences = Occurrences::new(&repeats);
+        let identities: Vec<Identity> = rows
+            .iter_mut()
+            .map(|row| occurrences.identify(row))
+            .collect();
+        let resume = Arc::new(Resume::default());
+        let mut all = Decider::new(state.clone(), resume.clone(), Default::default());
+        let mut knowing = Decider::new(state, resume, Default::default()).knowing(&repeats);
+        for (row, identity) in rows.iter().zip(&identities) {
+            assert_eq!(
+                knowing.decide(row, identity),
+                all.decide(row, identity),
+                "{}",
+                row.image_id
+            );
+        }
+        assert_eq!(all.sent.len(), 2, "every image sent is remembered");
+        assert_eq!(
+            knowing.sent,
+            HashSet::from([image_key("ap-seoul", "img-twice00")]),
+            "only the image of several rows"
+        );
     }
 }

@@ -19,7 +19,7 @@ use crate::limiter::UTILISATION;
 use crate::output::plural;
 use crate::results::{
     Asks, Destination, Fits, INVALID_INPUT, Identity, Occurrences, Outcome, Repeats, Resume,
-    Status, ask,
+    Status, ask, ask_of,
 };
 use crate::writes::{Incoming, Sink};
 
@@ -135,31 +135,32 @@ impl Plan {
         cancel: &AtomicBool,
     ) -> Result<[u64; REGIONS.len()], PlanError> {
         let mut rows_per_region = [0u64; REGIONS.len()];
-        while let Some(entry) = reader.next_entry() {
+        // Rows are borrowed from the reader, not copied: this pass is what validation costs.
+        while let Some(view) = reader.next_view() {
             if cancel.load(Ordering::Relaxed) {
                 return Err(PlanError::Interrupted);
             }
-            let entry = entry?;
+            let view = view?;
             // What the results file cannot hold is found now, before anything is sent.
-            fits.check(&entry)?;
-            let record = entry.record;
-            match record.validate() {
+            fits.check_cells(view.line, view.cells)?;
+            match view.check() {
                 Err(message) => {
                     self.n_invalid += 1;
                     if self.n_invalid <= SHOWN_INVALID {
                         tracing::warn!(
-                            line = record.line,
-                            region = record.region,
-                            image_id = record.image_id,
+                            line = view.line,
+                            region = view.region(),
+                            image_id = view.image_id(),
                             status = "invalid",
                             code = INVALID_INPUT,
                             "line {}: {message}",
-                            record.line
+                            view.line
                         );
                     }
                 }
                 Ok(row) => {
-                    asks.push(&row).map_err(spill)?;
+                    asks.push_ask(ask_of(row.region, row.image_id, row.permission))
+                        .map_err(spill)?;
                     if let Some(i) = REGIONS.iter().position(|r| *r == row.region) {
                         rows_per_region[i] += 1;
                     }
@@ -302,7 +303,7 @@ pub fn dry_run(
     repeats: &Repeats,
     state: State,
 ) -> Result<(BTreeMap<String, BucketPlan>, Vec<Row>), InputError> {
-    let mut decider = Decider::new(state, resume.clone(), Default::default());
+    let mut decider = Decider::new(state, resume.clone(), Default::default()).knowing(repeats);
     let mut plans: BTreeMap<String, BucketPlan> = BTreeMap::new();
     let mut to_share = Vec::new();
     for numbered in Numbered::new(input, repeats, &resume)? {
@@ -435,10 +436,11 @@ pub fn spawn_reader(
     job: &Job,
     resume: Arc<Resume>,
     repeats: Repeats,
-    mut decider: Decider,
+    decider: Decider,
     sink: Sink,
 ) -> (Vec<(Arc<Bucket>, Incoming)>, ReaderHandle) {
     let (senders, incoming) = channels(job);
+    let mut decider = decider.knowing(&repeats);
     let handle = tokio::task::spawn_blocking(move || {
         let mut batches: Vec<Vec<Row>> = vec![Vec::new(); REGIONS.len()];
         for numbered in Numbered::new(&input, &repeats, &resume)? {

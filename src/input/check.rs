@@ -107,19 +107,21 @@ fn check_cell(column: &str, value: &str) -> Result<(), String> {
             echo(value)
         ));
     }
-    if let Some(error) = SPREADSHEET_ERRORS
-        .iter()
-        .find(|error| value.starts_with('#') && error.eq_ignore_ascii_case(value))
+    if value.starts_with('#')
+        && let Some(error) = SPREADSHEET_ERRORS
+            .iter()
+            .find(|error| error.eq_ignore_ascii_case(value))
     {
         return Err(format!(
             "{column} is `{error}`, a spreadsheet error value: fix the formula in the sheet"
         ));
     }
     // Printable ASCII, nearly every cell, holds nothing invisible.
-    let printable = value.bytes().all(|b| (b' '..=b'~').contains(&b));
+    if value.bytes().all(|b| (b' '..=b'~').contains(&b)) {
+        return Ok(());
+    }
     if let Some((c, name)) = value
         .chars()
-        .filter(|_| !printable)
         .find_map(|c| invisible(c).map(|name| (c, name)))
     {
         return Err(format!(

@@ -172,17 +172,24 @@ pub(super) struct Source {
 }
 
 impl RowSource for Source {
-    fn next_row(&mut self) -> Option<Result<RawRow, InputError>> {
+    fn next_row(&mut self, row: &mut RawRow) -> Option<Result<(), InputError>> {
         match self.csv.read_record(&mut self.record) {
             Ok(false) => None,
             Ok(true) => {
-                let line = self.line_of(self.record.position().cloned());
-                let cells = self.record.iter().map(str::to_string).collect();
-                Some(Ok(RawRow {
-                    line,
-                    cells,
-                    kinds: Vec::new(),
-                }))
+                row.line = self.line_of(self.record.position().cloned());
+                // The cells' strings are refilled, not made anew: no allocation per row.
+                row.cells.truncate(self.record.len());
+                for (i, field) in self.record.iter().enumerate() {
+                    match row.cells.get_mut(i) {
+                        Some(cell) => {
+                            cell.clear();
+                            cell.push_str(field);
+                        }
+                        None => row.cells.push(field.to_string()),
+                    }
+                }
+                row.kinds.clear();
+                Some(Ok(()))
             }
             Err(error) => Some(Err(self.error(error))),
         }
@@ -282,6 +289,23 @@ struct Scan<R> {
     /// (byte offset, line) of the records the parser has not yet returned. The parser reads
     /// ahead by one buffer at most, so this stays small however long the file is.
     starts: VecDeque<(u64, u64)>,
+    /// The bytes that end a run inside an unquoted cell: the separator and the line ends.
+    stops_unquoted: [bool; 256],
+}
+
+/// The bytes that end a run inside a quoted cell: a quote and the line ends.
+const STOPS_QUOTED: [bool; 256] = stops(b'"');
+
+/// Every byte: outside a cell each one is stepped through.
+const ALWAYS: [bool; 256] = [true; 256];
+
+/// A table of `special` and the line ends.
+const fn stops(special: u8) -> [bool; 256] {
+    let mut table = [false; 256];
+    table[special as usize] = true;
+    table[b'\r' as usize] = true;
+    table[b'\n' as usize] = true;
+    table
 }
 
 impl<R: Read> Scan<R> {
@@ -294,6 +318,7 @@ impl<R: Read> Scan<R> {
             line: 1,
             after_cr: false,
             starts: VecDeque::new(),
+            stops_unquoted: stops(delimiter),
         }
     }
 
@@ -348,15 +373,17 @@ impl<R: Read> Read for Scan<R> {
         while i < n {
             // Inside a cell, a run of bytes that cannot change the state only moves the
             // offset: skip it whole rather than a byte at a time.
-            let stops = |b: &u8| matches!(*b, b'\r' | b'\n') || *b == self.delimiter;
-            let run = match self.state {
-                State::Unquoted => buf[i..n].iter().position(stops),
-                State::Quoted { .. } => buf[i..n]
-                    .iter()
-                    .position(|b| matches!(*b, b'"' | b'\r' | b'\n')),
-                _ => Some(0),
-            }
-            .unwrap_or(n - i);
+            // A table look-up per byte: runs are a few bytes long, too short for memchr's
+            // set-up to pay.
+            let stops = match self.state {
+                State::Unquoted => &self.stops_unquoted,
+                State::Quoted { .. } => &STOPS_QUOTED,
+                _ => &ALWAYS,
+            };
+            let run = buf[i..n]
+                .iter()
+                .position(|b| stops[usize::from(*b)])
+                .unwrap_or(n - i);
             if run > 0 {
                 self.offset += run as u64;
                 self.after_cr = false;

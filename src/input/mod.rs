@@ -141,7 +141,9 @@ pub struct Row {
     pub note: Option<String>,
 }
 
-/// One row as a source gives it: where it is and its cells as in the file.
+/// One row as a source gives it: where it is and its cells as in the file. The reader keeps
+/// one and the source refills it, so that reading a row need not allocate.
+#[derive(Default)]
 struct RawRow {
     line: u64,
     cells: Vec<String>,
@@ -152,18 +154,22 @@ struct RawRow {
 impl RawRow {
     /// Why the row cannot be read as shown: the first formula cell saved without a value.
     fn unreadable(&self) -> Option<String> {
-        let column = self.kinds.iter().position(|k| *k == Kind::Uncomputed)?;
+        Self::unreadable_in(self.line, &self.kinds)
+    }
+
+    fn unreadable_in(line: u64, kinds: &[Kind]) -> Option<String> {
+        let column = kinds.iter().position(|k| *k == Kind::Uncomputed)?;
         Some(format!(
-            "formula without a saved value in {}{}: open and save the workbook in a spreadsheet program, or paste values",
+            "formula without a saved value in {}{line}: open and save the workbook in a spreadsheet program, or paste values",
             column_name(column),
-            self.line
         ))
     }
 }
 
 /// Where rows come from: delimited text or a workbook's sheet.
 trait RowSource: Send {
-    fn next_row(&mut self) -> Option<Result<RawRow, InputError>>;
+    /// Puts the next row in `row` (its buffers reused); `None` at the end.
+    fn next_row(&mut self, row: &mut RawRow) -> Option<Result<(), InputError>>;
 }
 
 /// What was read, for the log.
@@ -182,6 +188,8 @@ pub struct Reader {
     failed: bool,
     /// Rows with cells past the header's last column, and the line of the first.
     wide: (u64, Option<u64>),
+    /// The row last read, refilled by the next.
+    row: RawRow,
 }
 
 impl Reader {
@@ -229,12 +237,13 @@ impl Reader {
         format: Format,
     ) -> Result<Self, InputError> {
         let path = path.to_path_buf();
+        let mut row = RawRow::default();
         let cells = loop {
-            match rows.next_row() {
+            match rows.next_row(&mut row) {
                 None => return Err(InputError::Empty { path }),
                 Some(Err(error)) => return Err(error),
-                Some(Ok(row)) if is_blank(&row.cells) || starts_with_hash(&row.cells) => {}
-                Some(Ok(row)) => break row.cells,
+                Some(Ok(())) if is_blank(&row.cells) || starts_with_hash(&row.cells) => {}
+                Some(Ok(())) => break std::mem::take(&mut row.cells),
             }
         };
         let header = header::Header::parse(&path, cells)?;
@@ -244,6 +253,7 @@ impl Reader {
             header,
             failed: false,
             wide: (0, None),
+            row,
         })
     }
 
@@ -297,10 +307,10 @@ impl Reader {
     /// Blank rows are skipped, and so are comments (see `is_comment`): a `#1234` ticket
     /// number or an `#N/A` in a row that has data is data.
     pub fn next_entry(&mut self) -> Option<Result<Entry, InputError>> {
-        let row = match self.next_row()? {
-            Ok(row) => row,
-            Err(error) => return Some(Err(error)),
-        };
+        if let Err(error) = self.next_row()? {
+            return Some(Err(error));
+        }
+        let row = &mut self.row;
         let cell = |i: usize| row.cells.get(i).map_or("", |cell| cell.trim_ascii());
         let [region, image_id, permission] = self.header.columns.all().map(cell);
         let record = Record {
@@ -312,30 +322,50 @@ impl Reader {
         };
         Some(Ok(Entry {
             record,
-            cells: row.cells,
-            kinds: row.kinds,
+            cells: std::mem::take(&mut row.cells),
+            kinds: std::mem::take(&mut row.kinds),
         }))
     }
 
-    /// The next data row as the file gives it: blank rows and comments skipped.
-    fn next_row(&mut self) -> Option<Result<RawRow, InputError>> {
+    /// The next data row, borrowed from the reader until the next read: the validation
+    /// pass reads a row this way without allocating.
+    pub fn next_view(&mut self) -> Option<Result<View<'_>, InputError>> {
+        if let Err(error) = self.next_row()? {
+            return Some(Err(error));
+        }
+        Some(Ok(View {
+            line: self.row.line,
+            cells: &self.row.cells,
+            kinds: &self.row.kinds,
+            columns: self.header.columns,
+        }))
+    }
+
+    /// Reads the next data row into `self.row`: blank rows and comments skipped.
+    fn next_row(&mut self) -> Option<Result<(), InputError>> {
         if self.failed {
             return None;
         }
         loop {
-            match self.rows.next_row()? {
+            match self.rows.next_row(&mut self.row)? {
                 // A row of formulas saved without values looks blank, but it is not: it is
                 // data the user sees, to be told about.
-                Ok(row)
-                    if (is_blank(&row.cells) && row.unreadable().is_none())
-                        || self.is_comment(&row.cells) => {}
-                Ok(row) => {
+                Ok(())
+                    if (is_blank(&self.row.cells) && self.row.unreadable().is_none())
+                        || self.is_comment(&self.row.cells) => {}
+                Ok(()) => {
                     let width = self.header.cells.len();
-                    if row.cells.iter().skip(width).any(|cell| !cell.is_empty()) {
+                    if self
+                        .row
+                        .cells
+                        .iter()
+                        .skip(width)
+                        .any(|cell| !cell.is_empty())
+                    {
                         self.wide.0 += 1;
-                        self.wide.1.get_or_insert(row.line);
+                        self.wide.1.get_or_insert(self.row.line);
                     }
-                    return Some(Ok(row));
+                    return Some(Ok(()));
                 }
                 Err(error) => {
                     self.failed = true;
@@ -363,10 +393,10 @@ impl Reader {
     /// The next data record, or `None` at the end of the file. Its cells are moved out of
     /// the row rather than copied (the row is not kept): this is every phase's hot path.
     pub fn next_record(&mut self) -> Option<Result<Record, InputError>> {
-        let mut row = match self.next_row()? {
-            Ok(row) => row,
-            Err(error) => return Some(Err(error)),
-        };
+        if let Err(error) = self.next_row()? {
+            return Some(Err(error));
+        }
+        let row = &mut self.row;
         let unreadable = row.unreadable();
         let mut take = |i: usize| match row.cells.get_mut(i) {
             Some(cell) if cell.trim_ascii().len() == cell.len() => std::mem::take(cell),
@@ -411,28 +441,89 @@ impl Record {
     /// Checks every cell; the message of a failure says what is wrong and how to fix it,
     /// for each bad cell, joined by `; `.
     pub fn validate(&self) -> Result<Row, String> {
-        if let Some(problem) = &self.unreadable {
-            return Err(problem.clone());
-        }
-        let region = check::region(&self.region);
-        let image_id = check::image_id(&self.image_id);
-        let permission = check::permission(&self.permission);
-        match (region, image_id, permission) {
-            (Ok(region), Ok(()), Ok(permission)) => Ok(Row {
-                line: self.line,
-                region,
-                image_id: self.image_id.clone(),
-                permission,
-                occurrence: 1,
-                note: None,
-            }),
-            (region, image_id, permission) => {
-                let problems: Vec<String> = [region.err(), image_id.err(), permission.err()]
-                    .into_iter()
-                    .flatten()
-                    .collect();
-                Err(problems.join("; "))
-            }
+        let checked = check(
+            self.unreadable.clone(),
+            &self.region,
+            &self.image_id,
+            &self.permission,
+        )?;
+        Ok(Row {
+            line: self.line,
+            region: checked.region,
+            image_id: self.image_id.clone(),
+            permission: checked.permission,
+            occurrence: 1,
+            note: None,
+        })
+    }
+}
+
+/// A data row borrowed from the [`Reader`] that read it.
+pub struct View<'a> {
+    pub line: u64,
+    /// Every cell as in the file, as [`Entry::cells`].
+    pub cells: &'a [String],
+    kinds: &'a [Kind],
+    columns: Columns,
+}
+
+impl<'a> View<'a> {
+    /// A required cell, trimmed of ASCII spaces.
+    fn cell(&self, i: usize) -> &'a str {
+        self.cells.get(i).map_or("", |cell| cell.trim_ascii())
+    }
+
+    pub fn region(&self) -> &'a str {
+        self.cell(self.columns.all()[0])
+    }
+
+    pub fn image_id(&self) -> &'a str {
+        self.cell(self.columns.all()[1])
+    }
+
+    /// Checks the row as [`Record::validate`] does, without copying a cell.
+    pub fn check(&self) -> Result<Checked<'a>, String> {
+        let unreadable = RawRow::unreadable_in(self.line, self.kinds);
+        let permission = self.cell(self.columns.all()[2]);
+        check(unreadable, self.region(), self.image_id(), permission)
+    }
+}
+
+/// A row's checked values, borrowed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Checked<'a> {
+    pub region: &'static str,
+    pub image_id: &'a str,
+    pub permission: Permission,
+}
+
+/// Checks a row's required cells; the message of a failure says what is wrong and how to
+/// fix it, for each bad cell, joined by `; `.
+fn check<'a>(
+    unreadable: Option<String>,
+    region: &str,
+    image_id: &'a str,
+    permission: &str,
+) -> Result<Checked<'a>, String> {
+    if let Some(problem) = unreadable {
+        return Err(problem);
+    }
+    match (
+        check::region(region),
+        check::image_id(image_id),
+        check::permission(permission),
+    ) {
+        (Ok(region), Ok(()), Ok(permission)) => Ok(Checked {
+            region,
+            image_id,
+            permission,
+        }),
+        (region, image_id, permission) => {
+            let problems: Vec<String> = [region.err(), image_id.err(), permission.err()]
+                .into_iter()
+                .flatten()
+                .collect();
+            Err(problems.join("; "))
         }
     }
 }

@@ -322,7 +322,7 @@ fn choose_sheet(
 }
 
 impl RowSource for Source {
-    fn next_row(&mut self) -> Option<Result<RawRow, InputError>> {
+    fn next_row(&mut self, raw: &mut RawRow) -> Option<Result<(), InputError>> {
         let row = self.rows.get(self.next)?;
         self.next += 1;
         // Dense up to the row's last cell: a row's far cell costs this row only, once.
@@ -336,11 +336,12 @@ impl RowSource for Source {
             cells[*column as usize] = cell.text.clone();
             kinds[*column as usize] = cell.kind;
         }
-        Some(Ok(RawRow {
+        *raw = RawRow {
             line: row.line,
             cells,
             kinds,
-        }))
+        };
+        Some(Ok(()))
     }
 }
 

@@ -2,15 +2,14 @@
 //! the same it is. Resume matches rows by identity, not by line, so a sheet may be sorted,
 //! extended or shortened between runs.
 
-use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap, HashSet};
-use std::fs::File;
+use std::collections::{HashMap, HashSet};
 use std::hash::{DefaultHasher, Hash, Hasher};
-use std::io::{self, BufReader, BufWriter, Read, Seek, SeekFrom, Write};
+use std::io;
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
+use super::sorter::Sorter;
 use crate::action::Permission;
 use crate::input::Row;
 
@@ -54,19 +53,40 @@ fn digest(region: &str, image_id: &str, permission: Permission, occurrence: u32)
 /// What a row asks, as a number: a digest of its image (region and id) with the permission
 /// in the lowest bit, so that sorting puts the rows of one image together.
 pub fn ask(row: &Row) -> u64 {
-    let mut hasher = DefaultHasher::new();
-    (row.region, &row.image_id).hash(&mut hasher);
-    let permission = match row.permission {
+    ask_of(row.region, &row.image_id, row.permission)
+}
+
+/// [`ask`] of a row's three values.
+pub fn ask_of(region: &str, image_id: &str, permission: Permission) -> u64 {
+    let permission = match permission {
         Permission::Share => 0,
         Permission::Cancel => 1,
     };
-    (hasher.finish() << 1) | permission
+    (super::image_key(region, image_id) << 1) | permission
 }
 
-/// The asks that more than one row of the input makes: only those rows need counting to be
-/// numbered. Found once per run by [`Asks`]; usually empty.
+/// An image's key as an ask holds it ([`ask`] without its permission bit): the image key
+/// without its top bit.
+fn image_of_ask(ask: u64) -> u64 {
+    ask >> 1
+}
+
+/// What the input repeats, found once per run by [`Asks`] (usually nothing): the asks that
+/// more than one row makes (only those rows need counting to be numbered), and the images
+/// that more than one row names (only those need remembering from one row to the next).
 #[derive(Clone, Debug, Default)]
-pub struct Repeats(Arc<HashSet<u64>>);
+pub struct Repeats {
+    asks: Arc<HashSet<u64>>,
+    /// Images as [`image_of_ask`] gives them.
+    images: Arc<HashSet<u64>>,
+}
+
+impl Repeats {
+    /// Whether more than one row names the image of `image_key` (`results::image_key`).
+    pub fn names_again(&self, image_key: u64) -> bool {
+        self.images.contains(&image_of_ask(image_key << 1))
+    }
+}
 
 /// Counts the rows asking the same thing, in file order, to number their occurrences. It
 /// holds only the repeated asks, so memory does not grow with the rows.
@@ -85,28 +105,35 @@ impl Occurrences {
 
     /// Numbers `row`, the next of the rows asking what it asks, and returns its identity.
     pub fn identify(&mut self, row: &mut Row) -> Identity {
-        let what = ask(row);
-        row.occurrence = match self.repeats.0.contains(&what) {
+        row.occurrence = self.number(ask(row));
+        Identity::of(row)
+    }
+
+    /// The occurrence of the next row asking `what` (its [`ask`]).
+    pub fn number(&mut self, what: u64) -> u32 {
+        match self.repeats.asks.contains(&what) {
             true => {
                 let n = self.seen.entry(what).or_default();
                 *n += 1;
                 *n
             }
             false => 1,
-        };
-        Identity::of(row)
+        }
     }
 }
 
-/// Asks sorted in memory before they spill to a temporary file: 2 MiB at a time.
-const SORT_CHUNK: usize = 1 << 18;
-
 /// Every valid row's ask, gathered in one pass and sorted on disk in bounded memory, to find
 /// the asks more than one row makes and the images with both SHARE and CANCEL rows.
-#[derive(Default)]
-pub struct Asks {
-    chunk: Vec<u64>,
-    runs: Vec<BufReader<File>>,
+pub struct Asks(Sorter<u64>);
+
+/// Asks sorted in memory before they spill: 2 MiB at a time (nothing else of a run is held
+/// while they are gathered, and fewer runs merge faster).
+const ASKS_CHUNK: usize = 1 << 18;
+
+impl Default for Asks {
+    fn default() -> Self {
+        Self(Sorter::with_capacity(ASKS_CHUNK))
+    }
 }
 
 /// What [`Asks::finish`] found.
@@ -118,78 +145,41 @@ pub struct Found {
 
 impl Asks {
     pub fn push(&mut self, row: &Row) -> io::Result<()> {
-        self.chunk.push(ask(row));
-        if self.chunk.len() == SORT_CHUNK {
-            self.spill()?;
-        }
-        Ok(())
+        self.push_ask(ask(row))
     }
 
-    fn spill(&mut self) -> io::Result<()> {
-        self.chunk.sort_unstable();
-        let mut file = BufWriter::new(tempfile::tempfile()?);
-        for ask in self.chunk.drain(..) {
-            file.write_all(&ask.to_le_bytes())?;
-        }
-        let mut file = file.into_inner().map_err(|e| e.into_error())?;
-        file.seek(SeekFrom::Start(0))?;
-        self.runs.push(BufReader::new(file));
-        Ok(())
+    /// Takes a row's [`ask`].
+    pub fn push_ask(&mut self, ask: u64) -> io::Result<()> {
+        self.0.push(ask)
     }
 
-    /// Merges the sorted runs and reads the asks in order: equal neighbours are repeats,
-    /// neighbours that differ only in the permission bit are a flipping image.
-    pub fn finish(mut self) -> io::Result<Found> {
-        self.chunk.sort_unstable();
-        let mut heads = BinaryHeap::new();
-        for (i, run) in self.runs.iter_mut().enumerate() {
-            if let Some(ask) = next_ask(run)? {
-                heads.push(Reverse((ask, i)));
-            }
-        }
-        let mut in_memory = self.chunk.into_iter().peekable();
-        let (mut repeats, mut flipping) = (HashSet::new(), HashSet::new());
+    /// Reads the asks in order: equal neighbours are repeats, neighbours that differ only in
+    /// the permission bit are a flipping image. An image is named again when either is.
+    pub fn finish(self) -> io::Result<Found> {
+        let (mut asks, mut images, mut flipping) = (HashSet::new(), HashSet::new(), HashSet::new());
         let mut previous: Option<u64> = None;
-        loop {
-            let from_runs = heads.peek().map(|Reverse((ask, _))| *ask);
-            let ask = match (from_runs, in_memory.peek().copied()) {
-                (Some(run), Some(memory)) if memory < run => in_memory.next(),
-                (Some(_), _) => {
-                    let Some(Reverse((ask, i))) = heads.pop() else {
-                        break;
-                    };
-                    if let Some(next) = next_ask(&mut self.runs[i])? {
-                        heads.push(Reverse((next, i)));
-                    }
-                    Some(ask)
-                }
-                (None, _) => in_memory.next(),
-            };
-            let Some(ask) = ask else { break };
+        let mut sorted = self.0.sorted()?;
+        while let Some(ask) = sorted.next_key()? {
             match previous {
                 Some(p) if p == ask => {
-                    repeats.insert(ask);
+                    asks.insert(ask);
+                    images.insert(image_of_ask(ask));
                 }
-                Some(p) if p >> 1 == ask >> 1 => {
-                    flipping.insert(ask >> 1);
+                Some(p) if image_of_ask(p) == image_of_ask(ask) => {
+                    flipping.insert(image_of_ask(ask));
+                    images.insert(image_of_ask(ask));
                 }
                 _ => {}
             }
             previous = Some(ask);
         }
         Ok(Found {
-            repeats: Repeats(Arc::new(repeats)),
+            repeats: Repeats {
+                asks: Arc::new(asks),
+                images: Arc::new(images),
+            },
             flipping,
         })
-    }
-}
-
-fn next_ask(run: &mut BufReader<File>) -> io::Result<Option<u64>> {
-    let mut bytes = [0u8; 8];
-    match run.read_exact(&mut bytes) {
-        Ok(()) => Ok(Some(u64::from_le_bytes(bytes))),
-        Err(error) if error.kind() == io::ErrorKind::UnexpectedEof => Ok(None),
-        Err(error) => Err(error),
     }
 }
 
@@ -209,7 +199,12 @@ mod tests {
     }
 
     fn found(rows: &[Row]) -> Found {
-        let mut asks = Asks::default();
+        found_spilling(rows, 1 << 17)
+    }
+
+    /// What `Asks` finds when it spills every `chunk` asks.
+    fn found_spilling(rows: &[Row], chunk: usize) -> Found {
+        let mut asks = Asks(Sorter::with_capacity(chunk));
         rows.iter().for_each(|row| asks.push(row).unwrap());
         asks.finish().unwrap()
     }
@@ -248,25 +243,29 @@ mod tests {
     }
 
     /// More rows than one sorted chunk: the repeats and flips are found across the runs
-    /// spilled to disk, and only they are held in memory.
+    /// spilled to disk, and only they are held in memory; the images named again are those.
     #[test]
     fn repeats_and_flips_are_found_across_spilled_runs() {
-        let n = SORT_CHUNK * 2 + 1000;
+        const CHUNK: usize = 1000;
+        let n = CHUNK * 2 + 100;
         let mut rows: Vec<Row> = (0..n)
             .map(|i| row(i as u64 + 2, &format!("img-{i:08}"), Permission::Share))
             .collect();
         rows.push(row(0, "img-00000007", Permission::Share));
-        rows.push(row(
-            0,
-            &format!("img-{:08}", SORT_CHUNK + 5),
-            Permission::Cancel,
-        ));
+        rows.push(row(0, &format!("img-{:08}", CHUNK + 5), Permission::Cancel));
         rows.push(row(0, &format!("img-{:08}", n - 1), Permission::Share));
-        let found = found(&rows);
-        assert_eq!(found.repeats.0.len(), 2);
+        let found = found_spilling(&rows, CHUNK);
+        assert_eq!(found.repeats.asks.len(), 2);
         assert_eq!(found.flipping.len(), 1);
-        assert!(found.repeats.0.contains(&ask(&rows[7])));
-        assert!(found.repeats.0.contains(&ask(&rows[n - 1])));
-        assert!(found.flipping.contains(&(ask(&rows[SORT_CHUNK + 5]) >> 1)));
+        assert!(found.repeats.asks.contains(&ask(&rows[7])));
+        assert!(found.repeats.asks.contains(&ask(&rows[n - 1])));
+        assert!(found.flipping.contains(&(ask(&rows[CHUNK + 5]) >> 1)));
+        let again: Vec<usize> = (0..n)
+            .filter(|&i| {
+                let image = super::super::image_key(rows[i].region, &rows[i].image_id);
+                found.repeats.names_again(image)
+            })
+            .collect();
+        assert_eq!(again, [7, CHUNK + 5, n - 1]);
     }
 }

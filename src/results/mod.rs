@@ -9,8 +9,10 @@
 
 mod identity;
 mod journal;
+mod pairing;
 mod render;
 mod resume;
+mod sorter;
 
 use std::collections::BTreeMap;
 use std::time::SystemTime;
@@ -19,7 +21,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::api::{Class, classify};
 
-pub use identity::{Asks, Identity, Occurrences, Repeats, ask};
+pub use identity::{Asks, Identity, Occurrences, Repeats, ask, ask_of};
 pub use journal::{Journal, Recorded, SIMULATOR as SIMULATOR_TARGET, refused_link, spawn_journal};
 pub use render::{Destination, Fits, MAX_XLSX_CELL, Rendered, columns, render};
 pub use resume::{Footprint, Kept, Resume, Sharing, image_key};

@@ -9,13 +9,14 @@
 //! the validation pass, before anything is sent. Temporary files are named after the file
 //! they replace, so that a later run holding the lock removes those a crash left.
 
-use std::collections::HashMap;
 use std::fs::File;
 use std::io::{self, BufRead, BufWriter, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 
+use super::pairing::Paired;
+use super::sorter::Sorter;
 use super::{Counts, Outcome, Status, guard, journal};
 use crate::input::{Entry, InputError, Kind, MAX_COLUMNS, MAX_ROWS, RESULT_COLUMNS, Source};
 use crate::text::{Sink as To, neutralise};
@@ -65,14 +66,9 @@ pub fn render(
     target: &str,
     destination: &Destination,
 ) -> anyhow::Result<Rendered> {
-    let (mut index, n_records) = index(record, target)?;
-    let keep = {
-        let mut offsets: Vec<u64> = index.values().copied().collect();
-        offsets.sort_unstable();
-        offsets
-    };
+    let mut paired = Paired::pair(input, repeats, record, target)?;
     let mut rendered = Rendered::default();
-    let mut journal = match index.is_empty() {
+    let mut journal = match paired.is_empty() {
         true => None,
         false => Some(journal::open_for_reading(record)?),
     };
@@ -82,19 +78,17 @@ pub fn render(
     let bom = reader.had_bom() || input.is_workbook();
     remove_leftovers(destination, record);
     let mut sink = Sink::open(destination, bom, &columns)?;
-    let mut occurrences = super::Occurrences::new(repeats);
+    let mut place = 0;
     while let Some(entry) = reader.next_entry() {
         let entry = entry?;
         let outcome = match entry.record.validate() {
             Err(message) => Err(message),
-            Ok(mut row) => {
-                let identity = occurrences.identify(&mut row);
-                match (index.remove(&identity.key()), &mut journal) {
-                    (Some(offset), Some(journal)) => Ok(Some(journal::read_at(journal, offset)?)),
-                    _ => Ok(None),
-                }
-            }
+            Ok(_) => match (paired.record_of(place)?, &mut journal) {
+                (Some(offset), Some(journal)) => Ok(Some(journal::read_at(journal, offset)?)),
+                _ => Ok(None),
+            },
         };
+        place += 1;
         let status = match &outcome {
             Err(_) => Status::Invalid,
             Ok(Some(outcome)) => outcome.status,
@@ -105,9 +99,9 @@ pub fn render(
     }
     input.check_unchanged()?;
     sink.finish(destination)?;
-    rendered.n_unmatched = index.len() as u64;
-    if (keep.len() as u64) < n_records {
-        compact(record, &keep)?;
+    rendered.n_unmatched = paired.n_unmatched;
+    if paired.keep.len() < paired.n_records {
+        compact(record, paired.keep)?;
     }
     Ok(rendered)
 }
@@ -238,6 +232,11 @@ impl Fits {
 
     /// Checks one input row: each of its cells that the results repeat, and the row count.
     pub fn check(&mut self, entry: &Entry) -> Result<(), InputError> {
+        self.check_cells(entry.record.line, &entry.cells)
+    }
+
+    /// [`Fits::check`] of the row at `line` with these cells.
+    pub fn check_cells(&mut self, line: u64, cells: &[String]) -> Result<(), InputError> {
         if self.workbook.is_none() {
             return Ok(());
         }
@@ -245,17 +244,17 @@ impl Fits {
         if self.n_rows > u64::from(MAX_ROWS) {
             return Err(self.error(format!(
                 "line {} would be results row {}, past the {MAX_ROWS} rows an .xlsx sheet holds",
-                entry.record.line, self.n_rows
+                line, self.n_rows
             )));
         }
-        for (i, cell) in entry.cells.iter().take(self.header.len()).enumerate() {
+        for (i, cell) in cells.iter().take(self.header.len()).enumerate() {
             let length = neutralise(cell, To::Cell).encode_utf16().count();
             if length > MAX_XLSX_CELL {
                 return Err(self.error(format!(
                     "cell {}{} (line {}, column `{}`) holds {length} characters, more than the {MAX_XLSX_CELL} an .xlsx cell holds",
                     crate::input::column_name(i),
-                    entry.record.line,
-                    entry.record.line,
+                    line,
+                    line,
                     crate::text::for_line(&self.header[i].chars().take(100).collect::<String>())
                 )));
             }
@@ -271,20 +270,9 @@ impl Fits {
     }
 }
 
-/// The offset of the last record of each row, and how many records there are.
-fn index(record: &Path, target: &str) -> anyhow::Result<(HashMap<u64, u64>, u64)> {
-    let mut index = HashMap::new();
-    let mut n_records = 0;
-    for read in journal::read(record, target)? {
-        let (offset, outcome) = read?;
-        index.insert(outcome.identity.key(), offset);
-        n_records += 1;
-    }
-    Ok((index, n_records))
-}
-
-/// Rewrites the record with only the lines at `keep` (sorted): the last one of each row.
-fn compact(record: &Path, keep: &[u64]) -> anyhow::Result<()> {
+/// Rewrites the record with only the lines at `keep`: the last one of each row, in the
+/// record's order.
+fn compact(record: &Path, keep: Sorter<u64>) -> anyhow::Result<()> {
     let dir = parent(record);
     let mut from = journal::open_for_reading(record)?;
     let mut to = temporary_beside(record)?;
@@ -293,8 +281,8 @@ fn compact(record: &Path, keep: &[u64]) -> anyhow::Result<()> {
         let mut line = String::new();
         from.read_line(&mut line)?;
         out.write_all(line.as_bytes())?;
-        for offset in keep {
-            from.seek(SeekFrom::Start(*offset))?;
+        for offset in keep.sorted()? {
+            from.seek(SeekFrom::Start(offset?))?;
             line.clear();
             from.read_line(&mut line)?;
             out.write_all(line.as_bytes())?;
