@@ -72,18 +72,20 @@ async fn run(job: &Job, sim: &Simulator) -> Option<i32> {
 
 /// Runs `job` as [`run`] does, with `args` added; returns its exit code and its stderr.
 async fn run_with(job: &Job, sim: &Simulator, args: &[&str]) -> (Option<i32>, String) {
+    let args = [
+        &["--rate", "20", "--rate-scope", "region", "--no-lookup"],
+        args,
+    ]
+    .concat();
+    run_as(job, sim, &args).await
+}
+
+/// Runs `job` with the binary against `sim` with `args` alone; exit code and stderr.
+async fn run_as(job: &Job, sim: &Simulator, args: &[&str]) -> (Option<i32>, String) {
     let child = Command::new(BINARY)
         .arg("run")
         .arg(&job.input)
-        .args([
-            "--endpoint",
-            &sim.endpoint,
-            "--rate",
-            "20",
-            "--rate-scope",
-            "region",
-        ])
-        .arg("--no-lookup")
+        .args(["--endpoint", &sim.endpoint])
         .args(args)
         .env("TENCENTCLOUD_SECRET_ID", DEFAULT_SECRET_ID)
         .env("TENCENTCLOUD_SECRET_KEY", DEFAULT_SECRET_KEY)
@@ -175,4 +177,53 @@ async fn a_network_that_delays_requests_costs_a_few_refusals_not_the_rate() {
     let refused = stats.answers("RequestLimitExceeded");
     assert!(refused <= 6, "{refused} refused: {stats:?}");
     assert!(rate >= 0.9 * 20.0, "{rate}/s");
+}
+
+/// The look-ups of one bucket keep to their own limits: a dry run over the 15 regions of one
+/// endpoint (`--rate-scope endpoint`) reads 15 `DescribeBlueprints` pages at 10/s and 35
+/// `DescribeImagesToShare` pages at 20/s (2,100 images in ap-tokyo, one in each other
+/// region), to a simulator whose limits are those. A limiter per region, not per bucket,
+/// would put 15 of each in the first second.
+#[tokio::test]
+async fn look_ups_of_one_bucket_keep_to_their_own_limits() {
+    let _alone = ONE_AT_A_TIME.lock().await;
+    let mut csv = String::from("region,image_id,permission\n");
+    let mut seed = String::new();
+    let regions = lighthouse_share::action::REGIONS;
+    let others = regions.iter().filter(|region| **region != "ap-tokyo");
+    let images = (0..2100)
+        .map(|i| ("ap-tokyo", format!("img-{i:08}")))
+        .chain(others.map(|region| (*region, "img-elsewhr0".to_string())));
+    for (region, image) in images {
+        csv.push_str(&format!("{region},{image},SHARE\n"));
+        seed.push_str(&format!("{region},{image}\n"));
+    }
+    let job = Job::new(&csv);
+    let seed_file = job.dir.path().join("seed.csv");
+    std::fs::write(&seed_file, seed).unwrap();
+    let sim = Simulator::start(&[
+        "--rate-scope",
+        "endpoint",
+        "--images",
+        seed_file.to_str().unwrap(),
+        "--latency-ms",
+        "20-80",
+        "--seed",
+        "6",
+    ]);
+    let (code, stderr) = run_as(&job, &sim, &["--dry-run", "--rate-scope", "endpoint"]).await;
+    assert_eq!(code, Some(0), "{stderr}");
+    let stats = sim.stats().await;
+    assert_eq!(stats.answers("RequestLimitExceeded"), 0, "{stats:?}");
+    for (action, pages, limit) in [
+        ("DescribeBlueprints", 15, 10),
+        ("DescribeImagesToShare", 35, 20),
+    ] {
+        assert_eq!(stats.requests_by_action[action], pages, "{stats:?}");
+        let busiest = &stats.max_window_by_action[action];
+        assert!(
+            busiest.values().all(|n| *n == limit),
+            "{action}: {busiest:?}"
+        );
+    }
 }

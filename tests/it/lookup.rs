@@ -1,8 +1,6 @@
 //! Reading the state first (SPEC §9): rows already as asked are not sent, every shared row
 //! gets its BlueprintId, a dry run shows the real plan and fails as a run would.
 
-use std::collections::BTreeMap;
-
 use lighthouse_share::action::{ACTION, DESCRIBE_ACTION, Permission};
 use lighthouse_share::output::Ending;
 use lighthouse_share::results::Status;
@@ -196,32 +194,6 @@ async fn the_look_up_pages_through_more_than_100_shared_images_within_its_rate()
         stats.max_window_describe.values().all(|n| *n <= 10),
         "{stats:?}"
     );
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_look_ups_busiest_second_holds_at_most_10() {
-    // 15 regions of one bucket, each a page: paced by one describe limiter.
-    let regions = lighthouse_share::action::REGIONS;
-    let mut csv = String::from("region,image_id,permission\n");
-    for region in regions {
-        csv.push_str(&format!("{region},img-aaaaaaaa,SHARE\n"));
-    }
-    let sim = start(SimulatorConfig {
-        describe_rate: 10,
-        rate_scope: lighthouse_share::action::RateScope::Endpoint,
-        ..fast_simulator()
-    })
-    .await;
-    let mut job = Job::new(&csv);
-    job.lookup = true;
-    job.rate_scope = Some(lighthouse_share::action::RateScope::Endpoint);
-    let (report, _) = job.run(&sim).await;
-    assert_eq!(report.ending(), Ending::Done);
-    let stats = sim.stats();
-    assert_eq!(stats.requests_by_action[DESCRIBE_ACTION], 15);
-    assert_eq!(stats.answers("RequestLimitExceeded"), 0);
-    let busiest: BTreeMap<_, _> = stats.max_window_describe;
-    assert!(busiest.values().all(|n| *n <= 10), "{busiest:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
