@@ -11,6 +11,11 @@
 //!   limit): the rate is cut, as the AWS SDKs' adaptive mode does, and climbs back on their
 //!   cubic curve.
 //!
+//! A change is made once per window: a refusal of a request sent less than a second after the
+//! last change was counted next to requests sent before it, so it says nothing new. A cut
+//! also says when the window that refused us frees room of ours ([`Adaptive::hold`]): the
+//! bucket sends nothing before then.
+//!
 //! It is a plain value with the clock passed in ([`Adaptive::on_send`],
 //! [`Adaptive::on_answer`], [`Adaptive::rate`], [`Adaptive::margin`]): the caller says when
 //! things happen, so tests drive it on made-up instants without sleeping.
@@ -65,8 +70,8 @@ pub struct Adaptive {
     margin: Duration,
     /// The last cut, from which the cubic climb is measured; none: the configured rate.
     cut: Option<Cut>,
-    /// The last change (widening or cut): a refusal of a request sent before it is the same
-    /// evidence again, not news.
+    /// The last change (widening or cut): a refusal of a request sent less than a window
+    /// after it is the same evidence again, not news (see [`Adaptive::on_answer`]).
     changed_at: Option<Instant>,
     /// When the last counted refusal was answered.
     refused_at: Option<Instant>,
@@ -82,6 +87,8 @@ pub struct Adaptive {
     rtts: VecDeque<Duration>,
     lowest: f64,
     n_throttled: u64,
+    /// No request before this: the window that refused us holds our requests until then.
+    hold: Option<Instant>,
 }
 
 /// The cubic curve after a cut (botocore's `CubicCalculator`).
@@ -117,6 +124,7 @@ impl Adaptive {
             rtts: VecDeque::new(),
             lowest: configured,
             n_throttled: 0,
+            hold: None,
         }
     }
 
@@ -136,8 +144,11 @@ impl Adaptive {
     /// The service answered at `now` a request sent at `sent_at`; `throttled` when the answer
     /// was `RequestLimitExceeded` (any sub-code). Call it for answers from the service only,
     /// not for timeouts or lost connections: their round trip says nothing of the network's
-    /// spread. Returns what a refusal changed; `None` for a refusal of a request sent before
-    /// the last change (that evidence already counted).
+    /// spread. Returns what a refusal changed; `None` for a refusal of a request sent less
+    /// than a window (1 s) after the last change: the service counted it in a window that
+    /// still held requests sent before the change, so it is the same evidence again. (Taken
+    /// as news, each such refusal cut again: four or five cuts in a second, down to an eighth
+    /// of the rate, every time two runs met on one quota.)
     pub fn on_answer(&mut self, sent_at: Instant, now: Instant, throttled: bool) -> Option<Change> {
         if self.rtts.len() == N_RTTS {
             self.rtts.pop_front();
@@ -158,7 +169,10 @@ impl Adaptive {
         }
         self.n_throttled += 1;
         let n_admitted_run = std::mem::take(&mut self.n_admitted_run);
-        if self.changed_at.is_some_and(|changed| sent_at < changed) {
+        if self
+            .changed_at
+            .is_some_and(|changed| sent_at < changed + WINDOW)
+        {
             return None;
         }
         let verdict = self.judge(now, n_admitted_run);
@@ -221,17 +235,32 @@ impl Adaptive {
     /// can.)
     fn cut(&mut self, refused_sent_at: Instant, now: Instant) -> f64 {
         let current = self.rate(now);
-        let in_window = self
+        let in_window: Vec<Instant> = self
             .admitted
             .iter()
+            .copied()
             .filter(|sent| {
-                **sent < refused_sent_at
-                    && refused_sent_at.saturating_duration_since(**sent) < WINDOW
+                *sent < refused_sent_at && refused_sent_at.saturating_duration_since(*sent) < WINDOW
             })
-            .count() as f64;
+            .collect();
+        // The window that refused us frees room of ours no sooner than our oldest request
+        // in it leaves it: sending before that only draws more refusals (the start of a
+        // bucket, when a second of requests went at the full rate, or a limit below it).
+        self.hold = in_window
+            .iter()
+            .min()
+            .map(|oldest| *oldest + WINDOW + self.margin(now));
+        let in_window = in_window.len() as f64;
         let measured = self.measured_rate(now).unwrap_or(current).min(current);
-        // No admitted request in that window says nothing of the quota (we sent none).
-        let w_max = match in_window >= 1.0 {
+        // In the bucket's first second, no admitted request in that window says nothing of
+        // the quota: the answers may not have come yet. After it, none admitted in a whole
+        // window of sends says the quota left for us is none: the curve starts at the floor
+        // (one cut per window, so it would otherwise keep sending refused requests at a few
+        // per second into a quota someone else holds).
+        let sent_a_window = self
+            .first_send
+            .is_some_and(|first| first + WINDOW <= refused_sent_at);
+        let w_max = match in_window >= 1.0 || sent_a_window {
             true => measured.min(in_window),
             false => measured,
         };
@@ -289,6 +318,11 @@ impl Adaptive {
         let steps = (quiet.as_secs_f64() / NARROW_EVERY.as_secs_f64()).floor();
         let excess = self.margin.saturating_sub(BASE_MARGIN).as_secs_f64();
         BASE_MARGIN + Duration::from_secs_f64(excess * 0.75f64.powf(steps))
+    }
+
+    /// When the next request may go, if a cut asked to hold it (see [`Adaptive::cut`]).
+    pub fn hold(&self) -> Option<Instant> {
+        self.hold
     }
 
     fn floor(&self) -> f64 {

@@ -99,6 +99,8 @@ struct State {
     last: Option<Instant>,
     /// Set by a rate change: the earliest moment for the new limiter's first request.
     not_before: Option<Instant>,
+    /// Set by [`Limiter::hold_until`]: no request before it.
+    hold: Option<Instant>,
 }
 
 impl Limiter {
@@ -116,6 +118,7 @@ impl Limiter {
                 interval,
                 last: None,
                 not_before: None,
+                hold: None,
             }),
             clock,
         }
@@ -145,6 +148,13 @@ impl Limiter {
         state.not_before = state.last.map(|last| last + interval);
     }
 
+    /// Lets no request go before `at`, whatever the pace: requests already waiting for their
+    /// slot wait for it too. After it, the pace resumes with one request, not a burst.
+    pub fn hold_until(&self, at: Instant) {
+        let mut state = self.lock();
+        state.hold = state.hold.max(Some(at));
+    }
+
     /// Waits until the next request may be sent, and takes its slot. The wait is tokio's own
     /// timer (1 ms ticks, inside the tolerance), not governor's, which would wake a timer
     /// thread per request.
@@ -153,7 +163,7 @@ impl Limiter {
             let wait = {
                 let mut state = self.lock();
                 let now = Instant::now();
-                match state.not_before {
+                match state.not_before.max(state.hold) {
                     Some(not_before) if now < not_before => not_before - now,
                     _ => match state.gcra.check_n(state.cells) {
                         Ok(Ok(())) => {

@@ -97,19 +97,25 @@ async fn sustained_refusals_cut_the_rate() {
     );
 }
 
+/// Requests every `every` ms from `from` to `to` (excluded), each admitted 30–40 ms later.
+fn admitted(adaptive: &mut Adaptive, start: Instant, (from, to, every): (u64, u64, u64)) {
+    for at in (from..to).step_by(every as usize) {
+        adaptive.on_send(ms(start, at));
+        adaptive.on_answer(ms(start, at), ms(start, at + 30 + at % 11), false);
+    }
+}
+
 #[test]
 fn a_refusal_at_a_lowered_rate_is_contention() {
     let start = Instant::now();
     let mut adaptive = Adaptive::new(20.0);
-    for i in 0..40 {
-        adaptive.on_send(ms(start, i * 50));
-        adaptive.on_answer(ms(start, i * 50), ms(start, i * 50 + 30 + i % 3 * 5), false);
-    }
+    admitted(&mut adaptive, start, (0, 1950, 50));
     // Round trips spread over 10 ms: no room to widen into beyond the first doubling: the second refusal cuts.
     assert_eq!(
         adaptive.on_answer(ms(start, 1950), ms(start, 2000), true),
         Some(Change::Widened(BASE_MARGIN * 2))
     );
+    admitted(&mut adaptive, start, (2000, 3960, 50));
     let Some(Change::Cut(cut)) = adaptive.on_answer(ms(start, 3960), ms(start, 4000), true) else {
         panic!("a second refusal with the margin at the spread cuts");
     };
@@ -119,14 +125,47 @@ fn a_refusal_at_a_lowered_rate_is_contention() {
         None,
         "sent before the cut: the same evidence"
     );
+    assert_eq!(
+        adaptive.on_answer(ms(start, 4500), ms(start, 4535), true),
+        None,
+        "sent within a window of the cut: counted next to requests sent before it"
+    );
+    admitted(&mut adaptive, start, (4100, 5000, 100));
     assert!(
         matches!(
-            adaptive.on_answer(ms(start, 4100), ms(start, 4135), true),
+            adaptive.on_answer(ms(start, 5000), ms(start, 5035), true),
             Some(Change::Cut(_))
         ),
         "below the configured rate, a refusal is someone else's doing"
     );
-    assert_eq!(adaptive.n_throttled(), 4);
+    assert_eq!(adaptive.n_throttled(), 5);
+}
+
+/// Every request refused for a minute: one cut per window, each from what the window
+/// admitted (none), so the rate is at the floor after the second cut, not after dozens.
+#[test]
+fn refusals_within_a_window_of_a_cut_do_not_cut_again() {
+    let start = Instant::now();
+    let mut adaptive = Adaptive::new(20.0);
+    adaptive.margin = MAX_MARGIN; // no room: refusals cut
+    let mut cuts = Vec::new();
+    for n in 0..600 {
+        let at = ms(start, n * 100);
+        adaptive.on_send(at);
+        if let Some(change) = adaptive.on_answer(at, at + Duration::from_millis(40), true) {
+            cuts.push((n * 100, change));
+        }
+    }
+    assert!(
+        matches!(cuts[0], (0, Change::Cut(rate)) if (rate - BETA * 20.0).abs() < 1e-9),
+        "{cuts:?}"
+    );
+    assert_eq!(cuts[1], (1100, Change::Cut(MIN_RATE)), "{cuts:?}");
+    assert!(
+        cuts.windows(2).all(|pair| pair[1].0 - pair[0].0 >= 1000),
+        "{cuts:?}"
+    );
+    assert_eq!(adaptive.lowest(), MIN_RATE);
 }
 
 /// After a cut from the full rate, the cubic curve is back at the configured rate within
@@ -135,17 +174,15 @@ fn a_refusal_at_a_lowered_rate_is_contention() {
 fn the_climb_back_reaches_the_configured_rate_within_4_seconds() {
     let start = Instant::now();
     let mut adaptive = Adaptive::new(20.0);
-    for i in 0..100 {
-        adaptive.on_send(ms(start, i * 50));
-    }
+    admitted(&mut adaptive, start, (0, 4900, 50));
     adaptive.margin = MAX_MARGIN; // no room: the refusal cuts
     let Some(Change::Cut(after)) = adaptive.on_answer(ms(start, 4900), ms(start, 5000), true)
     else {
         panic!("cut");
     };
     assert!(
-        (after - BETA * 20.0).abs() < 1e-9,
-        "β × the measured 20/s: {after}"
+        (after - BETA * 19.0).abs() < 1e-9,
+        "β × the 19 admitted in the second before the refused one: {after}"
     );
     let mut previous = after;
     for n in 1..=40 {
@@ -192,19 +229,6 @@ fn a_widened_margin_narrows_back_while_nothing_is_refused() {
     );
 }
 
-#[test]
-fn the_rate_never_goes_below_the_floor() {
-    let start = Instant::now();
-    let mut adaptive = Adaptive::new(20.0);
-    adaptive.margin = MAX_MARGIN;
-    for n in 0..60 {
-        let at = ms(start, n * 100);
-        adaptive.on_send(at);
-        adaptive.on_answer(at, at + Duration::from_millis(10), true);
-    }
-    assert_eq!(adaptive.lowest(), MIN_RATE);
-}
-
 /// A limit below the configured rate, found in the bucket's first second (a look-up at 10/s
 /// on an account that takes 3/s): the curve flattens out at what the window admitted, not
 /// at the configured rate, so the climb back does not find the refusal again at once.
@@ -223,6 +247,11 @@ fn a_refusal_in_the_first_second_flattens_out_at_what_the_window_admitted() {
     assert!(
         (after - BETA * 3.0).abs() < 1e-9,
         "β × the 3 admitted: {after}"
+    );
+    assert_eq!(
+        adaptive.hold(),
+        Some(ms(start, 1000) + BASE_MARGIN),
+        "nothing more until the first request leaves the window that refused the fourth"
     );
     let plateau = adaptive.rate(ms(start, 320 + 2_000));
     assert!(

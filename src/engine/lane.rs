@@ -141,6 +141,9 @@ impl Lane {
                 state.refused_since.get_or_insert(now);
                 if let Some(change) = state.adaptive.on_answer(sent_at, now, true) {
                     tracing::debug!(bucket = self.bucket, action = self.kind.name(), ?change, code = %error.code, "throttled: pacing adapted");
+                    if let Some(hold) = state.adaptive.hold() {
+                        self.limiter.hold_until(hold);
+                    }
                 }
             }
             // A timeout or a lost connection is no round trip of the network's.

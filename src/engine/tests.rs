@@ -239,28 +239,28 @@ async fn throttled_answers_do_not_use_attempts_and_five_minutes_of_them_give_up(
     );
 }
 
-#[tokio::test(start_paused = true)]
-async fn a_look_up_is_slowed_down_by_refusals_exactly_as_a_write() {
-    // A service whose look-up limit is 3/s, under the client's 10/s: a strict one-second
-    // window of 3, counted at arrival.
-    let admitted = Arc::new(Mutex::new(Vec::<Instant>::new()));
-    let window = admitted.clone();
-    let fake = Fake::new(move |_, _| {
+/// A service that admits `limit` requests in any one-second window, counted at arrival, and
+/// answers an empty page.
+fn strict_window(limit: usize) -> Arc<Fake> {
+    let admitted = Mutex::new(Vec::<Instant>::new());
+    Fake::new(move |_, _| {
         let now = Instant::now();
-        let mut admitted = window.lock().unwrap();
+        let mut admitted = admitted.lock().unwrap();
         admitted.retain(|t| now - *t < Duration::from_secs(1));
-        match admitted.len() < 3 {
+        match admitted.len() < limit {
             true => {
                 admitted.push(now);
                 Ok(br#"{"Response":{"TotalCount":0,"BlueprintSet":[],"RequestId":"r"}}"#.to_vec())
             }
             false => code("RequestLimitExceeded"),
         }
-    });
-    let engine = Arc::new(engine(&fake));
-    let lane = Arc::new(Lane::new("ap-seoul", Kind::DescribeBlueprints, 10.0, 32));
+    })
+}
+
+/// Runs `n` look-ups of pages at once through `lane`; whether each ended well.
+async fn pages(engine: &Arc<Engine>, lane: &Arc<Lane>, n: u64) -> Vec<bool> {
     let mut tasks = tokio::task::JoinSet::new();
-    for offset in 0..60 {
+    for offset in 0..n {
         let (engine, lane) = (engine.clone(), lane.clone());
         tasks.spawn(async move {
             let page = DescribeBlueprints {
@@ -271,7 +271,39 @@ async fn a_look_up_is_slowed_down_by_refusals_exactly_as_a_write() {
             engine.call(&lane, &page).await.result.is_ok()
         });
     }
-    assert!(tasks.join_all().await.into_iter().all(|ok| ok));
+    tasks.join_all().await
+}
+
+/// A limit of 3/s under the lane's 10/s: the 4th request, 0.3 s in, is refused. The window
+/// that refused it holds the first until 1 s: every request sent before then, even one
+/// already waiting for its slot at the cut rate, would be refused too, so none is.
+#[tokio::test(start_paused = true)]
+async fn after_a_cut_no_request_goes_before_the_refusing_window_frees_room() {
+    let fake = strict_window(3);
+    let engine = Arc::new(engine(&fake));
+    let lane = Arc::new(Lane::new("ap-seoul", Kind::DescribeBlueprints, 10.0, 32));
+    assert!(pages(&engine, &lane, 12).await.into_iter().all(|ok| ok));
+    let times = fake.times();
+    let start = times[0];
+    let after_the_refusal: Vec<Duration> = times
+        .iter()
+        .map(|t| *t - start)
+        .filter(|t| *t >= Duration::from_millis(350))
+        .collect();
+    let next = after_the_refusal[0];
+    assert!(
+        (Duration::from_secs(1)..Duration::from_millis(1020)).contains(&next),
+        "the next request waited for the window to free room, and no longer: {next:?}"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_look_up_is_slowed_down_by_refusals_exactly_as_a_write() {
+    // A service whose look-up limit is 3/s, under the client's 10/s.
+    let fake = strict_window(3);
+    let engine = Arc::new(engine(&fake));
+    let lane = Arc::new(Lane::new("ap-seoul", Kind::DescribeBlueprints, 10.0, 32));
+    assert!(pages(&engine, &lane, 60).await.into_iter().all(|ok| ok));
     let report = lane.report();
     let refused = report.n_throttled as f64 / report.n_requests as f64;
     assert!(refused <= 0.3, "{report:?}");
