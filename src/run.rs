@@ -572,14 +572,18 @@ impl Stages<'_> {
 
     /// Renders the results file from the input and the record; fills the report's counts.
     async fn render(&self, report: &mut Report) -> Result<(), Error> {
-        let (input, repeats) = (self.input.clone(), self.plan.repeats.clone());
+        let (input, repeats, width) = (
+            self.input.clone(),
+            self.plan.repeats.clone(),
+            self.plan.width,
+        );
         let (record, target, output) = (
             self.config.output().record.clone(),
             self.config.mode().record_target.clone(),
             self.config.output().results.clone(),
         );
         let rendered =
-            blocking(move || results::render(&input, &repeats, &record, &target, &output))
+            blocking(move || results::render(&input, (&repeats, width), &record, &target, &output))
                 .await?
                 .map_err(|error| {
                     let recorded = match &report.stop {

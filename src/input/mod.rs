@@ -188,6 +188,8 @@ pub struct Reader {
     failed: bool,
     /// Rows with cells past the header's last column, and the line of the first.
     wide: (u64, Option<u64>),
+    /// The most cells up to a row's last non-empty one, over the rows read so far.
+    widest: usize,
     /// The row last read, refilled by the next.
     row: RawRow,
 }
@@ -253,6 +255,7 @@ impl Reader {
             header,
             failed: false,
             wide: (0, None),
+            widest: 0,
             row,
         })
     }
@@ -287,10 +290,16 @@ impl Reader {
         matches!(self.format, Format::Delimited { had_bom: true, .. })
     }
 
-    /// How many rows so far have cells past the header's last column (which have no column
-    /// in the results), and the line of the first.
+    /// How many rows so far have cells past the header's last column, and the line of the
+    /// first.
     pub fn wide_rows(&self) -> (u64, Option<u64>) {
         self.wide
+    }
+
+    /// The columns the rows read so far fill: the header's, and more for a row with cells
+    /// past its last column (the results give those cells columns of their own).
+    pub fn width(&self) -> usize {
+        self.header.cells.len().max(self.widest)
     }
 
     /// The sheet read, for a workbook.
@@ -354,16 +363,11 @@ impl Reader {
                     if (is_blank(&self.row.cells) && self.row.unreadable().is_none())
                         || self.is_comment(&self.row.cells) => {}
                 Ok(()) => {
-                    let width = self.header.cells.len();
-                    if self
-                        .row
-                        .cells
-                        .iter()
-                        .skip(width)
-                        .any(|cell| !cell.is_empty())
-                    {
+                    let used = used_width(&self.row.cells);
+                    if used > self.header.cells.len() {
                         self.wide.0 += 1;
                         self.wide.1.get_or_insert(self.row.line);
+                        self.widest = self.widest.max(used);
                     }
                     return Some(Ok(()));
                 }
@@ -425,6 +429,14 @@ impl Iterator for Reader {
     fn next(&mut self) -> Option<Self::Item> {
         self.next_record()
     }
+}
+
+/// The cells of a row up to its last non-empty one.
+pub fn used_width(cells: &[String]) -> usize {
+    cells
+        .iter()
+        .rposition(|cell| !cell.is_empty())
+        .map_or(0, |last| last + 1)
 }
 
 fn is_blank(cells: &[String]) -> bool {

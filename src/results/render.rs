@@ -57,11 +57,11 @@ pub struct Rendered {
     pub n_unmatched: u64,
 }
 
-/// Renders the results of `input` from the record at `record` (made against `target`) to
-/// `destination`, then compacts the record.
+/// Renders the results of `input` (whose rows fill `width` columns, as the plan found) from
+/// the record at `record` (made against `target`) to `destination`, then compacts the record.
 pub fn render(
     input: &Source,
-    repeats: &super::Repeats,
+    (repeats, width): (&super::Repeats, usize),
     record: &Path,
     target: &str,
     destination: &Destination,
@@ -73,8 +73,8 @@ pub fn render(
         false => Some(journal::open_for_reading(record)?),
     };
     let mut reader = input.reader()?;
-    let columns = columns(reader.header(), reader.our_columns());
-    let carried = reader.header().len();
+    let carried = width.max(reader.header().len());
+    let columns = columns(reader.header(), reader.our_columns(), carried);
     let bom = reader.had_bom() || input.is_workbook();
     remove_leftovers(destination, record);
     let mut sink = Sink::open(destination, bom, &columns)?;
@@ -107,8 +107,10 @@ pub fn render(
 }
 
 /// The results' header: `line`, every column of the input (one named like a result column
-/// kept, renamed `NAME (input)`, so that no value of the user's is lost), then ours.
-pub fn columns(header: &[String], ours: &[usize]) -> Vec<String> {
+/// kept, renamed `NAME (input)`, so that no value of the user's is lost), up to `width`
+/// (cells past the header's last one get columns named by their letter, `column E`), then
+/// ours.
+pub fn columns(header: &[String], ours: &[usize], width: usize) -> Vec<String> {
     let mut columns: Vec<String> = vec!["line".into()];
     let taken = |name: &str, columns: &[String]| {
         header.iter().chain(columns).any(|c| c == name)
@@ -122,6 +124,13 @@ pub fn columns(header: &[String], ours: &[usize]) -> Vec<String> {
             while taken(&name, &columns) {
                 name.push_str(" (input)");
             }
+        }
+        columns.push(name);
+    }
+    for i in header.len()..width {
+        let mut name = format!("column {}", crate::input::column_name(i));
+        while taken(&name, &columns) {
+            name.push_str(" (input)");
         }
         columns.push(name);
     }
@@ -247,15 +256,23 @@ impl Fits {
                 line, self.n_rows
             )));
         }
-        for (i, cell) in cells.iter().take(self.header.len()).enumerate() {
+        let width = 1 + crate::input::used_width(cells) + RESULT_COLUMNS.len();
+        if width > MAX_COLUMNS as usize {
+            return Err(self.error(format!(
+                "line {line} has cells up to column {}: with ours the results would have {width} columns, more than the {MAX_COLUMNS} an .xlsx sheet holds",
+                crate::input::column_name(crate::input::used_width(cells) - 1),
+            )));
+        }
+        for (i, cell) in cells.iter().enumerate() {
             let length = neutralise(cell, To::Cell).encode_utf16().count();
             if length > MAX_XLSX_CELL {
+                let name = self.header.get(i).map_or("", String::as_str);
                 return Err(self.error(format!(
                     "cell {}{} (line {}, column `{}`) holds {length} characters, more than the {MAX_XLSX_CELL} an .xlsx cell holds",
                     crate::input::column_name(i),
                     line,
                     line,
-                    crate::text::for_line(&self.header[i].chars().take(100).collect::<String>())
+                    crate::text::for_line(&name.chars().take(100).collect::<String>())
                 )));
             }
         }
@@ -552,7 +569,7 @@ mod tests {
     #[test]
     fn a_users_column_named_like_ours_is_kept_renamed_uniquely() {
         let header = names(&["Status", "region", "status (input)", "x\u{1b}y"]);
-        let columns = columns(&header, &[0]);
+        let columns = columns(&header, &[0], header.len());
         assert_eq!(
             columns[..5],
             [
@@ -571,7 +588,7 @@ mod tests {
     }
 
     fn columns_of(header: &[String]) -> Vec<String> {
-        columns(header, &[0])
+        columns(header, &[0], header.len())
     }
 
     fn entry(line: u64, cells: &[&str]) -> Entry {
@@ -603,8 +620,20 @@ mod tests {
             .to_string();
         assert!(error.contains("cell B3 (line 3, column `note`)"), "{error}");
         assert!(error.contains("-o results.csv"), "{error}");
-        // Cells past the header's last column are not written, so they do not count.
-        assert!(fits.check(&entry(4, &["a", "b", &over])).is_ok());
+        // Cells past the header's last column are written too, so they count.
+        let error = fits
+            .check(&entry(4, &["a", "b", &over]))
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("cell C4 (line 4, column ``)"), "{error}");
+        let mut far = vec![String::new(); MAX_COLUMNS as usize];
+        far[MAX_COLUMNS as usize - 8] = "x".into();
+        let far: Vec<&str> = far.iter().map(String::as_str).collect();
+        let error = fits.check(&entry(5, &far)).unwrap_err().to_string();
+        assert!(
+            error.contains("line 5 has cells up to column XEW"),
+            "{error}"
+        );
         fits.n_rows = u64::from(MAX_ROWS);
         let error = fits.check(&entry(9, &["a"])).unwrap_err().to_string();
         assert!(error.contains("past the 1048576 rows"), "{error}");

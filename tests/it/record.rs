@@ -274,6 +274,49 @@ async fn resume_never_replaces_a_file_that_no_record_says_is_ours() {
     assert_eq!(modify_requests(&sim), 2);
 }
 
+/// A row with more cells than the header (an unquoted comma in a note): its extra cells
+/// are kept in columns named by their letter, after the input's, and other rows leave them
+/// empty. Nothing the user gave is left out of the results.
+#[tokio::test]
+async fn cells_past_the_headers_last_column_are_kept_in_columns_of_their_own() {
+    let sim = start(fast_simulator()).await;
+    let job = Job::new(
+        "region,image_id,permission,note\n\
+         ap-seoul,img-aaaaaaa1,SHARE,rebuilt, then tested,by ops\n\
+         ap-seoul,img-aaaaaaa2,SHARE,fine\n",
+    );
+    let (report, rows) = job.run(&sim).await;
+    assert_eq!(report.ending(), Ending::Done);
+    assert!(rows.iter().all(|row| row.status == Status::Shared));
+    let text = std::fs::read_to_string(job.output()).unwrap();
+    let mut csv = csv::ReaderBuilder::new()
+        .flexible(false)
+        .from_reader(text.as_bytes());
+    let header: Vec<String> = csv.headers().unwrap().iter().map(String::from).collect();
+    assert_eq!(
+        header[..8],
+        [
+            "line",
+            "region",
+            "image_id",
+            "permission",
+            "note",
+            "column E",
+            "column F",
+            "status"
+        ]
+    );
+    let cells = |record: csv::StringRecord| -> Vec<String> {
+        record.iter().skip(4).take(3).map(String::from).collect()
+    };
+    let mut records = csv.records().map(Result::unwrap);
+    assert_eq!(
+        cells(records.next().unwrap()),
+        ["rebuilt", " then tested", "by ops"]
+    );
+    assert_eq!(cells(records.next().unwrap()), ["fine", "", ""]);
+}
+
 #[tokio::test]
 async fn our_columns_in_the_input_are_written_fresh_and_the_users_are_kept_renamed() {
     let sim = start(fast_simulator()).await;
