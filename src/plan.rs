@@ -46,9 +46,9 @@ pub struct Plan {
     pub flipping: Flipping,
     /// The asks that more than one row makes: what numbering rows needs to hold.
     pub repeats: Repeats,
-    /// The input's columns, with more for rows that have cells past the header's last one:
-    /// the results' columns before ours.
-    pub width: usize,
+    /// Some row has cells past the header's last column: the results keep them in a column
+    /// of their own.
+    pub wide: bool,
 }
 
 /// Images with both SHARE and CANCEL rows, found in the validation pass: the first few by
@@ -96,7 +96,7 @@ impl Plan {
             n_kept: 0,
             flipping: Flipping::default(),
             repeats: Repeats::default(),
-            width: 0,
+            wide: false,
         };
         let mut asks = Asks::default();
         let mut reader = input.reader()?;
@@ -114,7 +114,7 @@ impl Plan {
             .filter(|(_, n)| *n > 0)
             .collect();
         warn_wide_rows(&reader);
-        plan.width = reader.width();
+        plan.wide = reader.wide_rows().0 > 0;
         let found = asks.finish().map_err(spill)?;
         plan.repeats = found.repeats;
         plan.flipping.n_images = found.flipping.len() as u64;
@@ -538,11 +538,12 @@ fn warn_wide_rows(reader: &Reader) {
     if let (n, Some(line)) = reader.wide_rows() {
         tracing::warn!(
             line,
-            "line {line}{}: more cells than the header has columns (an unquoted comma in a cell?); the results keep the cells past the last column in columns of their own, named by their letter (`column E`)",
+            "line {line}{}: more cells than the header has columns (an unquoted comma in a cell?); the results keep the cells past the last column, as one comma-separated text, in the column `{}`",
             match n {
                 1 => String::new(),
                 n => format!(" and {} more rows", n - 1),
-            }
+            },
+            crate::results::PAST_HEADER,
         );
     }
 }

@@ -572,10 +572,10 @@ impl Stages<'_> {
 
     /// Renders the results file from the input and the record; fills the report's counts.
     async fn render(&self, report: &mut Report) -> Result<(), Error> {
-        let (input, repeats, width) = (
+        let (input, repeats, wide) = (
             self.input.clone(),
             self.plan.repeats.clone(),
-            self.plan.width,
+            self.plan.wide,
         );
         let (record, target, output) = (
             self.config.output().record.clone(),
@@ -583,7 +583,7 @@ impl Stages<'_> {
             self.config.output().results.clone(),
         );
         let rendered =
-            blocking(move || results::render(&input, (&repeats, width), &record, &target, &output))
+            blocking(move || results::render(&input, (&repeats, wide), &record, &target, &output))
                 .await?
                 .map_err(|error| {
                     let recorded = match &report.stop {

@@ -188,8 +188,6 @@ pub struct Reader {
     failed: bool,
     /// Rows with cells past the header's last column, and the line of the first.
     wide: (u64, Option<u64>),
-    /// The most cells up to a row's last non-empty one, over the rows read so far.
-    widest: usize,
     /// The row last read, refilled by the next.
     row: RawRow,
 }
@@ -255,7 +253,6 @@ impl Reader {
             header,
             failed: false,
             wide: (0, None),
-            widest: 0,
             row,
         })
     }
@@ -294,12 +291,6 @@ impl Reader {
     /// first.
     pub fn wide_rows(&self) -> (u64, Option<u64>) {
         self.wide
-    }
-
-    /// The columns the rows read so far fill: the header's, and more for a row with cells
-    /// past its last column (the results give those cells columns of their own).
-    pub fn width(&self) -> usize {
-        self.header.cells.len().max(self.widest)
     }
 
     /// The sheet read, for a workbook.
@@ -363,11 +354,9 @@ impl Reader {
                     if (is_blank(&self.row.cells) && self.row.unreadable().is_none())
                         || self.is_comment(&self.row.cells) => {}
                 Ok(()) => {
-                    let used = used_width(&self.row.cells);
-                    if used > self.header.cells.len() {
+                    if used_width(&self.row.cells) > self.header.cells.len() {
                         self.wide.0 += 1;
                         self.wide.1.get_or_insert(self.row.line);
-                        self.widest = self.widest.max(used);
                     }
                     return Some(Ok(()));
                 }

@@ -23,7 +23,7 @@ use crate::api::{Class, classify};
 
 pub use identity::{Asks, Identity, Occurrences, Repeats, ask, ask_of};
 pub use journal::{Journal, Recorded, SIMULATOR as SIMULATOR_TARGET, refused_link, spawn_journal};
-pub use render::{Destination, Fits, MAX_XLSX_CELL, Rendered, columns, render};
+pub use render::{Destination, Fits, MAX_XLSX_CELL, PAST_HEADER, Rendered, columns, render};
 pub use resume::{Footprint, Kept, Resume, Sharing, image_key};
 
 /// A row's fate.

@@ -57,11 +57,12 @@ pub struct Rendered {
     pub n_unmatched: u64,
 }
 
-/// Renders the results of `input` (whose rows fill `width` columns, as the plan found) from
-/// the record at `record` (made against `target`) to `destination`, then compacts the record.
+/// Renders the results of `input` (`wide` when the plan found a row with cells past the
+/// header's last column) from the record at `record` (made against `target`) to
+/// `destination`, then compacts the record.
 pub fn render(
     input: &Source,
-    (repeats, width): (&super::Repeats, usize),
+    (repeats, wide): (&super::Repeats, bool),
     record: &Path,
     target: &str,
     destination: &Destination,
@@ -73,8 +74,8 @@ pub fn render(
         false => Some(journal::open_for_reading(record)?),
     };
     let mut reader = input.reader()?;
-    let carried = width.max(reader.header().len());
-    let columns = columns(reader.header(), reader.our_columns(), carried);
+    let columns = columns(reader.header(), reader.our_columns(), wide);
+    let carried = reader.header().len();
     let bom = reader.had_bom() || input.is_workbook();
     remove_leftovers(destination, record);
     let mut sink = Sink::open(destination, bom, &columns)?;
@@ -95,7 +96,11 @@ pub fn render(
             Ok(None) => Status::Skipped,
         };
         rendered.counts.add(status);
-        sink.row(&result_cells(&entry, carried, status, &outcome))?;
+        let mut cells = result_cells(&entry, carried, status, &outcome);
+        if wide {
+            cells.insert(1 + carried, Out::text(&past_header(&entry.cells, carried)));
+        }
+        sink.row(&cells)?;
     }
     input.check_unchanged()?;
     sink.finish(destination)?;
@@ -106,11 +111,13 @@ pub fn render(
     Ok(rendered)
 }
 
+/// The column that holds a row's cells past the header's last column, when a row has any.
+pub const PAST_HEADER: &str = "cells past the header";
+
 /// The results' header: `line`, every column of the input (one named like a result column
-/// kept, renamed `NAME (input)`, so that no value of the user's is lost), up to `width`
-/// (cells past the header's last one get columns named by their letter, `column E`), then
-/// ours.
-pub fn columns(header: &[String], ours: &[usize], width: usize) -> Vec<String> {
+/// kept, renamed `NAME (input)`, so that no value of the user's is lost), [`PAST_HEADER`] if
+/// the input is `wide`, then ours.
+pub fn columns(header: &[String], ours: &[usize], wide: bool) -> Vec<String> {
     let mut columns: Vec<String> = vec!["line".into()];
     let taken = |name: &str, columns: &[String]| {
         header.iter().chain(columns).any(|c| c == name)
@@ -127,10 +134,10 @@ pub fn columns(header: &[String], ours: &[usize], width: usize) -> Vec<String> {
         }
         columns.push(name);
     }
-    for i in header.len()..width {
-        let mut name = format!("column {}", crate::input::column_name(i));
+    if wide {
+        let mut name = PAST_HEADER.to_string();
         while taken(&name, &columns) {
-            name.push_str(" (input)");
+            name.push_str(" (ours)");
         }
         columns.push(name);
     }
@@ -202,6 +209,26 @@ fn result_cells(
     cells
 }
 
+/// A row's cells past the header's last column, up to its last non-empty one, as one line of
+/// CSV (`,` between them, quoted where a cell needs it): one column however many there are,
+/// so that one wide row does not widen every row of the results.
+fn past_header(cells: &[String], carried: usize) -> String {
+    let extra = cells
+        .get(carried..crate::input::used_width(cells))
+        .unwrap_or_default();
+    if extra.is_empty() {
+        return String::new();
+    }
+    let mut line = csv::WriterBuilder::new()
+        .terminator(csv::Terminator::Any(b'\n'))
+        .from_writer(Vec::new());
+    // Writing to memory cannot fail, and cells are text: so is the line.
+    let _ = line.write_record(extra);
+    let line = line.into_inner().unwrap_or_default();
+    let line = String::from_utf8(line).unwrap_or_default();
+    line.strip_suffix('\n').unwrap_or(&line).to_string()
+}
+
 /// The most characters (UTF-16 units, as Excel counts) an `.xlsx` cell holds.
 pub const MAX_XLSX_CELL: usize = 32_767;
 
@@ -256,25 +283,31 @@ impl Fits {
                 line, self.n_rows
             )));
         }
-        let width = 1 + crate::input::used_width(cells) + RESULT_COLUMNS.len();
-        if width > MAX_COLUMNS as usize {
-            return Err(self.error(format!(
-                "line {line} has cells up to column {}: with ours the results would have {width} columns, more than the {MAX_COLUMNS} an .xlsx sheet holds",
-                crate::input::column_name(crate::input::used_width(cells) - 1),
-            )));
-        }
-        for (i, cell) in cells.iter().enumerate() {
+        let carried = self.header.len();
+        for (i, cell) in cells.iter().take(carried).enumerate() {
             let length = neutralise(cell, To::Cell).encode_utf16().count();
             if length > MAX_XLSX_CELL {
-                let name = self.header.get(i).map_or("", String::as_str);
                 return Err(self.error(format!(
                     "cell {}{} (line {}, column `{}`) holds {length} characters, more than the {MAX_XLSX_CELL} an .xlsx cell holds",
                     crate::input::column_name(i),
                     line,
                     line,
-                    crate::text::for_line(&name.chars().take(100).collect::<String>())
+                    crate::text::for_line(&self.header[i].chars().take(100).collect::<String>())
                 )));
             }
+        }
+        let past = past_header(cells, carried);
+        let length = neutralise(&past, To::Cell).encode_utf16().count();
+        if length > MAX_XLSX_CELL {
+            return Err(self.error(format!(
+                "the cells of line {line} past the header's last column hold {length} characters together (kept in one column, `{PAST_HEADER}`), more than the {MAX_XLSX_CELL} an .xlsx cell holds"
+            )));
+        }
+        if !past.is_empty() && 2 + carried + RESULT_COLUMNS.len() > MAX_COLUMNS as usize {
+            return Err(self.error(format!(
+                "line {line} has cells past the header's last column, and with them and ours the results would have {} columns, more than the {MAX_COLUMNS} an .xlsx sheet holds",
+                2 + carried + RESULT_COLUMNS.len()
+            )));
         }
         Ok(())
     }
@@ -569,7 +602,7 @@ mod tests {
     #[test]
     fn a_users_column_named_like_ours_is_kept_renamed_uniquely() {
         let header = names(&["Status", "region", "status (input)", "x\u{1b}y"]);
-        let columns = columns(&header, &[0], header.len());
+        let columns = columns(&header, &[0], false);
         assert_eq!(
             columns[..5],
             [
@@ -588,7 +621,7 @@ mod tests {
     }
 
     fn columns_of(header: &[String]) -> Vec<String> {
-        columns(header, &[0], header.len())
+        columns(header, &[0], false)
     }
 
     fn entry(line: u64, cells: &[&str]) -> Entry {
@@ -620,20 +653,21 @@ mod tests {
             .to_string();
         assert!(error.contains("cell B3 (line 3, column `note`)"), "{error}");
         assert!(error.contains("-o results.csv"), "{error}");
-        // Cells past the header's last column are written too, so they count.
+        // Cells past the header's last column are written too, in one cell, so they count
+        // together.
+        let half = "x".repeat(MAX_XLSX_CELL / 2 + 1);
         let error = fits
-            .check(&entry(4, &["a", "b", &over]))
+            .check(&entry(4, &["a", "b", &half, &half]))
             .unwrap_err()
             .to_string();
-        assert!(error.contains("cell C4 (line 4, column ``)"), "{error}");
-        let mut far = vec![String::new(); MAX_COLUMNS as usize];
-        far[MAX_COLUMNS as usize - 8] = "x".into();
-        let far: Vec<&str> = far.iter().map(String::as_str).collect();
-        let error = fits.check(&entry(5, &far)).unwrap_err().to_string();
         assert!(
-            error.contains("line 5 has cells up to column XEW"),
+            error.contains("the cells of line 4 past the header's last column hold 32769"),
             "{error}"
         );
+        // A cell past column XFD is no column of the results: it is text in that one cell.
+        let mut far = vec![""; MAX_COLUMNS as usize + 10];
+        far[MAX_COLUMNS as usize + 9] = "x";
+        assert!(fits.check(&entry(5, &far)).is_ok());
         fits.n_rows = u64::from(MAX_ROWS);
         let error = fits.check(&entry(9, &["a"])).unwrap_err().to_string();
         assert!(error.contains("past the 1048576 rows"), "{error}");
