@@ -1,6 +1,6 @@
 //! Configuration: the command line, the environment and the config file become one validated
 //! [`RunConfig`] before the first request (ripgrep's low → high arguments). Each option is
-//! one row of the option table ([`table`]); [`table::walk`] reads each from the first place
+//! one row of the option table ([`table`]); [`sources::walk`] reads each from the first place
 //! that sets it (flag, `LIGHTHOUSE_SHARE_<KEY>`, the config file, the default) through its
 //! own parser, so a message names the flag, the variable or the file's key. Then the values
 //! that depend on one another (paths, the mode, the credentials, the open-files cap) are
@@ -9,6 +9,7 @@
 mod checks;
 mod file;
 mod limits;
+mod sources;
 mod table;
 
 use std::path::{Path, PathBuf};
@@ -199,7 +200,7 @@ impl RunConfig {
         if file.credentials.secret_key.is_some() {
             warnings.extend(credentials::readable_by_others(file.path(), "a secret key"));
         }
-        let low = table::walk(&args, env, &file)?;
+        let low = sources::walk(&args, env, &file)?;
         check_together(&low)?;
         let endpoint = endpoint(&low)?;
         let input = Input {

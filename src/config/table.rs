@@ -1,20 +1,16 @@
 //! The option table: each option of `run` is one row (its key, which gives the flag, the
 //! variable and the file key; where it can be set; its default; and the function that parses
-//! and checks its text). [`walk`] reads every row from the first place that sets it (flag,
-//! then `LIGHTHOUSE_SHARE_<KEY>`, then the config file, then the default) into one [`Low`]:
-//! one parser per option, so a value is read and refused the same way wherever it was set,
-//! and a message names that place.
+//! and checks its text), and [`Low`], every option's value once read. Which place a value is
+//! read from is `sources`' concern: one parser per option, so a value is read and refused the
+//! same way wherever it was set, and a message names that place.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use clap::ValueEnum;
 
-use super::file::FileConfig;
-use super::{ConfigError, error};
 use crate::action::RateScope;
 use crate::cli::{self, LogFormat, RunArgs};
-use crate::credentials::Env;
 use crate::engine::FailureLimit;
 
 /// The config file's table that holds a key.
@@ -324,27 +320,6 @@ impl Opt {
         format!("LIGHTHOUSE_SHARE_{}", self.key.to_ascii_uppercase())
     }
 
-    /// The first place that sets this option, and its text there; the default last.
-    fn given(
-        &self,
-        args: &RunArgs,
-        env: Env<'_>,
-        file: &FileConfig,
-    ) -> Result<Option<(String, Origin)>, ConfigError> {
-        if let Some(text) = (self.flag)(args) {
-            return Ok(Some((text, Origin::Flag)));
-        }
-        if self.env
-            && let Some(text) = env(&self.variable()).filter(|text| !text.trim().is_empty())
-        {
-            return Ok(Some((text, Origin::Env)));
-        }
-        if let Some(text) = file.text(self.table.name(), self.key)? {
-            return Ok(Some((text, Origin::File(file.path().to_path_buf()))));
-        }
-        Ok(self.default.map(|text| (text.to_string(), Origin::Default)))
-    }
-
     /// The setting as the user wrote it, showing `shown` for its value:
     /// `--rate -5`, `LIGHTHOUSE_SHARE_RATE=-5`, `config.toml: [run] rate = -5`.
     pub fn written(&self, origin: &Origin, shown: &str) -> String {
@@ -364,26 +339,6 @@ impl Opt {
 /// The row of `key`.
 pub fn option(key: &str) -> Option<&'static Opt> {
     OPTIONS.iter().find(|opt| opt.key == key)
-}
-
-/// Reads every option from the first place that sets it, each through its own parser.
-pub fn walk(args: &RunArgs, env: Env<'_>, file: &FileConfig) -> Result<Low, ConfigError> {
-    let mut low = Low::default();
-    for opt in OPTIONS {
-        let Some((text, origin)) = opt.given(args, env, file)? else {
-            continue;
-        };
-        // A variable's stray spaces (`export X= 5`) are not part of its value; a flag's
-        // or a file's text is taken as written (a sheet name may end in a space).
-        let value = match origin {
-            Origin::Env => text.trim(),
-            _ => text.as_str(),
-        };
-        (opt.apply)(&mut low, value)
-            .map_err(|why| error(format!("{}: {why}", opt.written(&origin, &shown(&text)))))?;
-        low.origins.insert(opt.key, origin);
-    }
-    Ok(low)
 }
 
 impl Low {
