@@ -319,11 +319,10 @@ fn text_head(report: &Report) -> [String; 3] {
             report.elapsed.as_secs_f64()
         ),
         format!(
-            "  requests: {} {}, {} {}; the look-up settled {} (not sent)",
-            report.n_requests(Kind::Share),
-            Kind::Share.name(),
-            report.n_requests(Kind::DescribeBlueprints),
-            Kind::DescribeBlueprints.name(),
+            "  requests: {}; the look-up settled {} (not sent)",
+            Kind::ALL
+                .map(|kind| format!("{} {}", report.n_requests(kind), kind.name()))
+                .join(", "),
             plural(report.n_settled, "row", "rows")
         ),
     ]

@@ -148,4 +148,9 @@ async fn a_real_run_sends_every_row_and_a_row_not_found_says_where_its_image_is(
     assert!(nowhere.contains("nor in any other region"), "{nowhere}");
     // The two not found: one request per other region.
     assert_eq!(requests(&sim, IMAGES_ACTION), 14);
+    let summary = lighthouse_share::output::summary_lines(&report).join("\n");
+    assert!(
+        summary.contains("requests: 1004 ModifyImageSharePermission, 0 DescribeBlueprints, 14 DescribeImagesToShare;"),
+        "the summary counts the hint's requests: {summary}"
+    );
 }
