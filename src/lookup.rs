@@ -52,8 +52,8 @@ impl Lookups {
     }
 
     /// Lists the `SHARED` blueprints of every bucket's regions, all in parallel, each bucket
-    /// paced by its own look-up lane. A region the CAM policy refuses to list is left out (as
-    /// with `--no-lookup`); one whose listing failed or contradicted itself is `Unknown`.
+    /// paced by its own look-up lane. A region whose listing failed, contradicted itself or
+    /// was refused by the CAM policy is `Unknown`.
     pub async fn job(self: &Arc<Self>, job: &Job) -> State {
         let mut tasks = JoinSet::new();
         for bucket in job.iter() {
@@ -74,7 +74,6 @@ impl Lookups {
                 Err(error) => tracing::error!("a look-up task failed: {error}"),
             }
         }
-        state.retain(|_, listed| !matches!(listed, Listed::Unknown(why) if why == REFUSED));
         self.say_unknown(&state);
         state
     }
@@ -84,6 +83,8 @@ impl Lookups {
         let mut unknown: Vec<(&str, &String)> = state
             .iter()
             .filter_map(|(region, listed)| match listed {
+                // Said once for the whole job, when the policy refused it.
+                Listed::Unknown(why) if why == REFUSED => None,
                 Listed::Unknown(why) => Some((*region, why)),
                 Listed::Complete(_) => None,
             })
@@ -162,7 +163,7 @@ impl Lookups {
             if !self.refused.swap(true, Ordering::Relaxed) {
                 tracing::warn!(
                     code = %error.code,
-                    "the CAM policy of these credentials does not allow `lighthouse:DescribeBlueprints` ({}): every row is sent without reading the state first (as with --no-lookup), and rows already shared get no BlueprintId; grant it to have them",
+                    "the CAM policy of these credentials does not allow `lighthouse:DescribeBlueprints` ({}): the state is unknown, so every row is sent, rows finished by an earlier run too (only a look-up could show they still hold), and rows already shared get no BlueprintId; grant it to have them",
                     error.code
                 );
             }
@@ -181,8 +182,9 @@ impl Lookups {
     }
 }
 
-/// Why a region was not listed when the CAM policy refuses the look-up: the run goes on as
-/// with `--no-lookup`, so the region counts as not looked up rather than unknown.
+/// Why a region was not listed when the CAM policy refuses the look-up. Its state is unknown,
+/// not "not looked up": the user did not choose to go without the look-up, so no finished
+/// row is kept on the record's word alone, and exit 0 still means the account is as asked.
 const REFUSED: &str = "the CAM policy refuses DescribeBlueprints";
 
 /// What the paging of a listing does next.
