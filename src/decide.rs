@@ -88,13 +88,20 @@ pub fn decide(wanted: Permission, evidence: &Evidence) -> Decision {
     if evidence.sent_earlier {
         return Decision::Send;
     }
+    // A shared row recorded without its BlueprintId is decided again when the look-up can
+    // name it: it then ends `already_shared` with it.
+    let kept = match (evidence.kept, evidence.seen) {
+        (Some(Kept::Unnamed), Seen::Shared(_)) => None,
+        (Some(Kept::Unnamed), _) => Some(Kept::Done(Sharing::Shared)),
+        (kept, _) => kept,
+    };
     let wanted = Sharing::wanted(wanted);
     // With --no-lookup the record is all there is; else the look-up must agree.
     let seen_agrees = match evidence.seen {
         Seen::NotLookedUp => true,
         seen => seen.sharing() == Some(wanted),
     };
-    if evidence.kept == Some(Kept::Done(wanted))
+    if kept == Some(Kept::Done(wanted))
         && evidence.recorded == Footprint::Left(wanted)
         && seen_agrees
     {
@@ -129,7 +136,7 @@ impl std::fmt::Display for Drift {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "changed outside this tool since the last run: this tool left it {}, the look-up found it {}",
+            "changed outside this tool before this row's run: this tool had left it {}, the look-up found it {}",
             self.left.as_str(),
             self.found.as_str()
         )
@@ -322,6 +329,30 @@ mod tests {
                 Cancel,
                 &evidence(cancelled, Footprint::Left(Unshared), Seen::Shared("b"))
             ),
+            Decision::Send
+        );
+    }
+
+    #[test]
+    fn a_shared_row_recorded_without_its_blueprint_id_takes_it_from_the_look_up() {
+        let unnamed = Some(Kept::Unnamed);
+        let left_shared = Footprint::Left(Shared);
+        assert_eq!(
+            decide(Share, &evidence(unnamed, left_shared, Seen::Shared("b"))),
+            Decision::AlreadyShared("b".into())
+        );
+        assert_eq!(
+            decide(Share, &evidence(unnamed, left_shared, Seen::NotLookedUp)),
+            Decision::Keep,
+            "nothing can name it: the record stands"
+        );
+        assert_eq!(
+            decide(Share, &evidence(unnamed, left_shared, Seen::Unshared)),
+            Decision::Send,
+            "drift"
+        );
+        assert_eq!(
+            decide(Share, &evidence(unnamed, left_shared, Seen::Unknown)),
             Decision::Send
         );
     }

@@ -247,7 +247,7 @@ impl Plan {
         }
         if let Some(images) = self.flipping.describe() {
             tracing::warn!(
-                "{} both SHARE and CANCEL rows, so each run shares and unshares again: {images}",
+                "{} both SHARE and CANCEL rows, so a run may share and unshare again: {images}",
                 plural(self.flipping.n_images, "image has", "images have")
             );
         }

@@ -61,6 +61,9 @@ pub enum Footprint {
 pub enum Kept {
     /// It succeeded: the image was left so (unless a later record says otherwise).
     Done(Sharing),
+    /// It succeeded in sharing, but its record lacks the BlueprintId (the fresh look-up
+    /// could not name it then).
+    Unnamed,
     /// It failed with an error another attempt cannot mend (SPEC §5): kept, and says
     /// nothing about the image.
     Failed,
@@ -100,6 +103,9 @@ impl Resume {
         let key = outcome.identity.key();
         let sharing = Sharing::of(outcome.status);
         match (outcome.is_final(), sharing) {
+            (true, Some(Sharing::Shared)) if outcome.blueprint_id.is_none() => {
+                self.kept.insert(key, Kept::Unnamed)
+            }
             (true, Some(sharing)) => self.kept.insert(key, Kept::Done(sharing)),
             (true, None) => self.kept.insert(key, Kept::Failed),
             (false, _) => self.kept.remove(&key),
@@ -202,7 +208,10 @@ mod tests {
                 failed("img-00000004", "AuthFailure.SignatureFailure"),
                 Outcome::new(identity("img-00000005"), 2, Status::AlreadyUnshared),
                 failed("img-00000006", "Timeout"),
-                Outcome::new(identity("img-00000006"), 9, Status::Shared),
+                Outcome {
+                    blueprint_id: Some("lhbp-6".into()),
+                    ..Outcome::new(identity("img-00000006"), 9, Status::Shared)
+                },
             ])
             .unwrap();
         drop(journal);
@@ -215,6 +224,15 @@ mod tests {
             resume.kept(&identity("img-00000002")),
             Some(Kept::Failed),
             "a permanent failure is kept, and says nothing about the image"
+        );
+        assert_eq!(
+            resume.kept(&identity("img-00000006")),
+            Some(Kept::Done(Sharing::Shared))
+        );
+        assert_eq!(
+            resume.kept(&identity("img-00000001")),
+            Some(Kept::Unnamed),
+            "shared, but recorded without its BlueprintId"
         );
         assert!(!resume.is_kept(&Identity {
             occurrence: 2,

@@ -97,6 +97,75 @@ async fn a_word_that_flips_between_nights_ends_as_the_last_night_says() {
     assert_eq!(writes(&sim), 3, "each night's word was sent");
 }
 
+/// A look-up the CAM policy refuses proves nothing: a change made outside this tool since
+/// the last run cannot be seen, so no finished row is kept on the record's word alone, and
+/// exit 0 still means the account is as the sheet says.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_look_up_the_policy_refuses_keeps_no_finished_row() {
+    let sim = start(SimulatorConfig {
+        faults: Faults {
+            unauthorized_describe: true,
+            ..Faults::default()
+        },
+        ..fast_simulator()
+    })
+    .await;
+    let mut job = lookup_job();
+    let sheet = [SHARE_A, "ap-seoul,img-cccccccc,CANCEL"];
+    let (report, _) = night(&mut job, &sim, &sheet).await;
+    assert_eq!(report.ending(), Ending::Done);
+    for (image, shared) in [("img-aaaaaaaa", false), ("img-cccccccc", true)] {
+        assert_eq!(change_outside(&sim, "ap-seoul", image, shared).await, 200);
+    }
+    let before = writes(&sim);
+
+    let (report, rows) = night(&mut job, &sim, &sheet).await;
+    assert_eq!(report.ending(), Ending::Done);
+    assert_eq!(
+        writes(&sim) - before,
+        2,
+        "both rows are sent again: {rows:?}"
+    );
+    assert_eq!(statuses(&rows), [Status::Shared, Status::Unshared]);
+    assert_eq!(shared_in(&sim, "ap-seoul").await, shared_a());
+    assert!(
+        report.unknown_listings.is_empty(),
+        "the policy's refusal is said once, not per region: {:?}",
+        report.unknown_listings
+    );
+}
+
+/// A shared row left without its BlueprintId (the listings of its night were broken) takes
+/// it from a later night's look-up, without a write.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_row_left_without_its_blueprint_id_takes_it_on_a_later_night() {
+    let sim = start(SimulatorConfig {
+        shared: vec![("ap-seoul".into(), "img-aaaaaaaa".into())],
+        faults: Faults {
+            // The run's look-up and its fresh look-up for the BlueprintId: both empty.
+            describe: vec![DescribeFault::EmptyFirst(Some(2))],
+            ..Faults::default()
+        },
+        ..fast_simulator()
+    })
+    .await;
+    let mut job = lookup_job();
+    let (report, rows) = night(&mut job, &sim, &[SHARE_A]).await;
+    assert_eq!(report.ending(), Ending::Done);
+    assert_eq!(
+        (rows[0].status, rows[0].blueprint_id.as_deref()),
+        (Status::AlreadyShared, None)
+    );
+    assert_eq!(report.n_unnamed, 1);
+    let before = writes(&sim);
+
+    let (report, rows) = night(&mut job, &sim, &[SHARE_A]).await;
+    assert_eq!((report.ending(), report.n_unnamed), (Ending::Done, 0));
+    assert_eq!(writes(&sim), before, "nothing sent");
+    assert_eq!(rows[0].status, Status::AlreadyShared);
+    assert!(rows[0].blueprint_id.is_some(), "{:?}", rows[0]);
+}
+
 /// Case 2: someone else unshares an image between two nights of the same sheet: the second
 /// night repairs it, says so on the row and in the summary, and sends nothing else.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
