@@ -167,7 +167,7 @@ impl ProfileFiles {
             (Ok(_), _) => Ok(Some(path)),
             (Err(e), true) => Err(CredentialsError(format!(
                 "TENCENTCLOUD_CREDENTIALS_FILE names {}, which cannot be read ({e}); nothing was sent. Fix the path, or unset the variable to use the usual places",
-                path.display()
+                crate::text::path(path)
             ))),
             (Err(_), false) => Ok(None),
         }
@@ -187,7 +187,7 @@ impl ProfileFiles {
             warnings.extend(readable_by_others(path, "secret keys"));
             return Ok(Some((
                 credentials,
-                format!("profile `{profile}` of {}", path.display()),
+                format!("profile `{profile}` of {}", crate::text::path(path)),
             )));
         }
         let tccli = self
@@ -198,7 +198,7 @@ impl ProfileFiles {
             && let Some(credentials) = from_tccli(&path).map_err(unreadable)?
         {
             warnings.extend(readable_by_others(&path, "a secret key"));
-            return Ok(Some((credentials, path.display().to_string())));
+            return Ok(Some((credentials, crate::text::path(&path).to_string())));
         }
         Ok(None)
     }
@@ -233,10 +233,10 @@ impl ProfileFiles {
     fn missing(&self, profile: &str) -> CredentialsError {
         let profile = crate::text::for_line(profile);
         let places: Vec<String> = [
-            self.ini.as_ref().map(|p| p.display().to_string()),
+            self.ini.as_ref().map(|p| crate::text::path(p).to_string()),
             self.tccli_dir
                 .as_ref()
-                .map(|d| format!("{}/{profile}.credential", d.display())),
+                .map(|d| format!("{}/{profile}.credential", crate::text::path(d))),
         ]
         .into_iter()
         .flatten()
@@ -324,17 +324,17 @@ pub fn readable_by_others(path: &Path, what: &str) -> Option<String> {
     (mode & 0o077 != 0).then(|| {
         format!(
             "{} holds {what} and can be read by others (mode {:o}): run `chmod 600 {}`",
-            path.display(),
+            crate::text::path(path),
             mode & 0o777,
-            path.display()
+            crate::text::path(path)
         )
     })
 }
 
 /// `[PROFILE]` of an INI credentials file; `None` if the file has no such section.
 fn from_ini(path: &Path, profile: &str) -> anyhow::Result<Option<Credentials>> {
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read {}", crate::text::path(path)))?;
     let mut section = String::new();
     let mut keys = std::collections::HashMap::new();
     for line in text.lines().map(str::trim) {
@@ -360,7 +360,7 @@ fn from_ini(path: &Path, profile: &str) -> anyhow::Result<Option<Credentials>> {
         ))),
         _ => bail!(
             "{}: section [{profile}] needs both secret_id and secret_key",
-            path.display()
+            crate::text::path(path)
         ),
     }
 }
@@ -374,10 +374,10 @@ fn from_tccli(path: &Path) -> anyhow::Result<Option<Credentials>> {
         secret_key: Option<Secret>,
         token: Option<Secret>,
     }
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read {}", crate::text::path(path)))?;
     let parsed: Tccli = serde_json::from_str(&text)
-        .with_context(|| format!("{} is not tccli's JSON", path.display()))?;
+        .with_context(|| format!("{} is not tccli's JSON", crate::text::path(path)))?;
     Ok(
         match (
             parsed.secret_id.filter(|s| !s.is_empty()),

@@ -101,8 +101,10 @@ impl Plan {
         let mut asks = Asks::default();
         let mut reader = input.reader()?;
         match reader.delimiter() {
-            Some(';') => tracing::info!("{} is separated by `;`", input.path().display()),
-            Some('\t') => tracing::info!("{} is separated by tabs", input.path().display()),
+            Some(';') => tracing::info!("{} is separated by `;`", crate::text::path(input.path())),
+            Some('\t') => {
+                tracing::info!("{} is separated by tabs", crate::text::path(input.path()))
+            }
             _ => {}
         }
         let mut fits = Fits::new(destination, reader.header())?;

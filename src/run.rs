@@ -234,14 +234,14 @@ fn claim_output(config: &RunConfig) -> Result<Option<Lock>, Error> {
     {
         return Err(Error::Setup(anyhow::anyhow!(
             "the output {} is a directory: give --output a file path, such as {}",
-            path.display(),
-            path.join("images.results.csv").display()
+            crate::text::path(path),
+            crate::text::path(&path.join("images.results.csv"))
         )));
     }
     if config.output().results == Destination::Stdout && stdout_is_null() {
         tracing::warn!(
             "standard output is /dev/null (or was closed, which the system makes /dev/null): the results written there (-o -) are lost; the record {} keeps every row, and --output FILE writes them where they stay",
-            config.output().record.display()
+            crate::text::path(&config.output().record)
         );
     }
     check_writable(&config.output().record)?;
@@ -263,13 +263,13 @@ fn claim_output(config: &RunConfig) -> Result<Option<Lock>, Error> {
         // (or its record is gone): nothing can be continued, and it is not ours to replace.
         (_, Some(output), false) => Err(Error::Setup(anyhow::anyhow!(
             "{} already exists and no record of a run that wrote it ({}) is beside it: it is not a results file this tool can continue. Give another --output, or move that file away",
-            output.display(),
-            config.output().record.display()
+            crate::text::path(output),
+            crate::text::path(&config.output().record)
         ))),
         (false, _, true) => Err(Error::Setup(anyhow::anyhow!(
             "an earlier run's record {} exists: add --resume to continue it (finished rows are kept, not sent again), or give another --output, or move the results file and {} away",
-            config.output().record.display(),
-            config.output().record.display()
+            crate::text::path(&config.output().record),
+            crate::text::path(&config.output().record)
         ))),
         _ => Ok(()),
     }?;
@@ -300,8 +300,8 @@ fn check_writable(output: &Path) -> Result<(), Error> {
         .with_context(|| {
             format!(
                 "cannot write in {}, where this run keeps {}: make the directory writable, or give another --output",
-                dir.display(),
-                output.display()
+                crate::text::path(dir),
+                crate::text::path(output)
             )
         })
         .map_err(Error::Setup)
@@ -595,7 +595,7 @@ impl Stages<'_> {
                     Error::Failed(error.context(format!(
                         "the results file {} was not written; {recorded} the record {}: run again with --resume to write it",
                         self.config.output().results,
-                        self.config.output().record.display()
+                        crate::text::path(&self.config.output().record)
                     )))
                 })?;
         let retries = report.counts.retries;
@@ -739,7 +739,7 @@ fn lock(path: &Path, output: &Destination, create: bool) -> Result<Lock, Error> 
         .custom_flags(libc::O_NOFOLLOW)
         .open(path)
         .map_err(results::refused_link)
-        .with_context(|| format!("cannot create the lock file {}", path.display()))
+        .with_context(|| format!("cannot create the lock file {}", crate::text::path(path)))
         .map_err(Error::Setup)?;
     match file.try_lock() {
         Ok(()) => Ok(Lock(file)),
@@ -752,7 +752,7 @@ fn lock(path: &Path, output: &Destination, create: bool) -> Result<Lock, Error> 
         }),
         Err(std::fs::TryLockError::Error(e)) => Err(Error::Setup(anyhow::anyhow!(
             "cannot lock {}: {e}",
-            path.display()
+            crate::text::path(path)
         ))),
     }
 }

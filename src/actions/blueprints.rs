@@ -5,6 +5,7 @@ use serde::Deserialize;
 use super::{Action, Kind};
 use crate::action::{self, Permission};
 use crate::api::{ApiError, Class, classify, read_answer};
+use crate::text;
 
 /// Which blueprints a look-up lists.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -96,7 +97,8 @@ impl Action for DescribeBlueprints {
             blueprints: fields
                 .blueprint_set
                 .into_iter()
-                .filter_map(|b| Some((b.image_id?, b.blueprint_id)))
+                // Outside text that reaches the results and the log: neutralised here.
+                .filter_map(|b| Some((b.image_id?, text::for_line(&b.blueprint_id).into_owned())))
                 .collect(),
         })
     }

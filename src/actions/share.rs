@@ -6,6 +6,7 @@ use super::{Action, Kind};
 use crate::action::{self, Permission};
 use crate::api::{ApiError, Class, classify, read_answer};
 use crate::input::Row;
+use crate::text;
 
 /// One row's write.
 #[derive(Clone, Debug)]
@@ -58,7 +59,10 @@ impl Action for Share {
     fn read(&self, answer: &[u8]) -> Result<Shared, ApiError> {
         let (request_id, fields): (_, Fields) = read_answer(answer, |code| self.class(code))?;
         Ok(Shared {
-            blueprint_id: fields.blueprint_id,
+            // Outside text that reaches the results and the log: neutralised here.
+            blueprint_id: fields
+                .blueprint_id
+                .map(|id| text::for_line(&id).into_owned()),
             request_id,
         })
     }
@@ -89,6 +93,13 @@ mod tests {
                 blueprint_id: Some("lhbp-su83x02a".into()),
                 request_id: "r1".into()
             }
+        );
+        let hostile =
+            br#"{"Response":{"BlueprintId":"lhbp-1\r\n\u001b[2J\u202e","RequestId":"r2"}}"#;
+        assert_eq!(
+            cancel.read(hostile).unwrap().blueprint_id.as_deref(),
+            Some(r"lhbp-1\u{d}\u{a}\u{1b}[2J\u{202e}"),
+            "outside text is neutralised where it is read"
         );
     }
 }

@@ -36,7 +36,7 @@ pub fn refuse_input(input: &Path, ours: &Path) -> Result<(), ConfigError> {
     match same {
         true => Err(error(format!(
             "{} is the input itself: a run never writes over its input. Give the results another name with --output",
-            ours.display()
+            crate::text::path(ours)
         ))),
         false => Ok(()),
     }

@@ -42,7 +42,7 @@ impl FileConfig {
         let text = std::fs::read_to_string(path).map_err(|e| {
             error(format!(
                 "cannot read the config file {}: {e}",
-                path.display()
+                crate::text::path(path)
             ))
         })?;
         let mut table: toml::Table = text
@@ -84,7 +84,7 @@ impl FileConfig {
             Some(_) => {
                 return Err(error(format!(
                     "{}: [{table}] {key}: give one value (a number, true or false, or text in quotes)",
-                    self.path.display()
+                    crate::text::path(&self.path)
                 )));
             }
         })
@@ -110,12 +110,12 @@ fn check_keys(path: &Path, table: &toml::Table) -> Result<Vec<String>, ConfigErr
     let mut unknown = |what: &str, name: &str, known: &[&str]| match suggest::nearest(name, known) {
         Some(near) => Err(error(format!(
             "{}: unknown {what} `{name}`: did you mean `{near}`?",
-            path.display()
+            crate::text::path(path)
         ))),
         None => {
             warnings.push(format!(
                 "{}: unknown {what} `{}` is ignored (known: {})",
-                path.display(),
+                crate::text::path(path),
                 super::table::shown(name),
                 known.join(", ")
             ));
@@ -129,7 +129,7 @@ fn check_keys(path: &Path, table: &toml::Table) -> Result<Vec<String>, ConfigErr
         if let (Some(home), false) = (home, value.is_table()) {
             return Err(error(format!(
                 "{}: `{name}` is a key of [{home}]: put it below a [{home}] line",
-                path.display()
+                crate::text::path(path)
             )));
         }
         if !TABLES.contains(&name.as_str()) {
@@ -139,7 +139,7 @@ fn check_keys(path: &Path, table: &toml::Table) -> Result<Vec<String>, ConfigErr
         let Some(inner) = value.as_table() else {
             return Err(error(format!(
                 "{}: `{name}` must be a table ([{name}])",
-                path.display()
+                crate::text::path(path)
             )));
         };
         let keys = known_keys(name);
@@ -168,7 +168,7 @@ fn toml_error(path: &Path, text: &str, what: &str, e: &toml::de::Error) -> Confi
         true => "the value there cannot be used (not shown: [credentials] holds secrets); quote each value in full, once".to_string(),
         false => e.message().trim_end().to_string(),
     };
-    error(format!("{} {what}{at}: {message}", path.display()))
+    error(format!("{} {what}{at}: {message}", crate::text::path(path)))
 }
 
 /// `[table]` keys, for the test that checks the example file names each.

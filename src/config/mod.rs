@@ -258,7 +258,7 @@ fn output(low: &Low, input: &Path) -> Result<Output, ConfigError> {
             if is_stream {
                 return Err(error(format!(
                     "{} is a pipe or a device, with no folder for its results beside it: give them a place with -o FILE (or -o - for standard output)",
-                    input.display()
+                    crate::text::path(input)
                 )));
             }
             let path = checks::default_output(input);
@@ -605,14 +605,14 @@ mod tests {
             resolve(args(), &[]).await.unwrap_err(),
             format!(
                 "{}: [retry] max_ms = 9223372036854775807: give at most 600000 (10 minutes): a longer wait between attempts looks like a hang",
-                path.display()
+                crate::text::path(&path)
             )
         );
         std::fs::write(&path, "[retry]\nbase_ms = 30000\n").unwrap();
         let error = resolve(args(), &[]).await.unwrap_err();
         let expected = format!(
             "{}: [retry] base_ms = 30000: larger than max_ms",
-            path.display()
+            crate::text::path(&path)
         );
         assert!(error.starts_with(&expected), "{error}");
     }
@@ -649,7 +649,7 @@ mod tests {
             ..dry()
         };
         let error = resolve(from_file, &[]).await.unwrap_err();
-        let expected = format!("{}: [run] rate = -5: give", config.display());
+        let expected = format!("{}: [run] rate = -5: give", crate::text::path(&config));
         assert!(error.starts_with(&expected), "{error}");
         let flag_wins = RunArgs {
             config: Some(config.clone()),

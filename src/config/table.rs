@@ -328,7 +328,7 @@ impl Opt {
             Origin::Env => format!("{}={shown}", self.variable()),
             Origin::File(path) => format!(
                 "{}: [{}] {} = {shown}",
-                path.display(),
+                crate::text::path(path),
                 self.table.name(),
                 self.key
             ),

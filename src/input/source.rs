@@ -58,8 +58,9 @@ impl Source {
         };
         if let (Some(sheet), false) = (sheet, is_workbook(path)) {
             tracing::warn!(
-                "--sheet {sheet} is for a workbook; {} is read as CSV, so it is not used",
-                path.display()
+                "--sheet {} is for a workbook; {} is read as CSV, so it is not used",
+                crate::text::for_line(sheet),
+                crate::text::path(path)
             );
         }
         if path == Path::new("-") {

@@ -64,12 +64,15 @@ impl Journal {
     /// link is never followed or truncated.
     pub fn create(path: &Path, target: &str) -> anyhow::Result<Self> {
         let file = open_no_follow(OpenOptions::new().write(true).create_new(true), path)
-            .with_context(|| format!("cannot create the record {}", path.display()))?;
+            .with_context(|| format!("cannot create the record {}", crate::text::path(path)))?;
         let mut journal = Self::new(file);
         if let Err(error) = journal.write_header(target) {
             // Half a header is no record: leave nothing that a next run would refuse.
             let _ = std::fs::remove_file(path);
-            return Err(error.context(format!("cannot write the record {}", path.display())));
+            return Err(error.context(format!(
+                "cannot write the record {}",
+                crate::text::path(path)
+            )));
         }
         Ok(journal)
     }
@@ -81,9 +84,8 @@ impl Journal {
             Err(error) if error.kind() == io::ErrorKind::NotFound => {
                 return Self::create(path, target);
             }
-            opened => {
-                opened.with_context(|| format!("cannot open the record {}", path.display()))?
-            }
+            opened => opened
+                .with_context(|| format!("cannot open the record {}", crate::text::path(path)))?,
         };
         let complete = complete_length(&mut file)?;
         file.set_len(complete)?;
@@ -152,10 +154,10 @@ fn check_target(header: &Header, target: &str, path: &Path) -> anyhow::Result<()
     if header.target != target {
         bail!(
             "{} records a run against {}, and this run goes to {}: results from one never stand for the other. Give this run its own --output, or move {} and its results file away to start afresh",
-            path.display(),
+            crate::text::path(path),
             shown(&header.target),
             shown(target),
-            path.display()
+            crate::text::path(path)
         );
     }
     Ok(())
@@ -193,12 +195,12 @@ fn read_header(reader: &mut impl BufRead, path: &Path) -> anyhow::Result<Option<
         _ => match serde_json::from_str::<Kind>(&line) {
             Ok(kind) if kind.record == RECORD => bail!(
                 "{} is a record of another version of lighthouse-share (format {}; this one reads format {VERSION}): finish it with the version that wrote it, or give this run another --output",
-                path.display(),
+                crate::text::path(path),
                 kind.version
             ),
             _ => bail!(
                 "{} is not a record of lighthouse-share: give this run another --output, or move that file away",
-                path.display()
+                crate::text::path(path)
             ),
         },
     }
@@ -209,9 +211,10 @@ fn read_header(reader: &mut impl BufRead, path: &Path) -> anyhow::Result<Option<
 pub fn read(path: &Path, target: &str) -> anyhow::Result<Records> {
     let file = match open_no_follow(OpenOptions::new().read(true), path) {
         Err(error) if error.kind() == io::ErrorKind::NotFound => None,
-        opened => {
-            Some(opened.with_context(|| format!("cannot read the record {}", path.display()))?)
-        }
+        opened => Some(
+            opened
+                .with_context(|| format!("cannot read the record {}", crate::text::path(path)))?,
+        ),
     };
     let mut reader = file.map(BufReader::new);
     let mut offset = 0;
@@ -288,7 +291,7 @@ pub fn read_at(file: &mut BufReader<File>, offset: u64) -> anyhow::Result<Outcom
 /// Opens the record for [`read_at`].
 pub fn open_for_reading(path: &Path) -> anyhow::Result<BufReader<File>> {
     let file = open_no_follow(OpenOptions::new().read(true), path)
-        .with_context(|| format!("cannot read the record {}", path.display()))?;
+        .with_context(|| format!("cannot read the record {}", crate::text::path(path)))?;
     Ok(BufReader::new(file))
 }
 
@@ -356,7 +359,7 @@ pub fn spawn_journal(
     tokio::task::spawn_blocking(move || {
         let mut recorded = Recorded::default();
         let mut batch = Vec::with_capacity(JOURNAL_BATCH);
-        let failed = || format!("cannot append to the record {}", path.display());
+        let failed = || format!("cannot append to the record {}", crate::text::path(&path));
         while let Some(outcome) = outcomes_rx.blocking_recv() {
             batch.push(outcome);
             while batch.len() < JOURNAL_BATCH {

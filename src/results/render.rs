@@ -34,7 +34,7 @@ impl std::fmt::Display for Destination {
     /// Where the results go, as the user names it.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Destination::File(path) => write!(f, "{}", path.display()),
+            Destination::File(path) => write!(f, "{}", crate::text::path(path)),
             Destination::Stdout => f.write_str("standard output"),
         }
     }
@@ -341,7 +341,7 @@ fn compact(record: &Path, keep: Sorter<u64>) -> anyhow::Result<()> {
     }
     to.as_file().sync_all()?;
     to.persist(record)
-        .with_context(|| format!("cannot replace {}", record.display()))?;
+        .with_context(|| format!("cannot replace {}", crate::text::path(record)))?;
     sync_dir(dir);
     Ok(())
 }
@@ -363,12 +363,17 @@ fn temporary_beside(path: &Path) -> anyhow::Result<tempfile::NamedTempFile> {
         .permissions(std::fs::Permissions::from_mode(0o666))
         .prefix(&temporary_prefix(path))
         .tempfile_in(dir)
-        .with_context(|| format!("cannot write a temporary file in {}", dir.display()))?;
+        .with_context(|| {
+            format!(
+                "cannot write a temporary file in {}",
+                crate::text::path(dir)
+            )
+        })?;
     if let Ok(replaced) = std::fs::metadata(path) {
         temporary
             .as_file()
             .set_permissions(replaced.permissions())
-            .with_context(|| format!("cannot give {} its mode", path.display()))?;
+            .with_context(|| format!("cannot give {} its mode", crate::text::path(path)))?;
     }
     Ok(temporary)
 }
@@ -531,7 +536,7 @@ impl Sink {
         temporary.as_file().sync_all()?;
         temporary
             .persist(path)
-            .with_context(|| format!("cannot replace {}", path.display()))?;
+            .with_context(|| format!("cannot replace {}", crate::text::path(path)))?;
         sync_dir(parent(path));
         Ok(())
     }

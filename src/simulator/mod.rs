@@ -59,15 +59,15 @@ pub enum ServeError {
 /// Reads `--shared FILE`; the error names the file and the line.
 pub fn read_seed(path: &Path) -> Result<Vec<(String, String)>, String> {
     let text = std::fs::read_to_string(path)
-        .map_err(|error| format!("cannot read --shared {}: {error}", path.display()))?;
-    seed::parse(&text).map_err(|why| format!("--shared {}: {why}", path.display()))
+        .map_err(|error| format!("cannot read --shared {}: {error}", crate::text::path(path)))?;
+    seed::parse(&text).map_err(|why| format!("--shared {}: {why}", crate::text::path(path)))
 }
 
 /// Reads `--images FILE`; the error names the file and the line.
 pub fn read_images(path: &Path) -> Result<Vec<SeededImage>, String> {
     let text = std::fs::read_to_string(path)
-        .map_err(|error| format!("cannot read --images {}: {error}", path.display()))?;
-    seed::parse_images(&text).map_err(|why| format!("--images {}: {why}", path.display()))
+        .map_err(|error| format!("cannot read --images {}: {error}", crate::text::path(path)))?;
+    seed::parse_images(&text).map_err(|why| format!("--images {}: {why}", crate::text::path(path)))
 }
 
 /// `lighthouse-share simulate`: serves on `listen` until `shutdown` resolves.

@@ -27,7 +27,7 @@ pub fn parse(text: &str) -> Result<Vec<(String, String)>, String> {
             .split_once(',')
             .ok_or_else(|| "expected `region,image_id`".to_string())
             .and_then(|(region, image_id)| state::key(region.trim(), image_id.trim()))
-            .map_err(|why| format!("line {n} (`{line}`): {why}"))?;
+            .map_err(|why| format!("line {n} (`{}`): {why}", crate::text::for_line(line)))?;
         images.push((region.to_string(), image_id));
     }
     Ok(images)
@@ -48,7 +48,8 @@ pub fn parse_images(text: &str) -> Result<Vec<SeededImage>, String> {
         if line.is_empty() || header {
             continue;
         }
-        let image = image_line(line).map_err(|why| format!("line {n} (`{line}`): {why}"))?;
+        let image = image_line(line)
+            .map_err(|why| format!("line {n} (`{}`): {why}", crate::text::for_line(line)))?;
         images.push(image);
     }
     Ok(images)

@@ -494,3 +494,38 @@ async fn an_answer_that_is_not_json_is_echoed_at_v_without_its_controls() {
         );
     }
 }
+
+/// A file name is outside text too: a sheet named with an OSC title and a bidi override
+/// is shown escaped in the summary, in warnings and in the error of a second run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_name_that_drives_a_terminal_is_shown_escaped() {
+    let mut job = Job::with_rows(2, "ap-guangzhou", Permission::Share);
+    let named = job.dir.path().join("ev\u{1b}]0;pwned\u{7}\u{202e}X.csv");
+    std::fs::rename(&job.input, &named).unwrap();
+    job.input = named;
+    let run = || {
+        binary(&job)
+            .args(["--simulate", "--sheet", "s\u{1b}[2J"])
+            .spawn()
+            .unwrap()
+    };
+    let first = finish(run()).await;
+    assert_eq!(first.status.code(), Some(0));
+    let second = finish(run()).await;
+    assert_eq!(
+        second.status.code(),
+        Some(2),
+        "an earlier run's results exist"
+    );
+    for output in [&first, &second] {
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            stderr.contains("ev\\u{1b}]0;pwned\\u{7}\\u{202e}X"),
+            "{stderr}"
+        );
+        assert!(
+            !stderr.contains(['\u{1b}', '\u{7}', '\u{202e}']),
+            "no raw control reaches a terminal: {stderr}"
+        );
+    }
+}
