@@ -177,9 +177,10 @@ impl ProfileFiles {
     /// tccli's file.
     fn find(
         &self,
-        profile: &str,
+        wanted: &Profile,
         warnings: &mut Vec<String>,
     ) -> Result<Option<(Credentials, String)>, CredentialsError> {
+        let profile = wanted.name.as_str();
         let unreadable = |e: anyhow::Error| CredentialsError(format!("{e:#}"));
         if let Some(path) = self.ini()?
             && let Some(credentials) = from_ini(path, profile).map_err(unreadable)?
@@ -188,6 +189,20 @@ impl ProfileFiles {
             return Ok(Some((
                 credentials,
                 format!("profile `{profile}` of {}", crate::text::path(path)),
+            )));
+        }
+        // In the implicit chain, a file the user named is where the keys are meant to come
+        // from: without the profile's section it is an error, not a reason to sign with the
+        // next place's keys (another account's, perhaps). A named profile may be in tccli's
+        // folder instead, and says where it looked when it is in neither.
+        if self.ini_named
+            && !wanted.named
+            && let Some(path) = self.ini()?
+        {
+            return Err(CredentialsError(format!(
+                "TENCENTCLOUD_CREDENTIALS_FILE names {}, which has no [{}] section with secret_id and secret_key; nothing was sent. Add the section, name another profile with --profile, or unset the variable to use the usual places",
+                crate::text::path(path),
+                crate::text::for_line(profile)
             )));
         }
         let tccli = self
@@ -285,7 +300,7 @@ pub async fn find(
     };
     let files = ProfileFiles::new(env);
     if profile.named {
-        return match files.find(&profile.name, warnings)? {
+        return match files.find(profile, warnings)? {
             Some((credentials, source)) => found(credentials, source),
             None => Err(files.missing(&profile.name)),
         };
@@ -307,7 +322,7 @@ pub async fn find(
             "the config file's [credentials]".into(),
         );
     }
-    if let Some((credentials, source)) = files.find(&profile.name, warnings)? {
+    if let Some((credentials, source)) = files.find(profile, warnings)? {
         return found(credentials, source);
     }
     let metadata = var("LIGHTHOUSE_SHARE_METADATA_URL").unwrap_or_else(|| METADATA_URL.to_string());

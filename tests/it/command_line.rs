@@ -187,6 +187,19 @@ fn a_named_credentials_file_that_is_missing_stops_the_run_rather_than_falling_th
         "{text}"
     );
     assert!(!text.contains("AKIDother"), "{text}");
+
+    // Readable, but without the profile's section: the same stop, not the tccli keys.
+    let named = home.path().join("named.ini");
+    std::fs::write(&named, "[other]\nsecret_id = AKIDx\nsecret_key = x\n").unwrap();
+    let refused = binary(home.path())
+        .args(["run", "in.csv", "--dry-run"])
+        .env("TENCENTCLOUD_CREDENTIALS_FILE", &named)
+        .output()
+        .unwrap();
+    let text = stderr(&refused);
+    assert_eq!(refused.status.code(), Some(2), "{text}");
+    assert!(text.contains("which has no [default] section"), "{text}");
+    assert!(!text.contains("AKIDother"), "{text}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
