@@ -187,7 +187,7 @@ pub struct RunArgs {
     /// at least 20), have failed [default: off]. [env: LIGHTHOUSE_SHARE_MAX_FAILURES]
     #[arg(long, value_name = "N|P%", value_parser = failure_limit, help_heading = PACING)]
     pub max_failures: Option<FailureLimit>,
-    /// Per-request timeout in seconds [default: 10]. [env: LIGHTHOUSE_SHARE_TIMEOUT]
+    /// Per-request timeout in seconds, from 0.1 to 86400 [default: 10]. [env: LIGHTHOUSE_SHARE_TIMEOUT]
     #[arg(long, help_heading = PACING)]
     pub timeout: Option<f64>,
     /// Credentials profile: a section of ~/.tencentcloud/credentials or a tccli profile.

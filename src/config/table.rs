@@ -87,6 +87,9 @@ pub struct Low {
 /// The most requests per second `--rate` and `--describe-rate` take: the API's limits are
 /// 20/s and 10/s, so a figure this far above them is a typo, not a quota.
 pub const MAX_RATE: f64 = 10_000.0;
+/// The shortest `--timeout`: no answer comes back faster (a shorter one fails every request,
+/// though the service may have done what it asked).
+pub const MIN_TIMEOUT_SECS: f64 = 0.1;
 /// The longest `--timeout`: a day; a longer wait for one answer looks like a hang.
 pub const MAX_TIMEOUT_SECS: f64 = 86_400.0;
 /// The longest wait between attempts: a longer one looks like a hang.
@@ -242,10 +245,12 @@ pub const OPTIONS: &[Opt] = &[
         env: true,
         default: Some("10"),
         apply: |low, text| {
-            let fix = "give a number of seconds above 0 and at most 86400, such as 10";
+            let fix = format!(
+                "give a number of seconds from {MIN_TIMEOUT_SECS} to {MAX_TIMEOUT_SECS}, such as 10"
+            );
             let secs: f64 = text.parse().map_err(|_| format!("not a number: {fix}"))?;
-            if !(secs.is_finite() && secs > 0.0 && secs <= MAX_TIMEOUT_SECS) {
-                return Err(fix.to_string());
+            if !(secs.is_finite() && (MIN_TIMEOUT_SECS..=MAX_TIMEOUT_SECS).contains(&secs)) {
+                return Err(fix);
             }
             low.timeout = secs;
             Ok(())

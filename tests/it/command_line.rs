@@ -323,7 +323,11 @@ fn numbers_out_of_range_are_refused_in_one_short_line_that_states_the_range() {
         (&["--rate", "inf"][..], "--rate inf: give"),
         (
             &["--timeout", "1e308"][..],
-            "--timeout 1.000e308: give a number of seconds above 0 and at most 86400",
+            "--timeout 1.000e308: give a number of seconds from 0.1 to 86400",
+        ),
+        (
+            &["--timeout", "1e-9"][..],
+            "--timeout 0.000000001: give a number of seconds from 0.1 to 86400",
         ),
     ] {
         let refused = binary(home.path())
