@@ -427,7 +427,6 @@ impl Stages<'_> {
             tracing::error!("{problem}");
             report.problems.push(problem);
         }
-        report.counts.retries = progress.retries();
         self.render(report).await
     }
 
@@ -598,9 +597,7 @@ impl Stages<'_> {
                         crate::text::path(&self.config.output().record)
                     )))
                 })?;
-        let retries = report.counts.retries;
         report.counts = rendered.counts;
-        report.counts.retries = retries;
         report.n_unmatched = rendered.n_unmatched;
         Ok(())
     }

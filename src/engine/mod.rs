@@ -57,6 +57,9 @@ struct Tries {
     clock_retried: bool,
     /// The RequestId of the call's own last answer.
     request_id: Option<String>,
+    /// The code of the failed attempt the next one retries: counted as a retry when that
+    /// attempt is made, so that a retry decided but never sent (the job stopped) is not.
+    retrying: Option<String>,
 }
 
 impl Tries {
@@ -160,6 +163,9 @@ impl Engine {
                 Err(unsent) => break unsent,
             };
             tries.attempts += 1;
+            if let Some(code) = tries.retrying.take() {
+                lane.retried(&code);
+            }
             let error = match result {
                 Ok(output) => {
                     return Ended {
@@ -270,16 +276,16 @@ impl Engine {
         tracing::debug!(action = A::KIND.name(), region, code = %error.code, ?step, "attempt {} failed", tries.attempts);
         match step {
             Step::RetryAfter(delay) => {
-                lane.retried(&error.code);
+                tries.retrying = Some(error.code);
                 Next::Retry(delay)
             }
             Step::RetryNow => {
-                lane.retried(&error.code);
+                tries.retrying = Some(error.code);
                 tries.clock_retried = true;
                 Next::Retry(Duration::ZERO)
             }
             Step::RetryThrottled => {
-                lane.retried(&error.code);
+                tries.retrying = Some(error.code);
                 tries.n_throttled += 1;
                 Next::Retry(Duration::ZERO)
             }

@@ -17,8 +17,6 @@ pub struct Progress {
     /// Rows this run has to finish.
     pub total: u64,
     counts: [AtomicU64; Status::ALL.len()],
-    /// Attempts beyond the first, over the rows this run finished.
-    retries: AtomicU64,
     started: Instant,
 }
 
@@ -27,7 +25,6 @@ impl Progress {
         Self {
             total,
             counts: Default::default(),
-            retries: AtomicU64::new(0),
             started: Instant::now(),
         }
     }
@@ -38,15 +35,6 @@ impl Progress {
             .position(|s| *s == outcome.status)
             .unwrap_or(0);
         self.counts[i].fetch_add(1, Ordering::Relaxed);
-        self.retries.fetch_add(
-            u64::from(outcome.attempts.saturating_sub(1)),
-            Ordering::Relaxed,
-        );
-    }
-
-    /// Attempts beyond the first, over the rows this run finished so far.
-    pub fn retries(&self) -> u64 {
-        self.retries.load(Ordering::Relaxed)
     }
 
     /// Rows finished so far by this run.

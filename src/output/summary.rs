@@ -101,6 +101,15 @@ impl Report {
         }
     }
 
+    /// Requests sent again after a failed attempt, over every action and bucket: the sum of
+    /// the retries by error code.
+    pub fn n_retries(&self) -> u64 {
+        self.lanes
+            .iter()
+            .flat_map(|lane| lane.retries_by_code.values())
+            .sum()
+    }
+
     /// Requests sent for `kind` over all buckets.
     pub fn n_requests(&self, kind: Kind) -> u64 {
         self.lanes
@@ -272,7 +281,7 @@ fn json_summary(report: &Report) -> serde_json::Value {
         "dry_run": report.dry_run,
         "rows": report.counts.total(),
         "statuses": counts,
-        "retries": report.counts.retries,
+        "retries": report.n_retries(),
         "requests_by_action": Kind::ALL
             .iter()
             .map(|kind| (kind.name(), report.n_requests(*kind)))
@@ -315,7 +324,7 @@ fn text_head(report: &Report) -> [String; 3] {
         head,
         format!(
             "  retries: {}; elapsed: {:.1}s",
-            report.counts.retries,
+            report.n_retries(),
             report.elapsed.as_secs_f64()
         ),
         format!(

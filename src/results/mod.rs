@@ -133,8 +133,6 @@ impl Outcome {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Counts {
     pub by_status: BTreeMap<Status, u64>,
-    /// Attempts beyond the first, over the rows that finished in this run.
-    pub retries: u64,
 }
 
 impl Counts {
