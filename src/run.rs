@@ -127,7 +127,7 @@ pub async fn run(config: RunConfig, shutdown: impl Future<Output = ()>) -> Resul
             plan: &plan,
         };
         match config.mode().dry_run {
-            true => report.n_would_fail = stages.dry_run(resume).await?,
+            true => (report.n_would_fail, report.n_unchecked) = stages.dry_run(resume).await?,
             false => stages.write(resume, shutdown, &mut report).await?,
         }
         report.lanes = job.reports();
@@ -330,9 +330,10 @@ impl Stages<'_> {
     }
 
     /// A dry run after its checks: looks up the state, asks which SHARE rows would fail, and
-    /// logs the plan; returns how many would. A job-fatal answer is what would stop the
-    /// run: exit 2, nothing having been written.
-    async fn dry_run(&self, resume: Resume) -> Result<u64, Error> {
+    /// logs the plan; returns how many would, and how many could not be checked (no
+    /// answer). A job-fatal answer is what would stop the run: exit 2, nothing having been
+    /// written.
+    async fn dry_run(&self, resume: Resume) -> Result<(u64, u64), Error> {
         let state = self.look_up(&Lookups::new(self.engine.clone())).await;
         if let Some(Reason::Fatal(error)) = self.stop().reason() {
             return Err(Error::Setup(anyhow::anyhow!(
@@ -353,7 +354,8 @@ impl Stages<'_> {
         });
         let rate = self.config.pacing().rate;
         plan::log_dry_run(&plans, self.plan.n_invalid, n_would_fail, rate);
-        Ok(n_would_fail.unwrap_or(0))
+        let n_unchecked = findings.map_or(0, |findings| findings.n_unchecked);
+        Ok((n_would_fail.unwrap_or(0), n_unchecked))
     }
 
     /// The preflight of a dry run (SPEC §10): `None` with `--no-preflight`.

@@ -71,6 +71,9 @@ pub struct Report {
     pub n_unnamed: u64,
     /// SHARE rows a dry run's preflight says the service would refuse (SPEC §10).
     pub n_would_fail: u64,
+    /// SHARE rows a dry run's preflight asked about and got no answer for: it cannot vouch
+    /// for them, so they count against exit 0 as those that would fail do.
+    pub n_unchecked: u64,
 }
 
 impl Report {
@@ -98,6 +101,7 @@ impl Report {
             unknown_listings: Vec::new(),
             n_unnamed: 0,
             n_would_fail: 0,
+            n_unchecked: 0,
         }
     }
 
@@ -138,7 +142,7 @@ impl Report {
             ));
         }
         let n_failed = self.counts.get(Status::Failed) + self.counts.get(Status::Invalid);
-        if n_failed + self.n_would_fail > 0 {
+        if n_failed + self.n_would_fail + self.n_unchecked > 0 {
             Ending::SomeRowsFailed
         } else {
             Ending::Done
@@ -195,9 +199,13 @@ pub fn summary_lines(report: &Report) -> Vec<String> {
     });
     if report.dry_run {
         let mut lines = vec![format!(
-            "dry run: no share sent, nothing written; {} invalid rows; {} would fail; {} DescribeBlueprints and {} DescribeImagesToShare requests",
+            "dry run: no share sent, nothing written; {} invalid rows; {} would fail{}; {} DescribeBlueprints and {} DescribeImagesToShare requests",
             report.counts.get(Status::Invalid),
             plural(report.n_would_fail, "SHARE row", "SHARE rows"),
+            match report.n_unchecked {
+                0 => String::new(),
+                n => format!(", {n} could not be checked"),
+            },
             report.n_requests(Kind::DescribeBlueprints),
             report.n_requests(Kind::DescribeImages)
         )];
@@ -288,6 +296,7 @@ fn json_summary(report: &Report) -> serde_json::Value {
             .collect::<BTreeMap<_, _>>(),
         "settled_by_lookup": report.n_settled,
         "would_fail": report.n_would_fail,
+        "unchecked": report.n_unchecked,
         "flipping_images": report.flipping,
         "changed_outside_images": report.n_drifted,
         "lookups_proving_nothing": report.unknown_listings,

@@ -529,3 +529,26 @@ async fn a_file_name_that_drives_a_terminal_is_shown_escaped() {
         );
     }
 }
+
+/// A dry run that cannot reach the service cannot vouch for its SHARE rows: exit 3, the
+/// rows it could not check counted, so a cron job that runs `--dry-run` first stops there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dry_run_that_cannot_reach_the_service_does_not_exit_0() {
+    let closed = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let endpoint = format!("http://{}", closed.local_addr().unwrap());
+    drop(closed);
+    let job = Job::with_rows(3, "ap-guangzhou", Permission::Share);
+    let output = finish(
+        binary(&job)
+            .args(["--dry-run", "--endpoint", &endpoint])
+            .spawn()
+            .unwrap(),
+    )
+    .await;
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(3), "{stderr}");
+    assert!(
+        stderr.contains("0 SHARE rows would fail, 3 could not be checked"),
+        "{stderr}"
+    );
+}
