@@ -1,17 +1,21 @@
 //! The invariant of SPEC §9 as a property: random sheets (at most 8 rows over 3 images and 2
 //! regions), edited at random between 3 nights (rows reordered, deleted, flipped, given a
 //! typo, fixed), the account changed at random out of band before each night, some images
-//! failing (they do not exist: deterministic per image); each night `--resume`s into the same
+//! failing (they do not exist: deterministic per image), the look-up sometimes refused by the
+//! CAM policy or broken for the first few listings; each night `--resume`s into the same
 //! results file. After every run that exits 0, the account (`GET /__state`) holds every image
 //! as the sheet's last valid row for it says, and that row's status says so (with its
-//! BlueprintId when shared). A sheet with no typo and no failing image must exit 0.
+//! BlueprintId when shared and the look-up works). A sheet with no typo and no failing image
+//! must exit 0.
 //!
 //! `run()` is driven in-process against an in-process simulator, fresh for each case; the
 //! cases come from a fixed seed, so a failure is reproduced by running the test again.
 
 use lighthouse_share::output::Ending;
 use lighthouse_share::results::Status;
-use lighthouse_share::simulator::{SeededImage, SimulatorConfig, SimulatorHandle};
+use lighthouse_share::simulator::{
+    DescribeFault, Faults, SeededImage, SimulatorConfig, SimulatorHandle,
+};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, RngAlgorithm, TestCaseError, TestRng, TestRunner};
 
@@ -66,10 +70,21 @@ struct Before {
     outside: Vec<(usize, usize, bool)>,
 }
 
+/// What the look-up (`DescribeBlueprints`) does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Listing {
+    Works,
+    /// The CAM policy refuses it: the state is never known.
+    Refused,
+    /// The first N listings of each region come back empty while `TotalCount` says more.
+    BrokenFirst(u64),
+}
+
 #[derive(Clone, Debug)]
 struct Scenario {
     /// What becomes of the writes of each of the 3 images.
     fates: [Fate; 3],
+    listing: Listing,
     sheet: Vec<SheetRow>,
     nights: Vec<Before>,
 }
@@ -116,11 +131,17 @@ fn scenario() -> impl Strategy<Value = Scenario> {
             1 => Just(Fate::Missing),
             1 => Just(Fate::Unshareable),
         ]),
+        prop_oneof![
+            6 => Just(Listing::Works),
+            1 => Just(Listing::Refused),
+            1 => (1..6u64).prop_map(Listing::BrokenFirst),
+        ],
         prop::collection::vec(sheet_row(), 1..=8),
         prop::collection::vec(before(), 3),
     )
-        .prop_map(|(fates, sheet, nights)| Scenario {
+        .prop_map(|(fates, listing, sheet, nights)| Scenario {
             fates,
+            listing,
             sheet,
             nights,
         })
@@ -156,8 +177,9 @@ fn apply(sheet: &mut Vec<SheetRow>, edit: Edit) {
     }
 }
 
-/// A simulator whose account has the images of `fates` that exist, in both regions.
-fn simulator(fates: &[Fate; 3]) -> SimulatorConfig {
+/// A simulator whose account has the images of `fates` that exist, in both regions, and
+/// whose look-up does as `listing` says.
+fn simulator(fates: &[Fate; 3], listing: Listing) -> SimulatorConfig {
     let mut images = Vec::new();
     for region in REGIONS {
         for (image, fate) in IMAGES.iter().zip(fates) {
@@ -171,8 +193,20 @@ fn simulator(fates: &[Fate; 3]) -> SimulatorConfig {
             }
         }
     }
+    let faults = match listing {
+        Listing::Works => Faults::default(),
+        Listing::Refused => Faults {
+            unauthorized_describe: true,
+            ..Faults::default()
+        },
+        Listing::BrokenFirst(n) => Faults {
+            describe: vec![DescribeFault::EmptyFirst(Some(n))],
+            ..Faults::default()
+        },
+    };
     SimulatorConfig {
         images: Some(images),
+        faults,
         ..fast_simulator()
     }
 }
@@ -196,7 +230,7 @@ fn csv(sheet: &[SheetRow]) -> String {
 
 /// Plays a scenario's three nights; checks the invariant after each that exits 0.
 async fn play(scenario: Scenario) -> Result<(), TestCaseError> {
-    let sim = start(simulator(&scenario.fates)).await;
+    let sim = start(simulator(&scenario.fates, scenario.listing)).await;
     let mut job = Job::new("region,image_id,permission\n");
     // In memory where there is such a place: the record is synced at every run's start and
     // end, and 600 runs of syncing to disk would be most of this test's time.
@@ -236,7 +270,8 @@ async fn play(scenario: Scenario) -> Result<(), TestCaseError> {
             n + 1
         );
         if ending == Ending::Done {
-            check(&sim, &sheet, &rows)
+            let named = scenario.listing == Listing::Works;
+            check(&sim, &sheet, &rows, named)
                 .await
                 .map_err(|why| TestCaseError::fail(format!("night {}: {why}", n + 1)))?;
         }
@@ -245,11 +280,13 @@ async fn play(scenario: Scenario) -> Result<(), TestCaseError> {
     Ok(())
 }
 
-/// The invariant after a run that exited 0.
+/// The invariant after a run that exited 0; `named`: every shared row must say its
+/// BlueprintId (the look-up works).
 async fn check(
     sim: &SimulatorHandle,
     sheet: &[SheetRow],
     rows: &[ResultRow],
+    named: bool,
 ) -> Result<(), String> {
     if rows.len() != sheet.len() {
         return Err(format!(
@@ -271,7 +308,7 @@ async fn check(
             let agrees = match word {
                 Word::Share => {
                     matches!(result.status, Status::Shared | Status::AlreadyShared)
-                        && result.blueprint_id.is_some()
+                        && (result.blueprint_id.is_some() || !named)
                 }
                 _ => matches!(result.status, Status::Unshared | Status::AlreadyUnshared),
             };
