@@ -338,7 +338,7 @@ pub fn readable_by_others(path: &Path, what: &str) -> Option<String> {
     let mode = std::fs::metadata(path).ok()?.permissions().mode();
     (mode & 0o077 != 0).then(|| {
         format!(
-            "{} holds {what} and can be read by others (mode {:o}): run `chmod 600 {}`",
+            "{} holds {what} and can be read by group or others (mode {:o}): run `chmod 600 {}`",
             crate::text::path(path),
             mode & 0o777,
             crate::text::path(path)

@@ -321,8 +321,8 @@ fn text_head(report: &Report) -> [String; 3] {
         .map(|s| format!("{} {}", report.counts.get(*s), s.as_str()))
         .collect();
     let head = format!(
-        "summary: {} rows: {}",
-        report.counts.total(),
+        "summary: {}: {}",
+        plural(report.counts.total(), "row", "rows"),
         statuses.join(", ")
     );
     let head = match super::colour() {
